@@ -1,0 +1,55 @@
+"""`python -m export MODEL_DIR OUT_DIR [--ops fused|portable] [--dtype fp32|fp16] [--validate] [--force]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from export.errors import ExportError
+from export.pipeline import DTYPES, OPS, ExportOptions, run_export
+
+log = logging.getLogger("export")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line and exit 2, like every other bad input.
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m export", description="Export a Qwen3.5 checkpoint to an ONNX bundle.")
+    parser.add_argument("model_dir", type=Path, help="Hugging Face checkpoint directory")
+    parser.add_argument("out_dir", type=Path, help="bundle directory to create")
+    parser.add_argument("--ops", choices=OPS, default="fused",
+                        help="fused: onnxruntime contrib kernels (default); portable: ONNX function bodies")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    parser.add_argument("--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance")
+    parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    options = ExportOptions(args.model_dir, args.out_dir, args.ops, args.dtype, args.validate, args.force)
+    try:
+        manifest = run_export(options)
+    except ExportError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted; nothing was written\n")
+        return 130
+    except Exception as err:  # a bug of ours: still one line, unless asked for the traceback
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: internal error: {type(err).__name__}: {err} (rerun with --debug)\n")
+        return 1
+    size = sum(f["size"] for f in manifest["files"].values())
+    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest["files"]), size / 1e6)
+    return 0

@@ -1,0 +1,108 @@
+"""One export, start to finish: check inputs, load lazily, trace, choose ops, write and validate."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+import torch
+
+from export import bundle
+from export.checkpoint import Checkpoint
+from export.config import ModelSpec, read_config_json, spec_from_config
+from export.decoder import load_decoder
+from export.errors import BadInputError, ValidationFailedError
+from export.passes.choose_ops import choose_ops
+from export.trace import trace_to_onnx
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+OPS = ("fused", "portable")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model_dir: Path
+    out_dir: Path
+    ops: str = "fused"
+    dtype: str = "fp32"
+    validate: bool = False
+    force: bool = False
+
+
+def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
+    """Names, element types and (symbolic) shapes of the graph's inputs and outputs."""
+
+    def describe(value: ir.Value) -> dict[str, Any]:
+        shape = [d if isinstance(d, int) else str(d) for d in (value.shape or [])]
+        dtype = value.dtype.name.lower() if value.dtype is not None else None
+        return {"name": value.name, "dtype": dtype, "shape": shape}
+
+    return {"inputs": [describe(v) for v in model.graph.inputs],
+            "outputs": [describe(v) for v in model.graph.outputs]}
+
+
+def _check_options(options: ExportOptions) -> None:
+    if options.ops not in OPS:
+        raise BadInputError(f"--ops must be one of {', '.join(OPS)}, got {options.ops!r}")
+    if options.dtype not in DTYPES:
+        raise BadInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+
+
+def _manifest_fields(spec: ModelSpec, model: ir.Model, options: ExportOptions) -> dict[str, Any]:
+    return {
+        "model": spec.to_json(),
+        "io": io_contract(model),
+        "ops": options.ops,
+        "dtype": options.dtype,
+        "chat_template": bundle.chat_template(options.model_dir),
+        "eos_token_ids": list(spec.eos_token_ids),
+        "pad_token_id": spec.pad_token_id,
+    }
+
+
+def run_export(options: ExportOptions) -> dict[str, Any]:
+    """Export one checkpoint to a bundle; returns the manifest. Raises ExportError subclasses."""
+    _check_options(options)
+    config = read_config_json(options.model_dir)
+    spec = spec_from_config(config)
+    bundle.check_tokenizer_files(options.model_dir)
+    bundle.check_output_dir(options.out_dir, options.force)
+    checkpoint = Checkpoint(options.model_dir)
+    decoder = load_decoder(spec, checkpoint, DTYPES[options.dtype])
+    model = choose_ops(trace_to_onnx(decoder, DTYPES[options.dtype]), options.ops)
+    report = None
+    with bundle.staging_dir(options.out_dir, options.force) as staging:
+        log.info("writing %s", options.out_dir)
+        ir.save(model, staging / bundle.MODEL_FILE, external_data=bundle.MODEL_FILE + ".data")
+        del model, decoder
+        bundle.copy_model_files(options.model_dir, staging)
+        if options.validate:
+            from export.reference import load_reference
+            from export.validate import compare
+
+            reference = load_reference(spec, config, checkpoint)
+            report = compare(staging / bundle.MODEL_FILE, reference, spec.vocab_size, options.dtype)
+            (staging / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
+        manifest = bundle.write_manifest(staging, _manifest_fields(spec, _load_io(staging), options))
+    if report is not None and not report["passed"]:
+        worst = report["worst"]
+        raise ValidationFailedError(
+            f"validation failed: max-abs {worst['max_abs']:.3g}, KL {worst['kl']:.3g}, greedy agreement "
+            f"{worst['greedy_agreement']:.2f} (tolerance {report['tolerance']}); see "
+            f"{options.out_dir / 'validation.json'}"
+        )
+    return manifest
+
+
+def _load_io(staging: Path) -> ir.Model:
+    # Only the graph's I/O is needed: load without the external weights.
+    import onnx
+
+    proto = onnx.load(str(staging / bundle.MODEL_FILE), load_external_data=False)
+    return ir.serde.deserialize_model(proto)

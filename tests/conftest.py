@@ -1,0 +1,49 @@
+"""Session-wide fixtures: seeded tiny checkpoints (both layouts) and their exported bundles."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests.checkpoints import TINY_TEXT_CONFIG, random_model, write_text_checkpoint, write_vl_checkpoint
+
+logging.getLogger("export").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Sharded, so the index path is exercised too.
+    return write_text_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-text", shard_size="100KB")
+
+
+@pytest.fixture(scope="session")
+def tiny_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_vl_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_reference():
+    """transformers' model with the same seeded weights as both tiny checkpoints."""
+    return random_model(TINY_TEXT_CONFIG, seed=0)
+
+
+_BUNDLES: dict[tuple[str, str, str], Path] = {}
+
+
+@pytest.fixture(scope="session")
+def export_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_text_dir: Path, tiny_vl_dir: Path):
+    """Export (layout, ops, dtype) once per session and hand back the bundle directory."""
+    from export.pipeline import ExportOptions, run_export
+
+    def get(layout: str, ops: str, dtype: str = "fp32") -> Path:
+        key = (layout, ops, dtype)
+        if key not in _BUNDLES:
+            source = tiny_text_dir if layout == "text" else tiny_vl_dir
+            out = tmp_path_factory.mktemp("bundle") / f"{layout}-{ops}-{dtype}"
+            run_export(ExportOptions(source, out, ops=ops, dtype=dtype))
+            _BUNDLES[key] = out
+        return _BUNDLES[key]
+
+    return get
