@@ -34,7 +34,7 @@ def example_inputs(spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.Tensor, .
     return (ids, mask, positions, *states)
 
 
-def dynamic_shapes(spec: ModelSpec) -> tuple[dict[int, Dim], ...]:
+def dynamic_shapes(spec: ModelSpec) -> tuple[object, ...]:
     batch, seq = Dim(BATCH), Dim(SEQUENCE)
     # total = past + seq is a relation torch.export cannot state between two free dims; AUTO lets
     # it infer the past axis from the attention mask's.
@@ -42,7 +42,8 @@ def dynamic_shapes(spec: ModelSpec) -> tuple[dict[int, Dim], ...]:
     states: list[dict[int, Dim]] = []
     for state in state_io(list(spec.layer_types)):
         states.append({0: batch, 2: Dim.AUTO} if state.kind in ("key", "value") else {0: batch})
-    return ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, *states)
+    # forward(ids, mask, positions, *past): the varargs are one element of the structure.
+    return ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, tuple(states))
 
 
 def rename_dynamic_dims(model: ir.Model, spec: ModelSpec) -> None:
