@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
+SAMPLER_FILE = "sampler.onnx"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 OPTIONAL_COPIED_FILES = ("generation_config.json", "chat_template.jinja", "special_tokens_map.json")
 _PROVENANCE_PACKAGES = ("torch", "transformers", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "safetensors")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from export.errors import BadInputError
-from export.graph_io import FULL_ATTENTION, LINEAR_ATTENTION
+from runtime_py.graph_io import FULL_ATTENTION, LINEAR_ATTENTION
 
 TEXT_MODEL_TYPE = "qwen3_5_text"
 VL_MODEL_TYPE = "qwen3_5"

@@ -10,7 +10,7 @@ from torch import nn
 
 from export.checkpoint import Checkpoint
 from export.config import ModelSpec
-from export.graph_io import state_io
+from runtime_py.graph_io import state_io
 from export.modeling import DecoderLayer, ZeroCenteredRMSNorm
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.config import ModelSpec
-from export.graph_io import LINEAR_ATTENTION
+from runtime_py.graph_io import LINEAR_ATTENTION
 from export.ops.causal_conv import causal_conv1d_with_state
 from export.ops.gated_delta_rule import gated_delta_rule
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from export.graph_io import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, is_state_input, present_for
+from runtime_py.graph_io import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, is_state_input, present_for
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
 import onnx_ir as ir
 import torch
 
@@ -17,6 +19,7 @@ from export.config import ModelSpec, read_config_json, spec_from_config
 from export.decoder import load_decoder
 from export.errors import BadInputError, ValidationFailedError
 from export.passes.choose_ops import choose_ops
+from export.sampler_graph import sampler_model
 from export.trace import trace_to_onnx
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
 
     def describe(value: ir.Value) -> dict[str, Any]:
         shape = [d if isinstance(d, int) else str(d) for d in (value.shape or [])]
-        dtype = value.dtype.name.lower() if value.dtype is not None else None
+        dtype = np.dtype(value.dtype.numpy()).name if value.dtype is not None else None  # "float32"
         return {"name": value.name, "dtype": dtype, "shape": shape}
 
     return {"inputs": [describe(v) for v in model.graph.inputs],
@@ -58,6 +61,7 @@ def _manifest_fields(spec: ModelSpec, model: ir.Model, options: ExportOptions) -
     return {
         "model": spec.to_json(),
         "io": io_contract(model),
+        "sampler": {"file": bundle.SAMPLER_FILE, **io_contract(ir.serde.deserialize_model(sampler_model()))},
         "ops": options.ops,
         "dtype": options.dtype,
         "chat_template": bundle.chat_template(options.model_dir),
@@ -81,6 +85,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         log.info("writing %s", options.out_dir)
         ir.save(model, staging / bundle.MODEL_FILE, external_data=bundle.MODEL_FILE + ".data")
         del model, decoder
+        onnx.save(sampler_model(), str(staging / bundle.SAMPLER_FILE))
         bundle.copy_model_files(options.model_dir, staging)
         if options.validate:
             from export.reference import load_reference
@@ -102,7 +107,5 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
 
 def _load_io(staging: Path) -> ir.Model:
     # Only the graph's I/O is needed: load without the external weights.
-    import onnx
-
     proto = onnx.load(str(staging / bundle.MODEL_FILE), load_external_data=False)
     return ir.serde.deserialize_model(proto)

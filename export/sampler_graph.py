@@ -16,8 +16,7 @@ import onnx
 from onnxscript import FLOAT, INT64, script
 from onnxscript import opset18 as op
 
-SAMPLER_INPUTS = ("logits", "penalty_ids", "penalty", "temperature", "k")
-SAMPLER_OUTPUTS = ("top_logits", "top_ids", "log_normalizer")
+from runtime_py import graph_io as io
 
 
 @script()
@@ -39,18 +38,21 @@ def sampler(logits: FLOAT, penalty_ids: INT64, penalty: FLOAT, temperature: FLOA
 
 def sampler_model() -> onnx.ModelProto:
     model = sampler.to_model_proto()
+    # The script's parameter names are the contract's; check rather than trust.
+    assert tuple(i.name for i in model.graph.input) == io.SAMPLER_INPUTS
+    assert tuple(o.name for o in model.graph.output) == io.SAMPLER_OUTPUTS
     shapes = {
-        "logits": ["batch", "sequence_length", "vocab"],
-        "penalty_ids": ["batch", "num_penalised"],
-        "penalty": [1],
-        "temperature": [1],
-        "k": [1],
-        "top_logits": ["batch", "k"],
-        "top_ids": ["batch", "k"],
-        "log_normalizer": ["batch", 1],
+        io.SAMPLER_LOGITS: ["batch", "sequence_length", "vocab"],
+        io.SAMPLER_PENALTY_IDS: ["batch", "num_penalised"],
+        io.SAMPLER_PENALTY: [1],
+        io.SAMPLER_TEMPERATURE: [1],
+        io.SAMPLER_K: [1],
+        io.SAMPLER_TOP_LOGITS: ["batch", "k"],
+        io.SAMPLER_TOP_IDS: ["batch", "k"],
+        io.SAMPLER_LOG_NORMALIZER: ["batch", 1],
     }
-    elem_types = {"top_logits": onnx.TensorProto.FLOAT, "top_ids": onnx.TensorProto.INT64,
-                  "log_normalizer": onnx.TensorProto.FLOAT}
+    elem_types = {io.SAMPLER_TOP_LOGITS: onnx.TensorProto.FLOAT, io.SAMPLER_TOP_IDS: onnx.TensorProto.INT64,
+                  io.SAMPLER_LOG_NORMALIZER: onnx.TensorProto.FLOAT}
     for value in [*model.graph.input, *model.graph.output]:
         if value.name in elem_types:
             value.type.tensor_type.elem_type = elem_types[value.name]

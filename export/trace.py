@@ -11,7 +11,7 @@ from torch.export import Dim
 
 from export.config import ModelSpec
 from export.decoder import Qwen35Decoder, state_shapes
-from export.graph_io import input_names, output_names, state_io
+from runtime_py.graph_io import input_names, output_names, state_io
 from export.ops.registry import translation_table
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 
 The names are transformers.js's names for Qwen3.5 caches, so the bundle also works with runtimes
 that already know them. Everything else (the exporter, the passes, the manifest, the runtimes)
-asks this module instead of spelling a name.
+asks this module instead of spelling a name. It lives in runtime_py, stdlib only, because the
+runtime also runs in Pyodide; the exporter imports it from here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
 LOGITS = "logits"
+
+# The bundle's sampler graph (see export/sampler_graph.py).
+SAMPLER_LOGITS, SAMPLER_PENALTY_IDS, SAMPLER_PENALTY, SAMPLER_TEMPERATURE, SAMPLER_K = (
+    "logits", "penalty_ids", "penalty", "temperature", "k")
+SAMPLER_TOP_LOGITS, SAMPLER_TOP_IDS, SAMPLER_LOG_NORMALIZER = "top_logits", "top_ids", "log_normalizer"
+SAMPLER_INPUTS = (SAMPLER_LOGITS, SAMPLER_PENALTY_IDS, SAMPLER_PENALTY, SAMPLER_TEMPERATURE, SAMPLER_K)
+SAMPLER_OUTPUTS = (SAMPLER_TOP_LOGITS, SAMPLER_TOP_IDS, SAMPLER_LOG_NORMALIZER)
 
 LINEAR_ATTENTION = "linear_attention"
 FULL_ATTENTION = "full_attention"

@@ -1,0 +1,5 @@
+import sys
+
+from runtime_py.cli import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""`python -m runtime_py generate BUNDLE_DIR --prompt TEXT [--chat] [--max-new-tokens N] [--greedy]
+[--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from runtime_py.errors import RuntimeUserError
+from runtime_py.generation import CancelToken
+from runtime_py.sampling import SamplingParams
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m runtime_py", description="Generate text with an exported Qwen3.5 bundle.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    gen = commands.add_parser("generate", help="generate a continuation of a prompt")
+    gen.add_argument("bundle", type=Path)
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--chat", action="store_true", help="wrap the prompt in the bundle's chat template")
+    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--greedy", action="store_true")
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--repetition-penalty", type=float, default=1.0)
+    gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--prefill-chunk", type=int, default=256)
+    gen.add_argument("--threads", type=int, default=None)
+    gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    return parser
+
+
+async def _generate(args: argparse.Namespace) -> int:
+    from runtime_py.runtime import open_native
+
+    params = SamplingParams(
+        greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, seed=args.seed, max_new_tokens=args.max_new_tokens,
+        stop_strings=tuple(args.stop),
+    )
+    runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)
+    prompt_ids = runtime.prompt_ids(args.prompt, chat=args.chat)
+    cancel = CancelToken()
+    try:
+        async for piece in runtime.stream(prompt_ids, params, cancel):
+            if not args.json:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    finally:
+        await runtime.close()
+    result = runtime.generator.result
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        sys.stdout.write("\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_generate(args))
+    except RuntimeUserError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130

@@ -1,0 +1,48 @@
+"""The backend seam: what the runtime needs from an ONNX runtime, and nothing more.
+
+Two implementations: `engine_native` (onnxruntime in CPython, tensors are numpy arrays) and
+`engine_web` (onnxruntime-web through Pyodide's FFI, tensors are JS `ort.Tensor`s that may live
+on the GPU). Everything above this seam is backend-agnostic, stdlib-only Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Tensor = Any  # an opaque handle owned by the engine
+
+MODEL_ROLE = "model"
+SAMPLER_ROLE = "sampler"
+
+
+class Engine(Protocol):
+    name: str  # "cpu" natively; "webgpu" or "wasm" in the browser
+    busy_seconds: float  # wall time spent inside run/read so far (the Python share is the rest)
+
+    async def open(self, role: str, source: str) -> None:
+        """Create the session for `role` from a file path (native) or URL (web)."""
+
+    def int64(self, values: list[int], dims: list[int]) -> Tensor: ...
+
+    def float32(self, values: list[float], dims: list[int]) -> Tensor: ...
+
+    def ones_int64(self, dims: list[int]) -> Tensor:
+        """All-ones int64 tensor, built without a Python loop over its elements."""
+
+    def zeros(self, dtype: str, dims: list[int]) -> Tensor: ...
+
+    async def run(self, role: str, feeds: dict[str, Tensor], outputs: list[str]) -> dict[str, Tensor]: ...
+
+    async def read(self, tensor: Tensor) -> list[Any]:
+        """The tensor's elements as a flat Python list (copies from the device if needed)."""
+
+    async def read_last_row(self, tensor: Tensor) -> list[float]:
+        """Row [0, -1, :] of a [1, T, N] tensor (parity checks; not on the per-token path)."""
+
+    def release(self, tensor: Tensor) -> None:
+        """Free a tensor the runtime no longer needs (GPU buffers must not leak)."""
+
+    def live_tensors(self) -> int:
+        """How many tensors this engine created and has not released (leak checks)."""
+
+    async def close(self) -> None: ...
