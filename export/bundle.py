@@ -30,7 +30,15 @@ MODEL_FILE = "model.onnx"
 SAMPLER_FILE = "sampler.onnx"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 OPTIONAL_COPIED_FILES = ("generation_config.json", "chat_template.jinja", "special_tokens_map.json")
-_PROVENANCE_PACKAGES = ("torch", "transformers", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "safetensors")
+_PROVENANCE_PACKAGES = (
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxscript",
+    "onnx-ir",
+    "onnxruntime",
+    "safetensors",
+)
 
 
 def check_output_dir(out_dir: Path, force: bool) -> None:
@@ -115,12 +123,15 @@ def file_table(bundle: Path) -> dict[str, dict[str, Any]]:
     """Every file of the bundle but the manifest, with its size and sha256."""
     table = {}
     for path in sorted(p for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST):
-        table[path.relative_to(bundle).as_posix()] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        table[path.relative_to(bundle).as_posix()] = {
+            "size": path.stat().st_size,
+            "sha256": sha256_file(path),
+        }
     return table
 
 
 def provenance() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in _PROVENANCE_PACKAGES:
         try:
             versions[package] = metadata.version(package)
@@ -130,12 +141,20 @@ def provenance() -> dict[str, Any]:
         tool_version = metadata.version("qwen35-web")
     except metadata.PackageNotFoundError:
         tool_version = "0+unknown"
-    return {"tool": "qwen35-web export", "tool_version": tool_version, "python": platform.python_version(),
-            "libraries": versions}
+    return {
+        "tool": "qwen35-web export",
+        "tool_version": tool_version,
+        "python": platform.python_version(),
+        "libraries": versions,
+    }
 
 
 def write_manifest(bundle: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    manifest = {"format_version": FORMAT_VERSION, **fields, "files": file_table(bundle),
-                "provenance": provenance()}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        **fields,
+        "files": file_table(bundle),
+        "provenance": provenance(),
+    }
     (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return manifest

@@ -24,10 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m export", description="Export a Qwen3.5 checkpoint to an ONNX bundle.")
     parser.add_argument("model_dir", type=Path, help="Hugging Face checkpoint directory")
     parser.add_argument("out_dir", type=Path, help="bundle directory to create")
-    parser.add_argument("--ops", choices=OPS, default="fused",
-                        help="fused: onnxruntime contrib kernels (default); portable: ONNX function bodies")
+    parser.add_argument(
+        "--ops",
+        choices=OPS,
+        default="fused",
+        help="fused: onnxruntime contrib kernels (default); portable: ONNX function bodies",
+    )
     parser.add_argument("--dtype", choices=list(DTYPES), default="fp32")
-    parser.add_argument("--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance")
+    parser.add_argument(
+        "--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance"
+    )
     parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser

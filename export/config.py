@@ -108,9 +108,9 @@ def _field(text: dict[str, Any], name: str, kind: type, default: Any = None) -> 
         raise BadInputError(f"config.json: required field {name!r} is missing")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise BadInputError(f"config.json: field {name!r} must be {kind.__name__}, got {value!r}")
-    if kind is int and value <= 0:
+    if isinstance(value, int) and kind is int and value <= 0:
         raise BadInputError(f"config.json: field {name!r} must be positive, got {value}")
     return value
 

@@ -10,8 +10,8 @@ from torch import nn
 
 from export.checkpoint import Checkpoint
 from export.config import ModelSpec
-from runtime_py.graph_io import state_io
 from export.modeling import DecoderLayer, ZeroCenteredRMSNorm
+from runtime_py.graph_io import state_io
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class Qwen35Decoder(nn.Module):
         self.model = TextModel(spec)
         if not spec.tie_word_embeddings:
             self.lm_head = nn.Linear(spec.hidden_size, spec.vocab_size, bias=False)
+        self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rotary_inv_freq(spec), persistent=False)
 
     def _rope(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +109,9 @@ def checkpoint_name(spec: ModelSpec, name: str) -> str:
     return spec.weight_prefix + name.removeprefix("model.") if name.startswith("model.") else name
 
 
-def load_decoder(spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dtype = torch.float32) -> Qwen35Decoder:
+def load_decoder(
+    spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dtype = torch.float32
+) -> Qwen35Decoder:
     """Build on the meta device, check every tensor's shape, then read the weights one by one."""
     with torch.device("meta"):
         decoder = Qwen35Decoder(spec)

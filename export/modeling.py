@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.config import ModelSpec
-from runtime_py.graph_io import LINEAR_ATTENTION
 from export.ops.causal_conv import causal_conv1d_with_state
 from export.ops.gated_delta_rule import gated_delta_rule
+from runtime_py.graph_io import LINEAR_ATTENTION
 
 
 class ZeroCenteredRMSNorm(nn.Module):
@@ -70,14 +70,20 @@ class GatedDeltaNet(nn.Module):
         self.out_proj = nn.Linear(self.value_dim, hidden, bias=False)
 
     def forward(
-        self, x: torch.Tensor, token_mask: torch.Tensor, conv_state: torch.Tensor, recurrent_state: torch.Tensor
+        self,
+        x: torch.Tensor,
+        token_mask: torch.Tensor,
+        conv_state: torch.Tensor,
+        recurrent_state: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, seq, _ = x.shape
         # Padding positions must not leak into the recurrent state.
         x = x * token_mask.unsqueeze(-1)  # [B, T, D]
         mixed = self.in_proj_qkv(x).transpose(1, 2)  # [B, C, T]
         mixed, conv_state = causal_conv1d_with_state(mixed, self.conv1d.weight, conv_state)
-        query, key, value = torch.split(mixed.transpose(1, 2), [self.key_dim, self.key_dim, self.value_dim], -1)
+        query, key, value = torch.split(
+            mixed.transpose(1, 2), [self.key_dim, self.key_dim, self.value_dim], -1
+        )
         query = l2_normalize(query.reshape(batch, seq, self.num_k_heads, self.head_k_dim).float())
         key = l2_normalize(key.reshape(batch, seq, self.num_k_heads, self.head_k_dim).float())
         value = value.reshape(batch, seq, self.num_v_heads, self.head_v_dim)

@@ -43,7 +43,11 @@ class GraphRunner:
         if mask is None:
             mask = np.ones((batch, past_len + seq), dtype=np.int64)
         positions = np.broadcast_to(np.arange(past_len, past_len + seq, dtype=np.int64), (batch, seq))
-        feeds = {INPUT_IDS: ids.astype(np.int64), ATTENTION_MASK: mask, POSITION_IDS: np.ascontiguousarray(positions)}
+        feeds = {
+            INPUT_IDS: ids.astype(np.int64),
+            ATTENTION_MASK: mask,
+            POSITION_IDS: np.ascontiguousarray(positions),
+        }
         feeds.update({meta.name: s for meta, s in zip(self.state_inputs, states, strict=True)})
         outputs = self.session.run(self.output_names, feeds)
         by_name = dict(zip(self.output_names, outputs, strict=True))

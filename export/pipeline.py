@@ -46,8 +46,10 @@ def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
         dtype = np.dtype(value.dtype.numpy()).name if value.dtype is not None else None  # "float32"
         return {"name": value.name, "dtype": dtype, "shape": shape}
 
-    return {"inputs": [describe(v) for v in model.graph.inputs],
-            "outputs": [describe(v) for v in model.graph.outputs]}
+    return {
+        "inputs": [describe(v) for v in model.graph.inputs],
+        "outputs": [describe(v) for v in model.graph.outputs],
+    }
 
 
 def _check_options(options: ExportOptions) -> None:

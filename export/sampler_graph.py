@@ -22,8 +22,10 @@ from runtime_py import graph_io as io
 @script()
 def sampler(logits: FLOAT, penalty_ids: INT64, penalty: FLOAT, temperature: FLOAT, k: INT64):
     minus_one = op.Constant(value_ints=[-1])
-    last = op.Squeeze(op.Slice(logits, minus_one, op.Constant(value_ints=[2**62]), op.Constant(value_ints=[1])),
-                      op.Constant(value_ints=[1]))  # [B, V]
+    last = op.Squeeze(
+        op.Slice(logits, minus_one, op.Constant(value_ints=[2**62]), op.Constant(value_ints=[1])),
+        op.Constant(value_ints=[1]),
+    )  # [B, V]
     # Repetition penalty (CTRL): shrink positive logits, grow negative ones, for ids already seen.
     seen = op.GatherElements(last, penalty_ids, axis=1)  # [B, n]
     zero = op.CastLike(op.Constant(value_float=0.0), seen)
@@ -31,8 +33,9 @@ def sampler(logits: FLOAT, penalty_ids: INT64, penalty: FLOAT, temperature: FLOA
     scaled = op.Div(op.ScatterElements(last, penalty_ids, penalised, axis=1), temperature)  # [B, V]
     top_logits, top_ids = op.TopK(scaled, k, axis=-1, largest=1, sorted=1)
     peak = op.ReduceMax(scaled, op.Constant(value_ints=[1]), keepdims=1)  # [B, 1]
-    log_normalizer = op.Add(peak, op.Log(op.ReduceSum(op.Exp(op.Sub(scaled, peak)),
-                                                      op.Constant(value_ints=[1]), keepdims=1)))
+    log_normalizer = op.Add(
+        peak, op.Log(op.ReduceSum(op.Exp(op.Sub(scaled, peak)), op.Constant(value_ints=[1]), keepdims=1))
+    )
     return top_logits, top_ids, log_normalizer
 
 
@@ -51,8 +54,11 @@ def sampler_model() -> onnx.ModelProto:
         io.SAMPLER_TOP_IDS: ["batch", "k"],
         io.SAMPLER_LOG_NORMALIZER: ["batch", 1],
     }
-    elem_types = {io.SAMPLER_TOP_LOGITS: onnx.TensorProto.FLOAT, io.SAMPLER_TOP_IDS: onnx.TensorProto.INT64,
-                  io.SAMPLER_LOG_NORMALIZER: onnx.TensorProto.FLOAT}
+    elem_types = {
+        io.SAMPLER_TOP_LOGITS: onnx.TensorProto.FLOAT,
+        io.SAMPLER_TOP_IDS: onnx.TensorProto.INT64,
+        io.SAMPLER_LOG_NORMALIZER: onnx.TensorProto.FLOAT,
+    }
     for value in [*model.graph.input, *model.graph.output]:
         if value.name in elem_types:
             value.type.tensor_type.elem_type = elem_types[value.name]

@@ -11,8 +11,9 @@ from torch.export import Dim
 
 from export.config import ModelSpec
 from export.decoder import Qwen35Decoder, state_shapes
-from runtime_py.graph_io import input_names, output_names, state_io
+from export.ops.domain import ONNX_OPSET
 from export.ops.registry import translation_table
+from runtime_py.graph_io import input_names, output_names, state_io
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,14 @@ def dynamic_shapes(spec: ModelSpec) -> tuple[object, ...]:
 def rename_dynamic_dims(model: ir.Model, spec: ModelSpec) -> None:
     """Give the graph's symbolic I/O dims the contract's names (the tracer invents its own)."""
     graph = model.graph
-    names = {}
-    ids = graph.inputs[0].shape
-    mask = graph.inputs[1].shape
+    names: dict[str, str] = {}
+    ids, mask = graph.inputs[0].shape, graph.inputs[1].shape
+    assert ids is not None and mask is not None, "the tracer always records input shapes"
     names[str(ids[0])] = BATCH
     names[str(ids[1])] = SEQUENCE
     names[str(mask[1])] = TOTAL
     for value in graph.inputs:
-        if value.name and value.name.endswith(".key"):
+        if value.name and value.name.endswith(".key") and value.shape is not None:
             names[str(value.shape[2])] = PAST
             break
     for value in [*graph.inputs, *graph.outputs]:
@@ -80,9 +81,12 @@ def trace_to_onnx(decoder: Qwen35Decoder, dtype: torch.dtype = torch.float32) ->
             output_names=output_names(list(spec.layer_types)),
             dynamic_shapes=dynamic_shapes(spec),
             custom_translation_table=translation_table(),
+            # The custom ops' function bodies import this opset; the model must match it.
+            opset_version=ONNX_OPSET,
             optimize=True,
             verbose=False,
         )
+    assert program is not None
     model = program.model
     rename_dynamic_dims(model, spec)
     return model

@@ -43,11 +43,15 @@ def fixed_prompts(vocab: int, seed: int = 1234) -> list[np.ndarray]:
     return [rng.integers(0, vocab, size=n, dtype=np.int64) for n in PROMPT_LENGTHS]
 
 
-def _reference_greedy(reference: torch.nn.Module, prompt: np.ndarray, new_tokens: int) -> list[int]:
+def _reference_greedy(reference: Any, prompt: np.ndarray, new_tokens: int) -> list[int]:
     ids = torch.from_numpy(prompt)[None]
     out = reference.generate(
-        ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-        do_sample=False, pad_token_id=0,
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        pad_token_id=0,
     )
     return out[0, ids.shape[1] :].tolist()
 
@@ -56,7 +60,7 @@ def compare(model_path: Path, reference: torch.nn.Module, vocab: int, dtype: str
     """Prefill logits, chunked-prefill logits and greedy tokens, onnxruntime vs PyTorch."""
     runner = GraphRunner(model_path)
     tolerance = TOLERANCES[dtype]
-    cases = []
+    cases: list[dict[str, Any]] = []
     for prompt in fixed_prompts(vocab):
         with torch.no_grad():
             ref = reference(torch.from_numpy(prompt)[None]).logits[0].float().numpy()  # [T, V]
@@ -70,22 +74,32 @@ def compare(model_path: Path, reference: torch.nn.Module, vocab: int, dtype: str
         with torch.no_grad():
             ref_tokens = _reference_greedy(reference, prompt, GREEDY_TOKENS)
         tokens = runner.greedy(prompt, GREEDY_TOKENS)
-        cases.append({
-            "prompt_tokens": len(prompt),
-            "max_abs": float(np.abs(logits[0] - ref).max()),
-            "chunked_max_abs": float(np.abs(np.concatenate(chunked) - ref).max()),
-            "kl": _kl(ref, logits[0]),
-            "greedy_agreement": float(np.mean(np.array(tokens) == np.array(ref_tokens))),
-            "greedy_tokens": tokens,
-            "reference_greedy_tokens": ref_tokens,
-        })
+        cases.append(
+            {
+                "prompt_tokens": len(prompt),
+                "max_abs": float(np.abs(logits[0] - ref).max()),
+                "chunked_max_abs": float(np.abs(np.concatenate(chunked) - ref).max()),
+                "kl": _kl(ref, logits[0]),
+                "greedy_agreement": float(np.mean(np.array(tokens) == np.array(ref_tokens))),
+                "greedy_tokens": tokens,
+                "reference_greedy_tokens": ref_tokens,
+            }
+        )
     worst = {
         "max_abs": max(max(c["max_abs"], c["chunked_max_abs"]) for c in cases),
         "kl": max(c["kl"] for c in cases),
         "greedy_agreement": min(c["greedy_agreement"] for c in cases),
     }
-    passed = (worst["max_abs"] <= tolerance.max_abs and worst["kl"] <= tolerance.kl
-              and worst["greedy_agreement"] >= tolerance.greedy_agreement)
-    log.info("validation: max_abs %.3g, kl %.3g, greedy %.2f -> %s", worst["max_abs"], worst["kl"],
-             worst["greedy_agreement"], "pass" if passed else "FAIL")
+    passed = (
+        worst["max_abs"] <= tolerance.max_abs
+        and worst["kl"] <= tolerance.kl
+        and worst["greedy_agreement"] >= tolerance.greedy_agreement
+    )
+    log.info(
+        "validation: max_abs %.3g, kl %.3g, greedy %.2f -> %s",
+        worst["max_abs"],
+        worst["kl"],
+        worst["greedy_agreement"],
+        "pass" if passed else "FAIL",
+    )
     return {"passed": passed, "dtype": dtype, "tolerance": asdict(tolerance), "worst": worst, "cases": cases}

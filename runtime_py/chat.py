@@ -18,9 +18,16 @@ def _raise(message: str) -> None:
     raise GenerationInputError(f"chat template: {message}")
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _environment():
@@ -34,8 +41,9 @@ def _environment():
     return env
 
 
-def render_chat(template: str, messages: list[Message], add_generation_prompt: bool = True,
-                **extra: Any) -> str:
+def render_chat(
+    template: str, messages: list[Message], add_generation_prompt: bool = True, **extra: Any
+) -> str:
     """The prompt text for `messages` (special tokens appear as text; the tokenizer maps them)."""
     from jinja2 import TemplateError
 

@@ -21,7 +21,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m runtime_py", description="Generate text with an exported Qwen3.5 bundle.")
+    parser = _Parser(
+        prog="python -m runtime_py", description="Generate text with an exported Qwen3.5 bundle."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     gen = commands.add_parser("generate", help="generate a continuation of a prompt")
     gen.add_argument("bundle", type=Path)
@@ -45,8 +47,13 @@ async def _generate(args: argparse.Namespace) -> int:
     from runtime_py.runtime import open_native
 
     params = SamplingParams(
-        greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty, seed=args.seed, max_new_tokens=args.max_new_tokens,
+        greedy=args.greedy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
         stop_strings=tuple(args.stop),
     )
     runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)

@@ -77,8 +77,14 @@ class GenerationResult:
 
 
 class Generator:
-    def __init__(self, runner: ModelRunner, tokenizer: TokenizerLike, eos_ids: tuple[int, ...],
-                 max_context: int, prefill_chunk: int = DEFAULT_PREFILL_CHUNK):
+    def __init__(
+        self,
+        runner: ModelRunner,
+        tokenizer: TokenizerLike,
+        eos_ids: tuple[int, ...],
+        max_context: int,
+        prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    ):
         if prefill_chunk < 1:
             raise GenerationInputError(f"prefill chunk must be >= 1, got {prefill_chunk}")
         self.runner = runner
@@ -101,8 +107,9 @@ class Generator:
         for start in range(0, len(prompt_ids), self.prefill_chunk):
             await self.runner.forward(prompt_ids[start : start + self.prefill_chunk])
 
-    async def stream(self, prompt_ids: list[int], params: SamplingParams,
-                     cancel: CancelToken | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None
+    ) -> AsyncIterator[str]:
         """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards."""
         self.check_prompt(prompt_ids)
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
@@ -121,7 +128,8 @@ class Generator:
                 result.stop_reason = "cancelled"
                 break
             top_logits, top_ids, log_z = await self.runner.candidates(
-                params.candidates, params.effective_temperature, params.repetition_penalty, seen)
+                params.candidates, params.effective_temperature, params.repetition_penalty, seen
+            )
             token = choose(top_logits, top_ids, log_z, params, rng)
             if token in self.eos_ids:
                 result.stop_reason = "eos"
@@ -148,8 +156,9 @@ class Generator:
         result.decode_ms = (time.perf_counter() - decode_start) * 1000
         result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams,
-                       cancel: CancelToken | None = None) -> GenerationResult:
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None
+    ) -> GenerationResult:
         async for _ in self.stream(prompt_ids, params, cancel):
             pass
         return self.result

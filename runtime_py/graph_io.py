@@ -18,7 +18,12 @@ LOGITS = "logits"
 
 # The bundle's sampler graph (see export/sampler_graph.py).
 SAMPLER_LOGITS, SAMPLER_PENALTY_IDS, SAMPLER_PENALTY, SAMPLER_TEMPERATURE, SAMPLER_K = (
-    "logits", "penalty_ids", "penalty", "temperature", "k")
+    "logits",
+    "penalty_ids",
+    "penalty",
+    "temperature",
+    "k",
+)
 SAMPLER_TOP_LOGITS, SAMPLER_TOP_IDS, SAMPLER_LOG_NORMALIZER = "top_logits", "top_ids", "log_normalizer"
 SAMPLER_INPUTS = (SAMPLER_LOGITS, SAMPLER_PENALTY_IDS, SAMPLER_PENALTY, SAMPLER_TEMPERATURE, SAMPLER_K)
 SAMPLER_OUTPUTS = (SAMPLER_TOP_LOGITS, SAMPLER_TOP_IDS, SAMPLER_LOG_NORMALIZER)

@@ -63,6 +63,11 @@ def _require(condition: bool, message: str) -> None:
         raise BundleError(f"manifest.json: {message}")
 
 
+def _object(value: Any, message: str) -> dict[str, Any]:
+    _require(isinstance(value, dict), message)
+    return value  # type: ignore[no-any-return]
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -72,8 +77,10 @@ def check_relative_path(path: Any) -> str:
     _require(isinstance(path, str) and path != "", "a file name must be a non-empty string")
     normal = posixpath.normpath(path)
     escapes = normal.startswith("../") or normal == ".." or normal.startswith("/") or "\\" in path
-    _require(not escapes and normal == path and ":" not in path and "\x00" not in path,
-             f"file path {path!r} is not a plain relative path inside the bundle")
+    _require(
+        not escapes and normal == path and ":" not in path and "\x00" not in path,
+        f"file path {path!r} is not a plain relative path inside the bundle",
+    )
     return path
 
 
@@ -83,8 +90,10 @@ def _file_entry(path: Any, info: Any) -> FileEntry:
     size, digest = info.get("size"), info.get("sha256")
     _require(_is_int(size) and size >= 0, f"entry for {path!r} needs a non-negative integer 'size'")
     valid_digest = isinstance(digest, str) and len(digest) == 64
-    _require(valid_digest and all(c in "0123456789abcdef" for c in digest),
-             f"entry for {path!r} needs a 64-hex-digit 'sha256'")
+    _require(
+        valid_digest and all(c in "0123456789abcdef" for c in digest),
+        f"entry for {path!r} needs a 64-hex-digit 'sha256'",
+    )
     return FileEntry(path, size, digest)
 
 
@@ -93,27 +102,31 @@ def _tensor_spec(item: Any) -> TensorSpec:
     name, dtype, shape = item.get("name"), item.get("dtype"), item.get("shape")
     _require(isinstance(name, str) and name != "", "each io entry needs a 'name'")
     _require(dtype in ("float32", "float16", "int64"), f"io entry {name!r} has unsupported dtype {dtype!r}")
-    _require(isinstance(shape, list) and all(_is_int(d) or isinstance(d, str) for d in shape),
-             f"io entry {name!r} needs a 'shape' list of ints and names")
+    _require(
+        isinstance(shape, list) and all(_is_int(d) or isinstance(d, str) for d in shape),
+        f"io entry {name!r} needs a 'shape' list of ints and names",
+    )
     return TensorSpec(name, dtype, tuple(shape))
 
 
 def _io(data: dict[str, Any]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    io = data.get("io")
-    _require(isinstance(io, dict), "'io' must be an object with 'inputs' and 'outputs'")
+    io = _object(data.get("io"), "'io' must be an object with 'inputs' and 'outputs'")
     inputs, outputs = io.get("inputs"), io.get("outputs")
-    _require(isinstance(inputs, list) and isinstance(outputs, list), "'io' needs 'inputs' and 'outputs' lists")
-    return tuple(_tensor_spec(i) for i in inputs), tuple(_tensor_spec(o) for o in outputs)
+    _require(
+        isinstance(inputs, list) and isinstance(outputs, list), "'io' needs 'inputs' and 'outputs' lists"
+    )
+    return tuple(_tensor_spec(i) for i in inputs or []), tuple(_tensor_spec(o) for o in outputs or [])
 
 
 def _model_facts(data: dict[str, Any]) -> dict[str, Any]:
-    model = data.get("model")
-    _require(isinstance(model, dict), "'model' must be an object")
+    model = _object(data.get("model"), "'model' must be an object")
     for key in ("vocab_size", "num_layers", "hidden_size"):
         _require(_is_int(model.get(key)) and model[key] > 0, f"model.{key} must be a positive integer")
     layer_types = model.get("layer_types")
-    _require(isinstance(layer_types, list) and len(layer_types) == model["num_layers"],
-             "model.layer_types must list every layer")
+    _require(
+        isinstance(layer_types, list) and len(layer_types) == model["num_layers"],
+        "model.layer_types must list every layer",
+    )
     return model
 
 
@@ -122,9 +135,8 @@ def parse_manifest(data: Any) -> Manifest:
     version = data.get("format_version")
     _require(_is_int(version), "'format_version' must be an integer")
     if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise BundleError(
-            f"manifest.json: unknown format_version {version} (this runtime reads {SUPPORTED_FORMAT_VERSIONS})"
-        )
+        readable = ", ".join(str(v) for v in SUPPORTED_FORMAT_VERSIONS)
+        raise BundleError(f"manifest.json: unknown format_version {version} (this runtime reads {readable})")
     files = data.get("files")
     _require(isinstance(files, dict), "'files' must be an object")
     entries = {path: _file_entry(path, info) for path, info in files.items()}
@@ -139,8 +151,18 @@ def parse_manifest(data: Any) -> Manifest:
     _require(data.get("ops") in ("fused", "portable"), "'ops' must be 'fused' or 'portable'")
     _require(isinstance(data.get("dtype"), str), "'dtype' must be a string")
     inputs, outputs = _io(data)
-    return Manifest(version, _model_facts(data), inputs, outputs, data["ops"], data["dtype"], entries,
-                    template, tuple(eos), pad)
+    return Manifest(
+        version,
+        _model_facts(data),
+        inputs,
+        outputs,
+        data["ops"],
+        data["dtype"],
+        entries,
+        template,
+        tuple(eos),
+        pad,
+    )
 
 
 def parse_manifest_text(text: str | bytes) -> Manifest:

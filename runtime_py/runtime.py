@@ -19,8 +19,14 @@ from runtime_py.sampling import SamplingParams
 
 
 class Runtime:
-    def __init__(self, manifest: Manifest, tokenizer: Any, engine: Engine, prefill_chunk: int = 256,
-                 max_context: int | None = None):
+    def __init__(
+        self,
+        manifest: Manifest,
+        tokenizer: Any,
+        engine: Engine,
+        prefill_chunk: int = 256,
+        max_context: int | None = None,
+    ):
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.engine = engine
@@ -28,8 +34,9 @@ class Runtime:
         context = min(max_context or manifest.max_positions, manifest.max_positions)
         self.generator = Generator(self.runner, tokenizer, manifest.eos_token_ids, context, prefill_chunk)
 
-    def prompt_ids(self, prompt: str | None = None, chat: bool = False,
-                   messages: list[Message] | None = None) -> list[int]:
+    def prompt_ids(
+        self, prompt: str | None = None, chat: bool = False, messages: list[Message] | None = None
+    ) -> list[int]:
         """Token ids of a plain prompt, or of a conversation rendered with the bundle's template."""
         if chat or messages is not None:
             if self.manifest.chat_template is None:
@@ -48,8 +55,9 @@ class Runtime:
         except UnicodeError:
             raise GenerationInputError("the prompt is not valid Unicode text") from None
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams,
-                       cancel: CancelToken | None = None) -> GenerationResult:
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None
+    ) -> GenerationResult:
         return await self.generator.generate(prompt_ids, params, cancel)
 
     def stream(self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None):
@@ -67,8 +75,9 @@ class Runtime:
         await self.engine.close()
 
 
-async def open_native(bundle_dir: Path, threads: int | None = None, verify_hashes: bool = True,
-                      prefill_chunk: int = 256) -> Runtime:
+async def open_native(
+    bundle_dir: Path, threads: int | None = None, verify_hashes: bool = True, prefill_chunk: int = 256
+) -> Runtime:
     from runtime_py.engine_native import NativeEngine
     from runtime_py.tokenizer import Tokenizer
 

@@ -32,15 +32,28 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         checks = [
-            (_finite(self.temperature) and self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-            (isinstance(self.top_k, int) and 0 <= self.top_k, f"top_k must be an integer >= 0, got {self.top_k}"),
+            (
+                _finite(self.temperature) and self.temperature > 0,
+                f"temperature must be > 0, got {self.temperature}",
+            ),
+            (
+                isinstance(self.top_k, int) and self.top_k >= 0,
+                f"top_k must be an integer >= 0, got {self.top_k}",
+            ),
             (_finite(self.top_p) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
-            (_finite(self.repetition_penalty) and self.repetition_penalty > 0,
-             f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
-            (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
-             f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens}"),
+            (
+                _finite(self.repetition_penalty) and self.repetition_penalty > 0,
+                f"repetition_penalty must be > 0, got {self.repetition_penalty}",
+            ),
+            (
+                isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
+                f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens}",
+            ),
             (self.seed is None or isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}"),
-            (all(isinstance(s, str) and s for s in self.stop_strings), "stop strings must be non-empty strings"),
+            (
+                all(isinstance(s, str) and s for s in self.stop_strings),
+                "stop strings must be non-empty strings",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -83,8 +96,13 @@ def nucleus(top_logits: list[float], log_normalizer: float, params: SamplingPara
     return probs
 
 
-def choose(top_logits: list[float], top_ids: list[int], log_normalizer: float, params: SamplingParams,
-           rng: random.Random) -> int:
+def choose(
+    top_logits: list[float],
+    top_ids: list[int],
+    log_normalizer: float,
+    params: SamplingParams,
+    rng: random.Random,
+) -> int:
     """The next token: the first candidate when greedy, else a draw from the kept candidates."""
     if params.greedy:
         return top_ids[0]

@@ -33,16 +33,36 @@ def test_exported_bundle_loads(bundle_copy):
 @pytest.mark.parametrize(
     ("name", "damage", "message"),
     [
-        ("unknown-version", lambda b: _edit_manifest(b, lambda d: d.update(format_version=99)), "format_version"),
+        (
+            "unknown-version",
+            lambda b: _edit_manifest(b, lambda d: d.update(format_version=99)),
+            "format_version",
+        ),
         ("missing-file", lambda b: (b / "tokenizer.json").unlink(), "missing"),
-        ("truncated-data", lambda b: (b / "model.onnx.data").write_bytes(
-            (b / "model.onnx.data").read_bytes()[:-10]), "truncated"),
-        ("corrupt-data", lambda b: (b / "model.onnx.data").write_bytes(
-            b"\0" * len((b / "model.onnx.data").read_bytes())), "sha256"),
-        ("escaping-path", lambda b: _edit_manifest(b, lambda d: d["files"].update(
-            {"../outside": {"size": 1, "sha256": "0" * 64}})), "inside the bundle"),
-        ("absolute-path", lambda b: _edit_manifest(b, lambda d: d["files"].update(
-            {"/etc/passwd": {"size": 1, "sha256": "0" * 64}})), "inside the bundle"),
+        (
+            "truncated-data",
+            lambda b: (b / "model.onnx.data").write_bytes((b / "model.onnx.data").read_bytes()[:-10]),
+            "truncated",
+        ),
+        (
+            "corrupt-data",
+            lambda b: (b / "model.onnx.data").write_bytes(b"\0" * len((b / "model.onnx.data").read_bytes())),
+            "sha256",
+        ),
+        (
+            "escaping-path",
+            lambda b: _edit_manifest(
+                b, lambda d: d["files"].update({"../outside": {"size": 1, "sha256": "0" * 64}})
+            ),
+            "inside the bundle",
+        ),
+        (
+            "absolute-path",
+            lambda b: _edit_manifest(
+                b, lambda d: d["files"].update({"/etc/passwd": {"size": 1, "sha256": "0" * 64}})
+            ),
+            "inside the bundle",
+        ),
         ("not-json", lambda b: (b / "manifest.json").write_text("{"), "not valid JSON"),
         ("no-manifest", lambda b: (b / "manifest.json").unlink(), "not a bundle"),
     ],
@@ -53,8 +73,18 @@ def test_damaged_bundle_is_one_clear_error(bundle_copy, name, damage, message):
         load_local_manifest(bundle_copy)
 
 
-@pytest.mark.parametrize("data", [None, [], "x", {"format_version": "1"}, {"format_version": 1},
-                                  {"format_version": 1, "files": []}, {"format_version": True}])
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        "x",
+        {"format_version": "1"},
+        {"format_version": 1},
+        {"format_version": 1, "files": []},
+        {"format_version": True},
+    ],
+)
 def test_malformed_manifests(data):
     with pytest.raises(BundleError):
         parse_manifest(data)

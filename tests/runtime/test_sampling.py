@@ -82,9 +82,19 @@ def test_greedy_takes_the_first_candidate():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("temperature", 0.0), ("temperature", -1.0), ("temperature", math.nan), ("top_p", 0.0), ("top_p", 1.5),
-     ("top_p", math.nan), ("top_k", -1), ("repetition_penalty", 0.0), ("repetition_penalty", math.inf),
-     ("max_new_tokens", 0), ("stop_strings", ("",))],
+    [
+        ("temperature", 0.0),
+        ("temperature", -1.0),
+        ("temperature", math.nan),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("top_p", math.nan),
+        ("top_k", -1),
+        ("repetition_penalty", 0.0),
+        ("repetition_penalty", math.inf),
+        ("max_new_tokens", 0),
+        ("stop_strings", ("",)),
+    ],
 )
 def test_invalid_settings_are_one_clear_error(field, value):
     with pytest.raises(GenerationInputError, match=field.split("_")[0]):

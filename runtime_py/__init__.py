@@ -1,0 +1,1 @@
+"""Pure-Python generation runtime (CPython and Pyodide)."""
