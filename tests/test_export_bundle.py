@@ -1,0 +1,100 @@
+"""The bundle: manifest contract, integrity, op choice, --validate and --force."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from export import validate
+from export.cli import main
+from export.config import read_config_json, spec_from_config
+from runtime_py.graph_io import input_names, output_names
+
+
+def _manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_manifest_lists_every_file_with_size_and_sha256(export_bundle):
+    bundle = export_bundle("text", "fused")
+    manifest = _manifest(bundle)
+    on_disk = {p.name for p in bundle.iterdir() if p.name != "manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    assert {"model.onnx", "model.onnx.data", "sampler.onnx", "tokenizer.json", "tokenizer_config.json",
+            "config.json"} <= on_disk
+    for name, entry in manifest["files"].items():
+        data = (bundle / name).read_bytes()
+        assert entry["size"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["format_version"] == 1 and manifest["ops"] == "fused" and manifest["dtype"] == "fp32"
+    assert manifest["provenance"]["libraries"]["torch"].startswith("2.13")
+    assert "<|im_start|>" in manifest["chat_template"]
+
+
+@pytest.mark.parametrize("layout", ["text", "vl"])
+def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, tiny_text_dir, layout):
+    manifest = _manifest(export_bundle(layout, "fused"))
+    layer_types = spec_from_config(read_config_json(tiny_text_dir)).layer_types
+    inputs, outputs = manifest["io"]["inputs"], manifest["io"]["outputs"]
+    assert [i["name"] for i in inputs] == input_names(list(layer_types))
+    assert [o["name"] for o in outputs] == output_names(list(layer_types))
+    by_name = {v["name"]: v for v in inputs + outputs}
+    assert by_name["input_ids"] == {"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence_length"]}
+    assert by_name["attention_mask"]["shape"] == ["batch", "total_sequence_length"]
+    assert by_name["logits"] == {"name": "logits", "dtype": "float32",
+                                 "shape": ["batch", "sequence_length", 512]}
+    assert by_name["past_conv.0"]["shape"] == ["batch", 160, 3]
+    assert by_name["past_recurrent.0"] == {"name": "past_recurrent.0", "dtype": "float32",
+                                           "shape": ["batch", 4, 16, 24]}
+    assert by_name["past_key_values.3.key"]["shape"] == ["batch", 2, "past_sequence_length", 32]
+    assert by_name["present.3.value"]["shape"][2] != "past_sequence_length"
+
+
+def _domains(model: onnx.ModelProto) -> set[str]:
+    return {node.domain or "" for node in model.graph.node}
+
+
+def test_portable_graph_is_standard_onnx_plus_attached_functions(export_bundle):
+    path = export_bundle("text", "portable") / "model.onnx"
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path), load_external_data=False)
+    assert _domains(model) == {"", "ai.qwen35web"}
+    assert {f.name for f in model.functions} == {"GatedDeltaRule", "CausalConv1DWithState"}
+    for function in model.functions:
+        assert {n.domain or "" for n in function.node} == {""}, function.name
+
+
+def test_fused_graph_uses_onnxruntime_kernels(export_bundle):
+    model = onnx.load(str(export_bundle("text", "fused") / "model.onnx"), load_external_data=False)
+    ops = {(n.domain, n.op_type) for n in model.graph.node}
+    assert ("com.microsoft", "LinearAttention") in ops and ("com.microsoft", "CausalConvWithState") in ops
+    assert "ai.qwen35web" not in _domains(model) and not model.functions
+
+
+def test_validate_writes_report_and_passes(tiny_text_dir, tmp_path):
+    out = tmp_path / "validated"
+    assert main([str(tiny_text_dir), str(out), "--validate"]) == 0
+    report = json.loads((out / "validation.json").read_text())
+    assert report["passed"] and report["worst"]["max_abs"] < 1e-5 and report["worst"]["greedy_agreement"] == 1
+    assert "validation.json" in _manifest(out)["files"]
+
+
+def test_validate_above_tolerance_exits_3_and_keeps_the_report(tiny_text_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(validate.TOLERANCES, "fp32", validate.Tolerance(max_abs=0.0, kl=0.0,
+                                                                          greedy_agreement=1.0))
+    out = tmp_path / "strict"
+    assert main([str(tiny_text_dir), str(out), "--validate"]) == 3
+    assert "validation failed" in capsys.readouterr().err
+    assert not json.loads((out / "validation.json").read_text())["passed"]
+
+
+def test_force_replaces_an_existing_bundle(tiny_text_dir, tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    assert main([str(tiny_text_dir), str(out), "--force", "--ops", "portable"]) == 0
+    assert not (out / "old.txt").exists() and _manifest(out)["ops"] == "portable"
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
