@@ -42,11 +42,12 @@ class Qwen35Decoder(nn.Module):
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rotary_inv_freq(spec), persistent=False)
 
-    def _rope(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # Text-only MRoPE: all three position rows are equal, so the interleave is the identity.
         freqs = position_ids.float().unsqueeze(-1) * self.inv_freq  # [B, T, rot/2]
         emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)  # [B, 1, T, rot]
-        return emb.cos(), emb.sin()
+        # Angles in fp32 (positions reach 262k), applied in the activations' dtype as transformers does.
+        return emb.cos().to(dtype), emb.sin().to(dtype)
 
     @staticmethod
     def _attention_bias(attention_mask: torch.Tensor, seq: int) -> torch.Tensor:
@@ -69,7 +70,7 @@ class Qwen35Decoder(nn.Module):
         seq = input_ids.shape[1]
         x = self.model.embed_tokens(input_ids)  # [B, T, D]
         token_mask = attention_mask[:, attention_mask.shape[1] - seq :].to(x.dtype)  # [B, T]
-        rope = self._rope(position_ids)
+        rope = self._rope(position_ids, x.dtype)
         attn_bias = self._attention_bias(attention_mask, seq)
         present: list[torch.Tensor] = []
         for i, layer in enumerate(self.model.layers):

@@ -98,3 +98,14 @@ def test_force_replaces_an_existing_bundle(tiny_text_dir, tmp_path):
     assert main([str(tiny_text_dir), str(out), "--force", "--ops", "portable"]) == 0
     assert not (out / "old.txt").exists() and _manifest(out)["ops"] == "portable"
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_fp16_export_validates_and_keeps_recurrent_state_fp32(tiny_text_dir, tmp_path):
+    out = tmp_path / "fp16"
+    assert main([str(tiny_text_dir), str(out), "--dtype", "fp16", "--validate"]) == 0
+    manifest = _manifest(out)
+    dtypes = {v["name"]: v["dtype"] for v in manifest["io"]["inputs"] + manifest["io"]["outputs"]}
+    assert dtypes["past_key_values.3.key"] == dtypes["present.3.key"] == "float16"
+    assert dtypes["past_recurrent.0"] == "float32" and dtypes["logits"] == "float32"
+    report = json.loads((out / "validation.json").read_text())
+    assert report["passed"] and report["worst"]["max_abs"] < 5e-3
