@@ -25,7 +25,7 @@ log = logging.getLogger("bench.export_scale")
 
 
 def build_checkpoint(config_path: Path, out_dir: Path, seed: int = 0) -> float:
-    from tests.checkpoints import write_text_checkpoint
+    from export.random_checkpoint import write_text_checkpoint
 
     config = json.loads(config_path.read_text())
     config.pop("torch_dtype", None)

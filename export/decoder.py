@@ -7,6 +7,7 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from export.checkpoint import Checkpoint
 from export.config import ModelSpec
@@ -118,7 +119,8 @@ def load_decoder(
         decoder = Qwen35Decoder(spec)
     expected = {checkpoint_name(spec, n): tuple(p.shape) for n, p in decoder.named_parameters()}
     checkpoint.check_expected(expected)
-    for name, param in list(decoder.named_parameters()):
+    names = list(decoder.named_parameters())
+    for name, param in tqdm(names, desc="loading weights", unit="tensor", disable=None, leave=False):
         tensor = checkpoint.load(checkpoint_name(spec, name), dtype)
         module_name, _, attr = name.rpartition(".")
         setattr(decoder.get_submodule(module_name), attr, nn.Parameter(tensor, requires_grad=False))

@@ -151,8 +151,14 @@ def test_cli_subprocess_bad_option_and_bad_dir(tmp_path):
     """The real entry point: argparse errors and bad input are one line each, exit 2."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for args in (["--ops", "magic", "a", "b"], [str(tmp_path / "missing"), str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "export", *args], capture_output=True, text=True,
-                              env=env, cwd=ROOT, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "export", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
         assert len(_error_lines(proc.stderr)) == 1, proc.stderr

@@ -52,8 +52,12 @@ def test_greedy_32_tokens_match_generate(export_bundle, tiny_reference, layout, 
     ids = torch.from_numpy(prompt)[None]
     with torch.no_grad():
         expected = tiny_reference.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, min_new_tokens=32,
-            do_sample=False, pad_token_id=0,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=32,
+            min_new_tokens=32,
+            do_sample=False,
+            pad_token_id=0,
         )[0, 20:].tolist()
     assert runner.greedy(prompt, 32) == expected
 
