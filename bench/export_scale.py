@@ -34,7 +34,7 @@ def build_checkpoint(config_path: Path, out_dir: Path, seed: int = 0) -> float:
     return time.perf_counter() - start
 
 
-def timed_export(model_dir: Path, out_dir: Path, ops: str) -> dict:
+def timed_export(model_dir: Path, out_dir: Path, ops: str, validate: bool) -> dict:
     """Run the real CLI in a child process; peak RSS from that child's own rusage (wait4)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
@@ -91,9 +91,10 @@ def main() -> None:
     if not (checkpoint / "config.json").exists():
         results["checkpoint_build_seconds"] = round(build_checkpoint(args.config, checkpoint), 1)
     for ops in args.ops:
-        run = timed_export(checkpoint, work / f"{name}-{ops}", ops)
-        log.info("%s", json.dumps(run))
-        results["runs"].append(run)
+        for validate in (False, True):
+            run = timed_export(checkpoint, work / f"{name}-{ops}", ops, validate)
+            log.info("%s", json.dumps(run))
+            results["runs"].append(run)
     out = ROOT / "bench" / "results" / f"export-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

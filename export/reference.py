@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 def text_config_dict(config: dict[str, Any]) -> dict[str, Any]:
     """The text decoder's config from either layout."""
     if config.get("model_type") == "qwen3_5":
-        merged: dict[str, Any] = {k: config[k] for k in ("tie_word_embeddings", "eos_token_id") if k in config}
+        top_level = ("tie_word_embeddings", "eos_token_id")
+        merged: dict[str, Any] = {k: config[k] for k in top_level if k in config}
         merged.update(config["text_config"])
         merged["model_type"] = "qwen3_5_text"
         return merged
