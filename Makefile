@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: setup setup-python setup-browser test check lint typecheck clean
+DEMO := build/demo
+
+.PHONY: setup setup-python setup-browser test check lint typecheck demo clean
 
 setup: setup-python setup-browser
 
@@ -14,7 +16,7 @@ setup-python: $(STAMP)
 
 # The page's JavaScript dependencies (onnxruntime-web, pyodide), pinned by package-lock.json.
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 # Debian's Chromium for the Playwright tests (Playwright cannot download its own browsers here).
@@ -38,6 +40,15 @@ typecheck: setup-python
 	$(PY) -m mypy
 
 check: lint typecheck test
+
+# Until the trained tiny model lands, the demo's default is a seeded tiny random checkpoint (the page says so).
+demo: setup
+	test -f $(DEMO)/tiny-random-checkpoint/config.json || $(PY) -m export.random_checkpoint $(DEMO)/tiny-random-checkpoint
+	mkdir -p $(DEMO)/bundles
+	$(PY) -m export $(DEMO)/tiny-random-checkpoint $(DEMO)/bundles/tiny-random --force
+	$(PY) -m web build $(DEMO)/site --bundle tiny-random=$(DEMO)/bundles/tiny-random \
+	  --note "tiny-random=Seeded tiny random checkpoint: no trained model exists yet, so the text is gibberish."
+	$(PY) -m web serve $(DEMO)/site --port 8000
 
 clean:
 	rm -rf build site .pytest_cache .mypy_cache .ruff_cache

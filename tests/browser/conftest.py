@@ -1,0 +1,103 @@
+"""Browser-test fixtures: the site built from the tiny bundle, a local server, headless Chromium.
+
+Chromium is Debian's (/usr/bin/chromium; Playwright cannot download browsers here) with the flags
+shared/notes/platform.md lists; WebGPU runs on SwiftShader (fp32 only, slow: few tokens there).
+A missing Chromium or node_modules makes these tests fail with the command that fixes it: they
+never skip, so CI cannot pass without them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.pages import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    MODEL_NAME,
+    READY_TIMEOUT_MS,
+    REPORT_FILE,
+    WatchedPage,
+    open_page,
+)
+from web.build import SiteSpec, build_site, check_node_modules
+from web.serve import serve_in_thread
+
+
+@pytest.fixture(scope="session")
+def browser_report() -> Iterator[dict[str, Any]]:
+    """Measurements the tests make (load times, decode speed), written to build/browser-report.json."""
+    report: dict[str, Any] = {}
+    yield report
+    if report:
+        REPORT_FILE.parent.mkdir(parents=True, exist_ok=True)
+        REPORT_FILE.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def site_dir(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> Path:
+    try:
+        check_node_modules(Path(__file__).resolve().parents[2] / "node_modules")
+    except Exception as err:  # BuildError: the message says to run `npm ci`
+        pytest.fail(f"browser tests need the npm packages: {err} (or `make setup`)")
+    site = tmp_path_factory.mktemp("web") / "site"
+    build_site(
+        SiteSpec(
+            site,
+            [(MODEL_NAME, export_bundle("text", "fused"))],
+            {MODEL_NAME: "Seeded tiny random checkpoint (test)."},
+        )
+    )
+    return site
+
+
+@pytest.fixture(scope="session")
+def base_url(site_dir: Path) -> Iterator[str]:
+    server, url = serve_in_thread(site_dir)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.fail(
+            f"browser tests need Chromium at {CHROMIUM}: `apt-get install -y chromium` (or `make setup`)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def new_context(browser) -> Iterator:
+    """Fresh browser contexts (own cache storage), closed after the test."""
+    contexts = []
+
+    def make():
+        context = browser.new_context()
+        context.set_default_timeout(READY_TIMEOUT_MS)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def wasm_page(browser, base_url: str) -> Iterator[WatchedPage]:
+    """One page on the wasm backend for the module."""
+    watched = open_page(browser, base_url, "wasm")
+    yield watched
+    watched.page.context.close()

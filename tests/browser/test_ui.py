@@ -1,0 +1,80 @@
+"""The demo page as a person uses it: type, Generate, watch the text stream, Stop, run again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.pages import MODEL_NAME, SCREENSHOT_DIR, WatchedPage, watch
+
+pytestmark = pytest.mark.browser
+
+LONG_RUN_TOKENS = 3000  # far more than the time the test gives it: Stop must end it
+
+
+def _output_text(watched: WatchedPage) -> str:
+    return watched.page.locator(".turn.assistant .text").last.inner_text()
+
+
+def _wait_for_output(watched: WatchedPage, longer_than: int, timeout_s: float = 30) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = _output_text(watched)
+        if len(text) > longer_than:
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"no streamed text after {timeout_s} s")
+
+
+def test_type_generate_stream_stop_and_run_again(new_context, base_url: str) -> None:
+    watched = watch(new_context(), base_url)
+    page = watched.page
+    page.goto(base_url)  # no ?backend=: the page picks (a fallback adapter counts as none, so wasm here)
+    assert watched.ready()["model"] == MODEL_NAME
+    assert page.locator("#backend-badge").inner_text() in ("WebGPU", "WASM (CPU)")
+    assert "random" in page.locator("#model-note").inner_text()
+
+    page.fill("#prompt", "Hello world")
+    page.check("#greedy")
+    page.fill("#max-new-tokens", str(LONG_RUN_TOKENS))
+    page.click("#generate")
+    first = _wait_for_output(watched, 0)
+    streamed = _wait_for_output(watched, len(first))  # it grows while the run goes on
+    assert streamed.startswith(first)
+    started = time.monotonic()
+    assert page.evaluate("1 + 1") == 2 and time.monotonic() - started < 1.0  # the UI thread stays free
+    page.click("#stop")
+    page.wait_for_selector("#generate:not([disabled])")
+    stats = page.locator("#run-stats").inner_text()
+    assert "stopped" in stats
+    assert int(stats.split(" tokens")[0]) < LONG_RUN_TOKENS
+
+    page.fill("#max-new-tokens", "12")
+    page.click("#generate")
+    page.wait_for_selector("#generate:not([disabled])")
+    expect(page.locator("#run-stats")).to_contain_text("token limit")
+    assert len(_output_text(watched)) > 0
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "demo.png"), full_page=True)
+    watched.assert_clean()
+
+
+def test_chat_mode_keeps_the_conversation(new_context, base_url: str) -> None:
+    watched = watch(new_context(), base_url)
+    page = watched.page
+    page.goto(base_url + "?backend=wasm")
+    watched.ready()
+    page.check("#chat-mode")
+    page.fill("#max-new-tokens", "5")
+    for question in ("First question", "Second question"):
+        page.fill("#prompt", question)
+        page.click("#generate")
+        expect(page.locator("#run-stats")).to_contain_text("tokens")
+        page.wait_for_selector("#generate:not([disabled])")
+        page.evaluate("document.querySelector('#run-stats').textContent = ''")
+    assert page.locator(".turn.user").count() == 2
+    assert page.locator(".turn.assistant").count() == 2
+    assert page.input_value("#prompt") == ""
+    watched.assert_clean()

@@ -1,0 +1,252 @@
+"""`python -m web build SITE_DIR [--bundle NAME=BUNDLE_DIR ...]`: assemble the static site.
+
+Layout of the site (everything the page loads comes from it, nothing from elsewhere):
+
+  index.html, *.js, style.css, favicon.svg     the page (web/static/)
+  vendor/ort/        onnxruntime-web: the native WebGPU build, the wasm build, their .wasm files
+  vendor/pyodide/    the Pyodide core and its standard library
+  py/runtime_py.zip  runtime_py for Pyodide, with pure-Python jinja2 + markupsafe (no numpy there)
+  models/index.json  the bundles by name, the first one the page's default
+  models/NAME/       each bundle: manifest.json and the files it lists
+
+The site is assembled in a temporary sibling directory and renamed into place, so a failed build
+leaves the previous site as it was. An existing directory is replaced only if an earlier build made
+it (it holds the marker file), never an arbitrary directory given by mistake.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from runtime_py.errors import BundleError
+from runtime_py.manifest import MANIFEST, load_local_manifest
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SITE_MARKER = ".qwen35web-site"
+RUNTIME_ARCHIVE = "py/runtime_py.zip"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# npm package -> (files copied from its directory, destination under the site)
+VENDORED = {
+    "onnxruntime-web": (
+        "vendor/ort",
+        [
+            "dist/ort.webgpu.bundle.min.mjs",
+            "dist/ort-wasm-simd-threaded.asyncify.wasm",
+            "dist/ort.wasm.bundle.min.mjs",
+            "dist/ort-wasm-simd-threaded.wasm",
+        ],
+    ),
+    "pyodide": (
+        "vendor/pyodide",
+        [
+            "pyodide.mjs",
+            "pyodide.asm.mjs",
+            "pyodide.asm.wasm",
+            "python_stdlib.zip",
+            "pyodide-lock.json",
+        ],
+    ),
+}
+# Modules that need CPython-only packages (numpy, onnxruntime) or only serve the command line.
+_NOT_FOR_PYODIDE = {"engine_native.py", "cli.py", "__main__.py"}
+# Pure-Python packages the runtime imports in Pyodide (chat templates), copied from this environment.
+_VENDORED_PYTHON = ("jinja2", "markupsafe")
+_ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same archive
+
+
+class BuildError(Exception):
+    """Bad input to the build; the message is one sentence for the command line."""
+
+
+@dataclass
+class SiteSpec:
+    site_dir: Path
+    bundles: list[tuple[str, Path]]
+    notes: dict[str, str] = field(default_factory=dict)
+    node_modules: Path = REPO_ROOT / "node_modules"
+
+
+def parse_named(values: list[str], what: str) -> list[tuple[str, str]]:
+    """`NAME=VALUE` arguments, in order; names must be plain and unique."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not rest:
+            raise BuildError(f"{what} {value!r} must look like NAME={what.upper()}")
+        if not NAME_PATTERN.match(name):
+            raise BuildError(f"{what} name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+        if name in (n for n, _ in pairs):
+            raise BuildError(f"{what} name {name!r} is given twice")
+        pairs.append((name, rest))
+    return pairs
+
+
+def _pinned_versions() -> dict[str, str]:
+    package = json.loads((REPO_ROOT / "package.json").read_text(encoding="utf-8"))
+    return dict(package["dependencies"])
+
+
+def check_node_modules(node_modules: Path) -> None:
+    """The npm packages must be installed, at the versions package.json pins."""
+    for package, pinned in _pinned_versions().items():
+        meta = node_modules / package / "package.json"
+        if not meta.is_file():
+            raise BuildError(f"{meta.parent} is missing: run `npm ci` in {REPO_ROOT}")
+        version = json.loads(meta.read_text(encoding="utf-8")).get("version")
+        if version != pinned:
+            raise BuildError(f"{package} {version} is installed but package.json pins {pinned}: run `npm ci`")
+
+
+def _check_bundles(spec: SiteSpec) -> None:
+    if not spec.bundles:
+        raise BuildError("give at least one --bundle NAME=BUNDLE_DIR")
+    names = {name for name, _ in spec.bundles}
+    for name in spec.notes:
+        if name not in names:
+            raise BuildError(f"--note for {name!r}, which is not a --bundle name")
+    for name, path in spec.bundles:
+        try:
+            load_local_manifest(path, verify_hashes=True)
+        except BundleError as err:
+            raise BuildError(f"bundle {name!r}: {err}") from None
+
+
+def _check_site_dir(site_dir: Path) -> None:
+    if site_dir.exists() and not site_dir.is_dir():
+        raise BuildError(f"{site_dir} exists and is not a directory")
+    if site_dir.is_dir() and any(site_dir.iterdir()) and not (site_dir / SITE_MARKER).is_file():
+        raise BuildError(f"{site_dir} is not empty and was not made by `web build`; not replacing it")
+    try:
+        site_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BuildError(f"cannot create {site_dir.resolve().parent}: {err.strerror}") from None
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where possible (weights can be large), else a copy; never a symlink out of the site."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _copy_vendored(node_modules: Path, site: Path) -> None:
+    """The npm files the page loads, and vendor/packages.json naming their versions and licences."""
+    packages = {}
+    for package, (destination, files) in VENDORED.items():
+        for relative in files:
+            source = node_modules / package / relative
+            if not source.is_file():
+                raise BuildError(f"{source} is missing: run `npm ci` in {REPO_ROOT}")
+            _link_or_copy(source, site / destination / Path(relative).name)
+        meta = json.loads((node_modules / package / "package.json").read_text(encoding="utf-8"))
+        packages[package] = {
+            "version": meta.get("version"),
+            "license": meta.get("license"),
+            "path": destination,
+        }
+    (site / "vendor" / "packages.json").write_text(json.dumps(packages, indent=2) + "\n", encoding="utf-8")
+
+
+def _package_dir(name: str) -> Path:
+    found = importlib.util.find_spec(name)
+    if found is None or not found.submodule_search_locations:
+        raise BuildError(f"the Python package {name} is not installed (it is a dependency of this project)")
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def _license_files(distribution: str) -> list[tuple[str, bytes]]:
+    files = metadata.distribution(distribution).files or []
+    found = [f for f in files if "license" in f.name.lower() or "licence" in f.name.lower()]
+    return [
+        (f"licenses/{distribution}/{f.name}", f.read_binary()) for f in found if Path(f.locate()).is_file()
+    ]
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def write_runtime_archive(target: Path) -> None:
+    """runtime_py plus pure-Python jinja2/markupsafe (.py only: no compiled speedups in Pyodide)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    runtime_dir = REPO_ROOT / "runtime_py"
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in sorted(runtime_dir.rglob("*.py")):
+            if path.name in _NOT_FOR_PYODIDE or path.name.startswith("_generate"):
+                continue
+            _add(archive, path.relative_to(REPO_ROOT).as_posix(), path.read_bytes())
+        for package in _VENDORED_PYTHON:
+            package_dir = _package_dir(package)
+            for path in sorted(package_dir.rglob("*.py")):
+                _add(archive, f"{package}/{path.relative_to(package_dir).as_posix()}", path.read_bytes())
+            for name, data in _license_files(package):
+                _add(archive, name, data)
+
+
+def _copy_bundle(bundle: Path, target: Path) -> int:
+    manifest = load_local_manifest(bundle, verify_hashes=False)
+    _link_or_copy(bundle / MANIFEST, target / MANIFEST)
+    for entry in manifest.files.values():
+        _link_or_copy(bundle / entry.path, target / entry.path)
+    return sum(entry.size for entry in manifest.files.values())
+
+
+def _write_models_index(spec: SiteSpec, site: Path) -> None:
+    models = []
+    for name, path in spec.bundles:
+        size = _copy_bundle(path, site / "models" / name)
+        models.append({"name": name, "note": spec.notes.get(name, ""), "bytes": size})
+    index = {"default": spec.bundles[0][0], "models": models}
+    (site / "models" / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def _publish(staging: Path, site_dir: Path) -> None:
+    if site_dir.exists():
+        old = site_dir.with_name(f".{site_dir.name}.old-{os.getpid()}")
+        os.rename(site_dir, old)
+        os.rename(staging, site_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, site_dir)
+
+
+def build_site(spec: SiteSpec) -> Path:
+    """Assemble the site; raises BuildError (one sentence) on bad input, leaving nothing half-built."""
+    _check_site_dir(spec.site_dir)
+    check_node_modules(spec.node_modules)
+    _check_bundles(spec)
+    parent = spec.site_dir.resolve().parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.site_dir.name}.partial-", dir=parent))
+    try:
+        shutil.copytree(STATIC_DIR, staging, dirs_exist_ok=True)
+        _copy_vendored(spec.node_modules, staging)
+        write_runtime_archive(staging / RUNTIME_ARCHIVE)
+        _write_models_index(spec, staging)
+        marker = {"tool": "qwen35-web web build", "npm": _pinned_versions()}
+        (staging / SITE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+        os.chmod(staging, 0o755)
+        _publish(staging, spec.site_dir.resolve())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.debug("built %s (default model %s)", spec.site_dir, spec.bundles[0][0])
+    return spec.site_dir

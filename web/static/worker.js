@@ -1,0 +1,171 @@
+// The page's engine room, off the main thread so the UI never freezes: Pyodide hosts runtime_py,
+// which drives onnxruntime-web (WebGPU or wasm). Messages in: {id, type, ...}; out: {id, kind, ...}
+// with kind "event" (progress, streamed text), "result" or "error".
+
+import { loadPyodide } from "./vendor/pyodide/pyodide.mjs";
+import { WeightStore } from "./weights.js";
+
+const ORT_BUILDS = {
+  webgpu: "./vendor/ort/ort.webgpu.bundle.min.mjs", // native WebGPU build (asyncify wasm)
+  wasm: "./vendor/ort/ort.wasm.bundle.min.mjs",
+};
+const RUNTIME_ARCHIVE = "./py/runtime_py.zip";
+const MODELS_INDEX = "./models/index.json";
+const PYTHON_APP_DIR = "/home/pyodide/app";
+
+let session = null; // PyProxy of runtime_py.web_entry.WebSession
+let queue = Promise.resolve(); // calls into Python run one after the other
+
+function post(id, kind, payload = {}) {
+  self.postMessage({ id, kind, ...payload });
+}
+
+// One readable line: for a Python exception, its last line ("Type: message") without the traceback.
+function readable(err) {
+  const text = String((err && err.message) || err || "unknown error").trim();
+  if (err && err.type && text.includes("Traceback")) {
+    const lines = text.split("\n").filter((line) => line.trim());
+    return lines[lines.length - 1];
+  }
+  return text;
+}
+
+function checked(json) {
+  const value = JSON.parse(json);
+  if (value && value.error) throw new Error(value.error);
+  return value;
+}
+
+async function fetchOk(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: the server answered HTTP ${response.status}`);
+  return response;
+}
+
+async function chooseBackend(requested) {
+  if (requested && !Object.hasOwn(ORT_BUILDS, requested)) {
+    throw new Error(`unknown backend "${requested}" (use ?backend=webgpu or ?backend=wasm)`);
+  }
+  if (requested === "wasm") return "wasm";
+  const adapter = self.navigator.gpu ? await self.navigator.gpu.requestAdapter().catch(() => null) : null;
+  if (requested === "webgpu") {
+    if (!adapter) throw new Error("?backend=webgpu was asked for, but this browser offers no WebGPU adapter");
+    return "webgpu";
+  }
+  // A fallback adapter (a CPU rasteriser such as SwiftShader) counts as none: wasm is much faster.
+  const fallback = adapter && (adapter.isFallbackAdapter || (adapter.info && adapter.info.isFallbackAdapter));
+  return adapter && !fallback ? "webgpu" : "wasm";
+}
+
+async function loadOrt(backend) {
+  const ort = await import(ORT_BUILDS[backend]);
+  ort.env.logLevel = "error";
+  // Threads need cross-origin isolation (serve --coop-coep); on 2 cores one thread is faster anyway.
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  return ort;
+}
+
+async function startPython() {
+  const indexURL = new URL("./vendor/pyodide/", import.meta.url).href;
+  const [pyodide, archive] = await Promise.all([
+    loadPyodide({ indexURL, stdout: (line) => console.log(line), stderr: (line) => console.warn(line) }),
+    fetchOk(RUNTIME_ARCHIVE).then((r) => r.arrayBuffer()),
+  ]);
+  pyodide.unpackArchive(archive, "zip", { extractDir: PYTHON_APP_DIR });
+  pyodide.runPython(`import sys; sys.path.insert(0, ${JSON.stringify(PYTHON_APP_DIR)})`);
+  return pyodide;
+}
+
+async function chooseModel(requested) {
+  const index = await (await fetchOk(MODELS_INDEX)).json();
+  const name = requested || index.default;
+  const model = index.models.find((m) => m.name === name);
+  if (!model) {
+    const known = index.models.map((m) => m.name).join(", ");
+    throw new Error(`unknown model "${name}" (this site has: ${known})`);
+  }
+  return model;
+}
+
+// A WebSession on `backend` over the verified files (a PyProxy); throws the runtime's readable error.
+async function openSession(pyodide, backend, manifestText, store, model, prefillChunk) {
+  const ort = await loadOrt(backend);
+  const engine = pyodide.pyimport("runtime_py.engine_web").WebEngine(ort, backend, store);
+  const entry = pyodide.pyimport("runtime_py.web_entry");
+  try {
+    const opened = await entry.open_session(manifestText, engine, store, model.name, prefillChunk ?? undefined);
+    if (typeof opened === "string") checked(opened);
+    return opened;
+  } finally {
+    engine.destroy();
+    entry.destroy();
+  }
+}
+
+async function init(id, { backend: requested, model: requestedModel, prefillChunk }) {
+  const started = performance.now();
+  const since = (t) => Math.round(performance.now() - t);
+  let backend = await chooseBackend(requested);
+  const [pyodide, model] = await Promise.all([startPython(), chooseModel(requestedModel)]);
+  const pythonMs = since(started);
+  const base = new URL(`./models/${encodeURIComponent(model.name)}/`, self.location.href);
+  const manifestText = await (await fetchOk(new URL("manifest.json", base))).text();
+  const plan = checked(pyodide.pyimport("runtime_py.web_entry").download_plan(manifestText));
+  const store = new WeightStore(base, plan.files);
+  const downloadStart = performance.now();
+  await store.load((progress) => post(id, "event", { progress }));
+  const weightsMs = since(downloadStart);
+  post(id, "event", { progress: { phase: "session" } });
+  const sessionStart = performance.now();
+  try {
+    session = await openSession(pyodide, backend, manifestText, store, model, prefillChunk);
+  } catch (err) {
+    if (requested || backend === "wasm") throw err;
+    // WebGPU was only our guess (e.g. the adapter lacks a feature this model needs): use wasm instead.
+    console.warn(`WebGPU could not run this model (${readable(err)}); using wasm`);
+    backend = "wasm";
+    session = await openSession(pyodide, backend, manifestText, store, model, prefillChunk);
+  } finally {
+    store.release();
+  }
+  const timings = { pythonMs, weightsMs, sessionMs: since(sessionStart), totalMs: since(started) };
+  const facts = JSON.parse(session.describe());
+  return { backend, model: model.name, note: model.note || "", facts, weights: store.stats, timings };
+}
+
+async function generate(id, { request }) {
+  const onText = (piece) => post(id, "event", { text: piece });
+  return checked(await session.generate(JSON.stringify(request), onText));
+}
+
+const HANDLERS = {
+  init,
+  generate,
+  logits: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
+  tokenize: async (id, { text }) => checked(session.tokenize(text)).ids,
+  stats: async () => checked(session.stats()),
+};
+
+async function handle(message) {
+  const { id, type } = message;
+  try {
+    if (type !== "init" && !session) throw new Error("the model is not loaded");
+    post(id, "result", { value: await HANDLERS[type](id, message) });
+  } catch (err) {
+    post(id, "error", { message: readable(err) });
+  }
+}
+
+self.onmessage = (event) => {
+  const message = event.data;
+  if (message.type === "stop") {
+    // Not queued: it must reach the generation that is running now.
+    post(message.id, "result", { value: session ? session.cancel() : false });
+    return;
+  }
+  if (!Object.hasOwn(HANDLERS, message.type)) {
+    post(message.id, "error", { message: `unknown request "${message.type}"` });
+    return;
+  }
+  queue = queue.then(() => handle(message));
+};
