@@ -47,9 +47,9 @@ def timed_export(model_dir: Path, out_dir: Path, ops: str, validate: bool) -> di
                 str(out_dir),
                 "--ops",
                 ops,
-                "--validate",
                 "--force",
-            ],
+            ]
+            + (["--validate"] if validate else []),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -61,6 +61,7 @@ def timed_export(model_dir: Path, out_dir: Path, ops: str, validate: bool) -> di
     seconds = time.perf_counter() - start
     result = {
         "ops": ops,
+        "validate": validate,
         "exit_code": proc.returncode,
         "seconds": round(seconds, 1),
         "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2),

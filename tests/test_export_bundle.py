@@ -24,8 +24,14 @@ def test_manifest_lists_every_file_with_size_and_sha256(export_bundle):
     manifest = _manifest(bundle)
     on_disk = {p.name for p in bundle.iterdir() if p.name != "manifest.json"}
     assert set(manifest["files"]) == on_disk
-    assert {"model.onnx", "model.onnx.data", "sampler.onnx", "tokenizer.json", "tokenizer_config.json",
-            "config.json"} <= on_disk
+    assert {
+        "model.onnx",
+        "model.onnx.data",
+        "sampler.onnx",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.json",
+    } <= on_disk
     for name, entry in manifest["files"].items():
         data = (bundle / name).read_bytes()
         assert entry["size"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
@@ -42,13 +48,23 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, tiny_text_
     assert [i["name"] for i in inputs] == input_names(list(layer_types))
     assert [o["name"] for o in outputs] == output_names(list(layer_types))
     by_name = {v["name"]: v for v in inputs + outputs}
-    assert by_name["input_ids"] == {"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence_length"]}
+    assert by_name["input_ids"] == {
+        "name": "input_ids",
+        "dtype": "int64",
+        "shape": ["batch", "sequence_length"],
+    }
     assert by_name["attention_mask"]["shape"] == ["batch", "total_sequence_length"]
-    assert by_name["logits"] == {"name": "logits", "dtype": "float32",
-                                 "shape": ["batch", "sequence_length", 512]}
+    assert by_name["logits"] == {
+        "name": "logits",
+        "dtype": "float32",
+        "shape": ["batch", "sequence_length", 512],
+    }
     assert by_name["past_conv.0"]["shape"] == ["batch", 160, 3]
-    assert by_name["past_recurrent.0"] == {"name": "past_recurrent.0", "dtype": "float32",
-                                           "shape": ["batch", 4, 16, 24]}
+    assert by_name["past_recurrent.0"] == {
+        "name": "past_recurrent.0",
+        "dtype": "float32",
+        "shape": ["batch", 4, 16, 24],
+    }
     assert by_name["past_key_values.3.key"]["shape"] == ["batch", 2, "past_sequence_length", 32]
     assert by_name["present.3.value"]["shape"][2] != "past_sequence_length"
 
@@ -83,8 +99,9 @@ def test_validate_writes_report_and_passes(tiny_text_dir, tmp_path):
 
 
 def test_validate_above_tolerance_exits_3_and_keeps_the_report(tiny_text_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(validate.TOLERANCES, "fp32", validate.Tolerance(max_abs=0.0, kl=0.0,
-                                                                          greedy_agreement=1.0))
+    monkeypatch.setitem(
+        validate.TOLERANCES, "fp32", validate.Tolerance(max_abs=0.0, kl=0.0, greedy_agreement=1.0)
+    )
     out = tmp_path / "strict"
     assert main([str(tiny_text_dir), str(out), "--validate"]) == 3
     assert "validation failed" in capsys.readouterr().err

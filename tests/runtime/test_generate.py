@@ -36,15 +36,23 @@ async def _generate(bundle: Path, prompt_ids: list[int], params: SamplingParams,
 def _hf_greedy(reference, prompt_ids: list[int], new_tokens: int) -> list[int]:
     ids = torch.tensor([prompt_ids])
     with torch.no_grad():
-        out = reference.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
-    return out[0, len(prompt_ids):].tolist()
+        out = reference.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return out[0, len(prompt_ids) :].tolist()
 
 
 @pytest.mark.parametrize("ops", ["fused", "portable"])
 def test_greedy_32_tokens_equal_transformers(export_bundle, tiny_reference, ops):
     # eos is never produced by min_new_tokens in the reference; disable it on our side the same way.
-    result = _run(_generate(export_bundle("text", ops), PROMPT_IDS, SamplingParams(greedy=True, max_new_tokens=32)))
+    result = _run(
+        _generate(export_bundle("text", ops), PROMPT_IDS, SamplingParams(greedy=True, max_new_tokens=32))
+    )
     expected = _hf_greedy(tiny_reference, PROMPT_IDS, 32)
     cut = expected.index(2) if 2 in expected else 32  # 2 is the tiny model's eos
     assert result.tokens == expected[:cut]
@@ -63,8 +71,9 @@ def test_seeded_sampling_is_reproducible(export_bundle):
     params = SamplingParams(temperature=1.5, top_k=50, top_p=0.95, seed=11, max_new_tokens=24)
     first = _run(_generate(bundle, PROMPT_IDS, params))
     second = _run(_generate(bundle, PROMPT_IDS, params))
-    other = _run(_generate(bundle, PROMPT_IDS, SamplingParams(temperature=1.5, top_k=50, seed=12,
-                                                              max_new_tokens=24)))
+    other = _run(
+        _generate(bundle, PROMPT_IDS, SamplingParams(temperature=1.5, top_k=50, seed=12, max_new_tokens=24))
+    )
     assert first.tokens == second.tokens
     assert first.tokens != other.tokens
 
@@ -133,13 +142,28 @@ def test_prompt_beyond_context_is_rejected(export_bundle):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "runtime_py", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "runtime_py", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_cli_json(export_bundle):
-    proc = _cli("generate", str(export_bundle("text", "fused")), "--prompt", "Hello world", "--chat",
-                "--max-new-tokens", "8", "--greedy", "--json")
+    proc = _cli(
+        "generate",
+        str(export_bundle("text", "fused")),
+        "--prompt",
+        "Hello world",
+        "--chat",
+        "--max-new-tokens",
+        "8",
+        "--greedy",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     for key in ("tokens", "text", "prompt_tokens", "prefill_ms", "decode_tokens_per_s"):
@@ -149,8 +173,12 @@ def test_cli_json(export_bundle):
 
 @pytest.mark.parametrize(
     "args",
-    [["--prompt", ""], ["--prompt", "x", "--temperature", "-1"], ["--prompt", "x", "--top-p", "nan"],
-     ["--prompt", "x", "--max-new-tokens", "0"]],
+    [
+        ["--prompt", ""],
+        ["--prompt", "x", "--temperature", "-1"],
+        ["--prompt", "x", "--top-p", "nan"],
+        ["--prompt", "x", "--max-new-tokens", "0"],
+    ],
     ids=["empty-prompt", "negative-temperature", "nan-top-p", "zero-tokens"],
 )
 def test_cli_bad_input_is_one_line(export_bundle, args):
