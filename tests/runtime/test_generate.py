@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ PROMPT_IDS = [17, 250, 3, 99, 412, 64, 64, 7, 311, 150, 42, 8]
 
 
 def _run(coro):
-    return asyncio.run(coro)
+    # A fresh thread gets its own event loop: Playwright's sync API may hold this thread's loop
+    # when the browser tests ran first in the same session.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _generate(bundle: Path, prompt_ids: list[int], params: SamplingParams, prefill_chunk: int = 256):
