@@ -7,7 +7,6 @@ is in place, so a failed export never destroys what the user had.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from export.errors import BadInputError
+from runtime_py.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +109,6 @@ def chat_template(model_dir: Path) -> str | None:
         return None
     template = config.get("chat_template") if isinstance(config, dict) else None
     return template if isinstance(template, str) else None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_table(bundle: Path) -> dict[str, dict[str, Any]]:

@@ -44,7 +44,8 @@ def fixed_prompts(vocab: int, seed: int = 1234) -> list[np.ndarray]:
     return [rng.integers(0, vocab, size=n, dtype=np.int64) for n in PROMPT_LENGTHS]
 
 
-def _reference_greedy(reference: Any, prompt: np.ndarray, new_tokens: int) -> list[int]:
+def reference_greedy(reference: Any, prompt: np.ndarray, new_tokens: int) -> list[int]:
+    """transformers' own greedy `generate()` of exactly `new_tokens` tokens (eos suppressed)."""
     ids = torch.from_numpy(prompt)[None]
     out = reference.generate(
         ids,
@@ -92,7 +93,7 @@ def compare(model_path: Path, load_reference: Callable[[], Any], vocab: int, dty
     for prompt, out in zip(prompts, onnx_outputs, strict=True):
         with torch.no_grad():
             ref = reference(torch.from_numpy(prompt)[None]).logits[0].float().numpy()  # [T, V]
-            ref_tokens = _reference_greedy(reference, prompt, GREEDY_TOKENS)
+            ref_tokens = reference_greedy(reference, prompt, GREEDY_TOKENS)
         cases.append(
             {
                 "prompt_tokens": len(prompt),

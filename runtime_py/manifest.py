@@ -181,7 +181,7 @@ def verify_bytes(entry: FileEntry, data: bytes) -> None:
         raise BundleError(f"{entry.path}: sha256 does not match the manifest (corrupt file)")
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 22):
@@ -207,6 +207,6 @@ def load_local_manifest(bundle_dir: Path, verify_hashes: bool = True) -> Manifes
         size = file.stat().st_size
         if size != entry.size:
             raise BundleError(f"{entry.path}: size {size} bytes, manifest says {entry.size} (truncated?)")
-        if verify_hashes and _sha256_file(file) != entry.sha256:
+        if verify_hashes and sha256_file(file) != entry.sha256:
             raise BundleError(f"{entry.path}: sha256 does not match the manifest (corrupt file)")
     return manifest

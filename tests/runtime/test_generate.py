@@ -10,9 +10,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
+from export.validate import reference_greedy
 from runtime_py.errors import GenerationInputError
 from runtime_py.generation import CancelToken
 from runtime_py.runtime import open_native
@@ -37,27 +38,13 @@ async def _generate(bundle: Path, prompt_ids: list[int], params: SamplingParams,
         await runtime.close()
 
 
-def _hf_greedy(reference, prompt_ids: list[int], new_tokens: int) -> list[int]:
-    ids = torch.tensor([prompt_ids])
-    with torch.no_grad():
-        out = reference.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=0,
-        )
-    return out[0, len(prompt_ids) :].tolist()
-
-
 @pytest.mark.parametrize("ops", ["fused", "portable"])
 def test_greedy_32_tokens_equal_transformers(export_bundle, tiny_reference, ops):
     # eos is never produced by min_new_tokens in the reference; disable it on our side the same way.
     result = _run(
         _generate(export_bundle("text", ops), PROMPT_IDS, SamplingParams(greedy=True, max_new_tokens=32))
     )
-    expected = _hf_greedy(tiny_reference, PROMPT_IDS, 32)
+    expected = reference_greedy(tiny_reference, np.array(PROMPT_IDS), 32)
     cut = expected.index(2) if 2 in expected else 32  # 2 is the tiny model's eos
     assert result.tokens == expected[:cut]
 
