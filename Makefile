@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.package-lock.json
 
 DEMO := build/demo
 
-.PHONY: setup setup-python setup-browser test check lint typecheck demo clean
+.PHONY: setup setup-python setup-browser test soak check lint typecheck demo clean
 
 setup: setup-python setup-browser
 
@@ -31,6 +31,9 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+soak: setup
+	SOAK=full $(PY) -m pytest -q tests/runtime/test_soak.py tests/browser -k soak
 
 lint: setup-python
 	$(PY) -m ruff check .
