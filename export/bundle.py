@@ -19,6 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import onnx_ir as ir
+from tqdm import tqdm
+
 from export.errors import BadInputError
 from runtime_py.manifest import sha256_file
 
@@ -29,6 +32,8 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 SAMPLER_FILE = "sampler.onnx"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# Browsers fetch and cache files of up to about a GiB comfortably; larger weights are split.
+MAX_DATA_FILE_BYTES = 1 << 30
 OPTIONAL_COPIED_FILES = ("generation_config.json", "chat_template.jinja", "special_tokens_map.json")
 _PROVENANCE_PACKAGES = (
     "torch",
@@ -91,6 +96,26 @@ def _publish(tmp: Path, out_dir: Path, force: bool) -> None:
         os.rename(backup, out_dir)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def save_graph(model: ir.Model, bundle: Path, max_data_file_bytes: int = MAX_DATA_FILE_BYTES) -> list[str]:
+    """Write model.onnx and its external data (split at `max_data_file_bytes`); returns the data files."""
+    files: set[str] = set()
+    with tqdm(desc="writing weights", unit="tensor", disable=None, leave=False) as bar:
+
+        def progress(tensor: Any, info: ir.external_data.CallbackInfo) -> None:
+            bar.total = info.total
+            files.add(info.filename)
+            bar.update()
+
+        ir.save(
+            model,
+            bundle / MODEL_FILE,
+            external_data=MODEL_FILE + ".data",
+            max_shard_size_bytes=max_data_file_bytes,
+            callback=progress,
+        )
+    return sorted(files)
 
 
 def copy_model_files(model_dir: Path, bundle: Path) -> None:

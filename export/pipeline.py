@@ -37,6 +37,7 @@ class ExportOptions:
     dtype: str = "fp32"
     validate: bool = False
     force: bool = False
+    max_data_file_bytes: int = bundle.MAX_DATA_FILE_BYTES
 
 
 def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
@@ -60,10 +61,13 @@ def _check_options(options: ExportOptions) -> None:
         raise BadInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
 
 
-def _manifest_fields(spec: ModelSpec, model: ir.Model, options: ExportOptions) -> dict[str, Any]:
+def _manifest_fields(
+    spec: ModelSpec, model: ir.Model, options: ExportOptions, data_files: list[str]
+) -> dict[str, Any]:
     return {
         "model": spec.to_json(),
         "io": io_contract(model),
+        "external_data": data_files,
         "sampler": {"file": bundle.SAMPLER_FILE, **io_contract(ir.serde.deserialize_model(sampler_model()))},
         "ops": options.ops,
         "dtype": options.dtype,
@@ -86,7 +90,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     report = None
     with bundle.staging_dir(options.out_dir, options.force) as staging:
         log.info("writing %s", options.out_dir)
-        ir.save(model, staging / bundle.MODEL_FILE, external_data=bundle.MODEL_FILE + ".data")
+        data_files = bundle.save_graph(model, staging, options.max_data_file_bytes)
         del model, decoder
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating
         onnx.save(sampler_model(), str(staging / bundle.SAMPLER_FILE))
@@ -102,7 +106,9 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
                 options.dtype,
             )
             (staging / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
-        manifest = bundle.write_manifest(staging, _manifest_fields(spec, _load_io(staging), options))
+        manifest = bundle.write_manifest(
+            staging, _manifest_fields(spec, _load_io(staging), options, data_files)
+        )
     if report is not None and not report["passed"]:
         worst = report["worst"]
         raise ValidationFailedError(

@@ -48,6 +48,7 @@ class Manifest:
     chat_template: str | None
     eos_token_ids: tuple[int, ...]
     pad_token_id: int | None
+    external_data: tuple[str, ...] = ()  # model.onnx's weight files, in the bundle
 
     @property
     def vocab_size(self) -> int:
@@ -151,6 +152,11 @@ def parse_manifest(data: Any) -> Manifest:
     _require(data.get("ops") in ("fused", "portable"), "'ops' must be 'fused' or 'portable'")
     _require(isinstance(data.get("dtype"), str), "'dtype' must be a string")
     inputs, outputs = _io(data)
+    external = data.get("external_data", [])
+    _require(
+        isinstance(external, list) and all(isinstance(p, str) and p in entries for p in external),
+        "'external_data' must list files that 'files' lists",
+    )
     return Manifest(
         version,
         _model_facts(data),
@@ -162,6 +168,7 @@ def parse_manifest(data: Any) -> Manifest:
         template,
         tuple(eos),
         pad,
+        tuple(external),
     )
 
 

@@ -41,8 +41,8 @@ class FileStore(Protocol):
 
 
 def external_data_files(manifest: Manifest) -> list[str]:
-    """The model graph's external-data files: by the bundle's convention, named `model.onnx.<suffix>`."""
-    return sorted(path for path in manifest.files if path.startswith(MODEL_FILE + "."))
+    """The model graph's external-data files, as the manifest lists them."""
+    return list(manifest.external_data)
 
 
 def download_plan(manifest_text: str) -> str:
@@ -106,7 +106,7 @@ class WebSession:
     def describe(self) -> str:
         manifest = self.runtime.manifest
         facts = manifest.model
-        weight_bytes = sum(e.size for p, e in manifest.files.items() if p.startswith(MODEL_FILE))
+        weight_bytes = sum(manifest.files[p].size for p in (MODEL_FILE, *manifest.external_data))
         return json.dumps(
             {
                 "model": self.model_name,

@@ -6,8 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+import torch
 
 from export import validate
 from export.cli import main
@@ -126,3 +128,23 @@ def test_fp16_export_validates_and_keeps_recurrent_state_fp32(tiny_text_dir, tmp
     assert dtypes["past_recurrent.0"] == "float32" and dtypes["logits"] == "float32"
     report = json.loads((out / "validation.json").read_text())
     assert report["passed"] and report["worst"]["max_abs"] < 5e-3
+
+
+def test_weights_split_into_data_files_of_bounded_size(tiny_text_dir, tiny_reference, tmp_path):
+    from export.ort_runner import GraphRunner
+    from export.pipeline import ExportOptions, run_export
+
+    limit = 300_000
+    out = tmp_path / "split"
+    manifest = run_export(ExportOptions(tiny_text_dir, out, max_data_file_bytes=limit))
+    data_files = manifest["external_data"]
+    assert len(data_files) >= 3
+    assert all(manifest["files"][name]["size"] <= limit for name in data_files)
+    assert set(data_files) == {p.name for p in out.iterdir() if ".data" in p.name}
+    prompt = np.arange(5, 45, dtype=np.int64)
+    logits, _ = GraphRunner(out / "model.onnx").step(
+        prompt[None], 0, GraphRunner(out / "model.onnx").zero_states(1)
+    )
+    with torch.no_grad():
+        expected = tiny_reference(torch.from_numpy(prompt)[None]).logits[0].numpy()
+    np.testing.assert_allclose(logits[0], expected, atol=1e-5, rtol=0)
