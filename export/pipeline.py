@@ -20,6 +20,7 @@ from export.config import ModelSpec, read_config_json, spec_from_config
 from export.decoder import load_decoder
 from export.errors import BadInputError, ValidationFailedError
 from export.passes.choose_ops import choose_ops
+from export.passes.fusions import apply_fusions
 from export.sampler_graph import sampler_model
 from export.trace import trace_to_onnx
 
@@ -87,6 +88,8 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     checkpoint = Checkpoint(options.model_dir)
     decoder = load_decoder(spec, checkpoint, DTYPES[options.dtype])
     model = choose_ops(trace_to_onnx(decoder, DTYPES[options.dtype]), options.ops)
+    if options.ops == "fused":
+        model = apply_fusions(model)
     report = None
     with bundle.staging_dir(options.out_dir, options.force) as staging:
         log.info("writing %s", options.out_dir)
