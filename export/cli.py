@@ -34,6 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance"
     )
+    parser.add_argument("--block-size", type=int, default=32, help="int4 block size (q4, q4f16)")
+    parser.add_argument(
+        "--accuracy-level",
+        type=int,
+        default=4,
+        choices=[0, 1, 2, 3, 4],
+        help="MatMulNBits compute type: 1 fp32, 2 fp16, 4 int8 (q4, q4f16)",
+    )
+    parser.add_argument(
+        "--keep-float-embedding",
+        action="store_true",
+        help="q4: keep the embedding and tied LM head in float (stored once)",
+    )
     parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser
@@ -41,9 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr, force=True)
     log.setLevel(logging.INFO)
-    options = ExportOptions(args.model_dir, args.out_dir, args.ops, args.dtype, args.validate, args.force)
+    options = ExportOptions(
+        args.model_dir,
+        args.out_dir,
+        args.ops,
+        args.dtype,
+        args.validate,
+        args.force,
+        block_size=args.block_size,
+        accuracy_level=args.accuracy_level,
+        quantize_embedding=not args.keep_float_embedding,
+    )
     try:
         manifest = run_export(options)
     except ExportError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -21,12 +22,15 @@ from export.decoder import load_decoder
 from export.errors import BadInputError, ValidationFailedError
 from export.passes.choose_ops import choose_ops
 from export.passes.fusions import apply_fusions
+from export.passes.quantize import fake_quantize_module, quantize_weights
 from export.sampler_graph import sampler_model
 from export.trace import trace_to_onnx
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+# The dtype the decoder is traced in; q4/q4f16 then quantize its weights to int4.
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "q4": torch.float32, "q4f16": torch.float16}
+QUANTIZED = ("q4", "q4f16")
 OPS = ("fused", "portable")
 
 
@@ -39,6 +43,9 @@ class ExportOptions:
     validate: bool = False
     force: bool = False
     max_data_file_bytes: int = bundle.MAX_DATA_FILE_BYTES
+    block_size: int = 32  # int4 block along K (q4, q4f16)
+    accuracy_level: int = 4  # MatMulNBits compute: 1 fp32, 2 fp16, 4 int8
+    quantize_embedding: bool = True  # int4 embedding + tied head too (stored once)
 
 
 def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
@@ -60,6 +67,8 @@ def _check_options(options: ExportOptions) -> None:
         raise BadInputError(f"--ops must be one of {', '.join(OPS)}, got {options.ops!r}")
     if options.dtype not in DTYPES:
         raise BadInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+    if options.block_size not in (16, 32, 64, 128, 256):
+        raise BadInputError(f"--block-size must be 16, 32, 64, 128 or 256, got {options.block_size}")
 
 
 def _manifest_fields(
@@ -72,6 +81,14 @@ def _manifest_fields(
         "sampler": {"file": bundle.SAMPLER_FILE, **io_contract(ir.serde.deserialize_model(sampler_model()))},
         "ops": options.ops,
         "dtype": options.dtype,
+        "quantization": {
+            "bits": 4,
+            "block_size": options.block_size,
+            "accuracy_level": options.accuracy_level,
+            "embedding": options.quantize_embedding,
+        }
+        if options.dtype in QUANTIZED
+        else None,
         "chat_template": bundle.chat_template(options.model_dir),
         "eos_token_ids": list(spec.eos_token_ids),
         "pad_token_id": spec.pad_token_id,
@@ -90,6 +107,14 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     model = choose_ops(trace_to_onnx(decoder, DTYPES[options.dtype]), options.ops)
     if options.ops == "fused":
         model = apply_fusions(model)
+    if options.dtype in QUANTIZED:
+        model = quantize_weights(
+            model,
+            block_size=options.block_size,
+            accuracy_level=options.accuracy_level,
+            fp16_scales=options.dtype == "q4f16",
+            quantize_embedding=options.quantize_embedding,
+        )
     report = None
     with bundle.staging_dir(options.out_dir, options.force) as staging:
         log.info("writing %s", options.out_dir)
@@ -99,15 +124,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         onnx.save(sampler_model(), str(staging / bundle.SAMPLER_FILE))
         bundle.copy_model_files(options.model_dir, staging)
         if options.validate:
-            from export.reference import load_reference
-            from export.validate import compare
-
-            report = compare(
-                staging / bundle.MODEL_FILE,
-                lambda: load_reference(spec, config, checkpoint),
-                spec.vocab_size,
-                options.dtype,
-            )
+            report = _validate(staging, spec, config, checkpoint, options)
             (staging / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
         manifest = bundle.write_manifest(
             staging, _manifest_fields(spec, _load_io(staging), options, data_files)
@@ -120,6 +137,26 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
             f"{options.out_dir / 'validation.json'}"
         )
     return manifest
+
+
+def _validate(
+    staging: Path, spec: ModelSpec, config: dict[str, Any], checkpoint: Checkpoint, options: ExportOptions
+) -> dict[str, Any]:
+    from export.reference import load_reference
+    from export.validate import compare
+
+    round_weights = None
+    if options.dtype in QUANTIZED:
+        round_weights = functools.partial(
+            fake_quantize_module, block_size=options.block_size, quantize_embedding=options.quantize_embedding
+        )
+    return compare(
+        staging / bundle.MODEL_FILE,
+        lambda: load_reference(spec, config, checkpoint),
+        spec.vocab_size,
+        options.dtype,
+        round_weights,
+    )
 
 
 def _load_io(staging: Path) -> ir.Model:

@@ -148,3 +148,20 @@ def test_weights_split_into_data_files_of_bounded_size(tiny_text_dir, tiny_refer
     with torch.no_grad():
         expected = tiny_reference(torch.from_numpy(prompt)[None]).logits[0].numpy()
     np.testing.assert_allclose(logits[0], expected, atol=1e-5, rtol=0)
+
+
+def test_q4_export_validates_against_rounded_weights_and_reports_quantization_error(tiny_text_dir, tmp_path):
+    out = tmp_path / "q4"
+    assert main([str(tiny_text_dir), str(out), "--dtype", "q4", "--validate"]) == 0
+    manifest = _manifest(out)
+    assert manifest["dtype"] == "q4" and manifest["quantization"]["block_size"] == 32
+    report = json.loads((out / "validation.json").read_text())
+    assert report["passed"] and report["worst"]["kl"] < 1e-5
+    assert report["quantization_error"]["worst"]["kl"] > report["worst"]["kl"]
+    weights = sum(manifest["files"][name]["size"] for name in manifest["external_data"])
+    assert weights < 0.3 * 1_340_000  # fp32 tiny weights are ~1.34 MB
+
+
+def test_bad_block_size_is_bad_input(tiny_text_dir, tmp_path, capsys):
+    assert main([str(tiny_text_dir), str(tmp_path / "x"), "--dtype", "q4", "--block-size", "48"]) == 2
+    assert "--block-size" in capsys.readouterr().err and not (tmp_path / "x").exists()
