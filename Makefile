@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.package-lock.json
 
 DEMO := build/demo
 
-.PHONY: setup setup-python setup-browser test soak check lint typecheck demo clean
+.PHONY: setup setup-python setup-browser test soak check lint typecheck demo train-tiny clean
 
 setup: setup-python setup-browser
 
@@ -44,14 +44,17 @@ typecheck: setup-python
 
 check: lint typecheck test
 
-# Until the trained tiny model lands, the demo's default is a seeded tiny random checkpoint (the page says so).
+# The demo's default is the tiny model this project trains (models/tiny-qwen35, `make train-tiny`).
 demo: setup
-	test -f $(DEMO)/tiny-random-checkpoint/config.json || $(PY) -m export.random_checkpoint $(DEMO)/tiny-random-checkpoint
 	mkdir -p $(DEMO)/bundles
-	$(PY) -m export $(DEMO)/tiny-random-checkpoint $(DEMO)/bundles/tiny-random --force
-	$(PY) -m web build $(DEMO)/site --bundle tiny-random=$(DEMO)/bundles/tiny-random \
-	  --note "tiny-random=Seeded tiny random checkpoint: no trained model exists yet, so the text is gibberish."
+	$(PY) -m export models/tiny-qwen35 $(DEMO)/bundles/tiny-qwen35 --force
+	$(PY) -m web build $(DEMO)/site --bundle tiny-qwen35=$(DEMO)/bundles/tiny-qwen35 \
+	  --note "tiny-qwen35=A 3.6M-parameter Qwen3.5-architecture model trained here on Python's documentation (see models/tiny-qwen35/MODEL_CARD.md): readable, repetitive, not knowledgeable."
 	$(PY) -m web serve $(DEMO)/site --port 8000
+
+# Retrain the demo model from scratch (about 20 minutes on 2 cores; seeded, reproducible).
+train-tiny: setup-python
+	$(PY) -m export.train_tiny models/tiny-qwen35 --force
 
 clean:
 	rm -rf build site .pytest_cache .mypy_cache .ruff_cache

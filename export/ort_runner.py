@@ -54,8 +54,13 @@ class GraphRunner:
         new_states = [by_name[present_for(meta.name)] for meta in self.state_inputs]
         return by_name[LOGITS], new_states
 
-    def greedy(self, prompt: np.ndarray, new_tokens: int, chunk: int | None = None) -> list[int]:
-        """Greedy continuation of one prompt [T]; the prompt is prefilled in chunks of `chunk` tokens."""
+    def greedy(
+        self, prompt: np.ndarray, new_tokens: int, chunk: int | None = None, suppress: tuple[int, ...] = ()
+    ) -> list[int]:
+        """Greedy continuation of one prompt [T]; the prompt is prefilled in chunks of `chunk` tokens.
+
+        `suppress` ids are never chosen: pass the eos ids to match transformers' `min_new_tokens`.
+        """
         states = self.zero_states(1)
         chunk = chunk or len(prompt)
         past = 0
@@ -65,7 +70,9 @@ class GraphRunner:
             past += piece.shape[1]
         tokens: list[int] = []
         for _ in range(new_tokens):
-            token = int(np.argmax(logits[0, -1]))
+            last = logits[0, -1].copy()
+            last[list(suppress)] = -np.inf
+            token = int(np.argmax(last))
             tokens.append(token)
             logits, states = self.step(np.array([[token]]), past, states)
             past += 1

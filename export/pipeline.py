@@ -156,6 +156,7 @@ def _validate(
         spec.vocab_size,
         options.dtype,
         round_weights,
+        spec.eos_token_ids,
     )
 
 

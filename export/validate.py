@@ -62,7 +62,7 @@ def reference_greedy(reference: Any, prompt: np.ndarray, new_tokens: int) -> lis
     return out[0, ids.shape[1] :].tolist()
 
 
-def _onnx_side(model_path: Path, prompts: list[np.ndarray]) -> list[dict[str, Any]]:
+def _onnx_side(model_path: Path, prompts: list[np.ndarray], eos_ids: tuple[int, ...]) -> list[dict[str, Any]]:
     """Everything onnxruntime computes for the prompts; the session is gone when this returns."""
     runner = GraphRunner(model_path)
     outputs = []
@@ -78,7 +78,7 @@ def _onnx_side(model_path: Path, prompts: list[np.ndarray]) -> list[dict[str, An
             {
                 "logits": logits[0],
                 "chunked": np.concatenate(chunked),
-                "tokens": runner.greedy(prompt, GREEDY_TOKENS),
+                "tokens": runner.greedy(prompt, GREEDY_TOKENS, suppress=eos_ids),
             }
         )
     return outputs
@@ -116,6 +116,7 @@ def compare(
     vocab: int,
     dtype: str,
     round_weights: Callable[[Any], None] | None = None,
+    eos_ids: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Prefill logits, chunked-prefill logits and greedy tokens, onnxruntime vs PyTorch.
 
@@ -126,7 +127,8 @@ def compare(
     """
     tolerance = TOLERANCES[dtype]
     prompts = fixed_prompts(vocab)
-    onnx_outputs = _onnx_side(model_path, prompts)
+    # transformers' min_new_tokens keeps eos out of the reference's tokens: do the same here.
+    onnx_outputs = _onnx_side(model_path, prompts, eos_ids)
     reference = load_reference()
     extra: dict[str, Any] = {}
     if round_weights is not None:
