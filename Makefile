@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.package-lock.json
 
 DEMO := build/demo
 
-.PHONY: setup setup-python setup-browser test soak check lint typecheck demo train-tiny clean
+.PHONY: setup setup-python setup-browser test bench soak check lint typecheck demo train-tiny clean
 
 setup: setup-python setup-browser
 
@@ -31,6 +31,11 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+# Speed and memory against the onnxruntime-genai builder (not part of make test; ~25 min, ~15 GB in build/bench).
+bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench --web-0.8b
 
 soak: setup
 	SOAK=full $(PY) -m pytest -q tests/runtime/test_soak.py tests/browser -k soak

@@ -1,0 +1,110 @@
+"""Build the benchmark's checkpoints and exports (this project's and onnxruntime-genai's), cached on disk.
+
+Each model shape gets two random checkpoints from the same seed: the text layout this project exports
+and the `Qwen3_5ForConditionalGeneration` (vl) layout the genai builder needs. Same seed, same
+config, so both hold the same text weights. A finished directory is reused; delete it to rebuild.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SHARED_CONFIGS = Path("/work/shared/configs")
+MODEL_CONFIGS: dict[str, Path | None] = {"tiny": None, "0.8b": SHARED_CONFIGS / "qwen3_5-0.8b.json"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One exported graph to time: `engine` says which graph I/O convention it follows."""
+
+    name: str  # e.g. "fused-fp32", "genai-int4"
+    engine: str  # "ours" | "genai"
+    model_path: Path  # model.onnx
+    checkpoint: Path  # the text-layout checkpoint (for config lookups)
+
+
+def _run(args: list[str], log_path: Path) -> bool:
+    log.info("running %s", " ".join(args))
+    with log_path.open("w") as sink:
+        result = subprocess.run(args, stdout=sink, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        log.warning("failed (rc=%d), see %s", result.returncode, log_path)
+    return result.returncode == 0
+
+
+def _checkpoint(out: Path, model: str, layout: str) -> Path:
+    if (out / "model.safetensors").exists():
+        return out
+    args = [sys.executable, "-m", "export.random_checkpoint", str(out), "--layout", layout]
+    config = MODEL_CONFIGS[model]
+    if config is not None:
+        args += ["--config", str(config)]
+    if not _run(args, out.parent / f"{out.name}.log"):
+        raise RuntimeError(f"random checkpoint {out} failed")
+    return out
+
+
+def project_supports_q4() -> bool:
+    """q4 is being added by another engineer: only use it if the CLI accepts it."""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "export", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return "q4" in help_text
+
+
+def genai_available() -> bool:
+    return importlib.util.find_spec("onnxruntime_genai") is not None
+
+
+def _ours(text_ckpt: Path, out: Path, ops: str, dtype: str) -> Path | None:
+    if not (out / "model.onnx").exists():
+        args = [
+            sys.executable,
+            "-m",
+            "export",
+            str(text_ckpt),
+            str(out),
+            "--ops",
+            ops,
+            "--dtype",
+            dtype,
+            "--force",
+        ]
+        if not _run(args, out.parent / f"{out.name}.log"):
+            return None
+    return out / "model.onnx"
+
+
+def _genai(vl_ckpt: Path, out: Path, precision: str) -> Path | None:
+    if not (out / "model.onnx").exists():
+        args = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(vl_ckpt), "-o", str(out)]
+        args += ["-p", precision, "-e", "cpu"]
+        if not _run(args, out.parent / f"{out.name}.log"):
+            return None
+    return out / "model.onnx"
+
+
+def build_variants(root: Path, model: str, with_genai: bool = True) -> tuple[Path, list[Variant]]:
+    """Checkpoints + every export for one model shape; returns (text checkpoint, variants that built)."""
+    base = root / model
+    base.mkdir(parents=True, exist_ok=True)
+    text_ckpt = _checkpoint(base / "ckpt-text", model, "text")
+    plans: list[tuple[str, str, Path | None]] = [
+        ("fused-fp32", "ours", _ours(text_ckpt, base / "fused-fp32", "fused", "fp32")),
+        ("portable-fp32", "ours", _ours(text_ckpt, base / "portable-fp32", "portable", "fp32")),
+    ]
+    if project_supports_q4():
+        plans.append(("fused-q4", "ours", _ours(text_ckpt, base / "fused-q4", "fused", "q4")))
+    if with_genai and genai_available():
+        vl_ckpt = _checkpoint(base / "ckpt-vl", model, "vl")
+        plans.append(("genai-fp32", "genai", _genai(vl_ckpt, base / "genai-fp32", "fp32")))
+        plans.append(("genai-int4", "genai", _genai(vl_ckpt, base / "genai-int4", "int4")))
+    variants = [Variant(name, engine, path, text_ckpt) for name, engine, path in plans if path is not None]
+    return text_ckpt, variants
