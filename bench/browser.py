@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import mimetypes
-import os
 import shutil
 import statistics
 import threading
@@ -21,20 +20,12 @@ from pathlib import Path
 
 from bench.artifacts import Variant
 from bench.graph_spec import describe, spec_json
+from web.chromium import CHROMIUM, OFFLINE_FLAGS
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("QWEN35WEB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM_FLAGS = OFFLINE_FLAGS  # wasm timing only: no WebGPU
 MIN_SAMPLE_MS = 40.0
 TIMEOUT_MS = 600_000
 

@@ -6,23 +6,11 @@ page's origin (routed and aborted) are recorded, and `assert_clean()` checks the
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CHROMIUM = os.environ.get("QWEN35WEB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-unsafe-webgpu",
-]
 MODEL_NAME = "tiny-random"
 READY_TIMEOUT_MS = 120_000
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
