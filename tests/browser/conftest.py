@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 
 from tests.browser.pages import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     MODEL_NAME,
     READY_TIMEOUT_MS,
     REPORT_FILE,
@@ -27,6 +25,7 @@ from tests.browser.pages import (
     open_page,
 )
 from web.build import SiteSpec, build_site, check_node_modules
+from web.chromium import CHROMIUM, CHROMIUM_FLAGS
 from web.serve import serve_in_thread
 
 
