@@ -51,9 +51,14 @@ class Runtime:
                 raise GenerationInputError("the prompt is empty")
             text = prompt
         try:
-            return self.tokenizer.encode(text)
-        except UnicodeError:
-            raise GenerationInputError("the prompt is not valid Unicode text") from None
+            # Lone surrogates come from invalid UTF-8 on a command line or from JS strings: refuse
+            # them rather than guess what was meant.
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GenerationInputError(
+                "the prompt is not valid Unicode text (invalid UTF-8 or a lone surrogate)"
+            ) from None
+        return self.tokenizer.encode(text)
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None

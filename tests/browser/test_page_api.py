@@ -70,8 +70,22 @@ def test_chat_mode_renders_the_bundle_template(wasm_page: WatchedPage, tiny_refe
         ),
         ("app.logits(arg)", [1, 99999], "token ids must lie in [0, 512)"),
         ("app.logits(arg)", [], "the prompt is empty"),
+        (
+            "app.generate({prompt: 'a\\uD800b', maxNewTokens: 2})",
+            None,
+            "the prompt is not valid Unicode text (invalid UTF-8 or a lone surrogate)",
+        ),
+        ("app.generate({prompt: 'x', topP: NaN})", None, "topP must be a finite number, got NaN"),
     ],
-    ids=["empty-prompt", "bad-temperature", "zero-tokens", "id-out-of-vocab", "no-ids"],
+    ids=[
+        "empty-prompt",
+        "bad-temperature",
+        "zero-tokens",
+        "id-out-of-vocab",
+        "no-ids",
+        "lone-surrogate",
+        "nan",
+    ],
 )
 def test_bad_requests_reject_with_one_readable_sentence(
     wasm_page: WatchedPage, script: str, arg: object, message: str

@@ -105,7 +105,12 @@ def test_cancel_then_next_greedy_run_is_identical(export_bundle):
 
 @pytest.mark.parametrize(
     ("prompt", "kwargs", "message"),
-    [("", {}, "empty"), ("   ", {"chat": True}, "empty")],
+    [
+        ("", {}, "empty"),
+        ("   ", {"chat": True}, "empty"),
+        ("a\udcff b", {}, "not valid Unicode"),
+        ("lone \ud800", {"chat": True}, "not valid Unicode"),
+    ],
 )
 def test_prompt_errors(export_bundle, prompt, kwargs, message):
     async def go():

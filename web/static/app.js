@@ -72,9 +72,23 @@ const ready = client
     return { backend: result.backend, model: result.model };
   });
 
+// JSON (the worker's channel to Python) would turn NaN and Infinity into null, i.e. "use the
+// default": refuse them here instead, so a bad setting is an error, never a silent default.
+const NUMERIC_SETTINGS = ["maxNewTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed"];
+
+function checkNumbers(options) {
+  for (const name of NUMERIC_SETTINGS) {
+    const value = options[name];
+    if (value !== undefined && value !== null && !Number.isFinite(value)) {
+      throw new Error(`${name} must be a finite number, got ${value}`);
+    }
+  }
+}
+
 async function generate(options = {}) {
   await ready;
   const { onText, ...rest } = options;
+  checkNumbers(rest);
   const request = {
     prompt: rest.prompt,
     messages: rest.messages,
