@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.package-lock.json
 
 DEMO := build/demo
 
-.PHONY: setup setup-python setup-browser test bench soak check lint typecheck demo train-tiny clean
+.PHONY: setup setup-python setup-browser test bench fidelity soak check lint typecheck demo train-tiny clean
 
 setup: setup-python setup-browser
 
@@ -36,6 +36,10 @@ test: setup
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench --web-0.8b
+
+# Held-out perplexity and top-1 agreement of every path against PyTorch (tiny trained model; ~5 min).
+fidelity: setup
+	$(PY) -m bench.fidelity
 
 soak: setup
 	SOAK=full $(PY) -m pytest -q tests/runtime/test_soak.py tests/browser -k soak
