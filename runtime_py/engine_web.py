@@ -28,11 +28,20 @@ from runtime_py.errors import BundleError
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("webgpu", "wasm")
-_TYPED_ARRAYS = {"float32": "Float32Array", "int64": "BigInt64Array", "float16": "Float16Array"}
+# float16 data travels as raw bits in a Uint16Array (onnxruntime-web accepts it): Pyodide cannot
+# hand a Float16Array across the FFI ("Unknown typed array type").
+_TYPED_ARRAYS = {"float32": "Float32Array", "int64": "BigInt64Array", "float16": "Uint16Array"}
 
 
 class EngineRunError(RuntimeError):
     """onnxruntime-web refused a run (the message is onnxruntime's first line)."""
+
+
+def _typed_to_list(data: Any) -> list[Any]:
+    """A typed array's elements as a Python list (Pyodide cannot convert a Float16Array itself)."""
+    if data.constructor.name == "Float16Array":
+        data = js.Float32Array.new(data)
+    return data.to_py().tolist()  # type: ignore[no-any-return]
 
 
 def _first_line(err: BaseException) -> str:
@@ -142,14 +151,14 @@ class WebEngine:
     async def read(self, tensor: Tensor) -> list[Any]:
         start = time.perf_counter()
         try:
-            return (await self._data(tensor)).to_py().tolist()
+            return _typed_to_list(await self._data(tensor))
         finally:
             self.busy_seconds += time.perf_counter() - start
 
     async def read_last_row(self, tensor: Tensor) -> list[float]:
         width = int(tensor.dims[len(tensor.dims) - 1])
         data = await self._data(tensor)
-        return data.subarray(data.length - width).to_py().tolist()
+        return _typed_to_list(data.subarray(data.length - width))
 
     def release(self, tensor: Tensor) -> None:
         entry = self._live.pop(id(tensor), None)
