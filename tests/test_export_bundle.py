@@ -165,3 +165,10 @@ def test_q4_export_validates_against_rounded_weights_and_reports_quantization_er
 def test_bad_block_size_is_bad_input(tiny_text_dir, tmp_path, capsys):
     assert main([str(tiny_text_dir), str(tmp_path / "x"), "--dtype", "q4", "--block-size", "48"]) == 2
     assert "--block-size" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_portable_bodies_hold_no_string_tensors(export_bundle):
+    """String ops cannot be placed in a WebGPU session once inlined: the attached bodies have none."""
+    model = onnx.load(str(export_bundle("text", "portable") / "model.onnx"), load_external_data=False)
+    for function in model.functions:
+        assert "Unique" not in {n.op_type for n in function.node}, function.name

@@ -218,12 +218,46 @@ def CausalConv1DWithState(x, weight, past_state, channels: int, activation: str 
     return y, present_state
 
 
-def function_proto() -> onnx.FunctionProto:
-    """The portable body as a FunctionProto (domain DOMAIN, name OP_TYPE); a fresh copy per call."""
+def function_proto(activation: str | None = None) -> onnx.FunctionProto:
+    """The portable body as a FunctionProto (domain DOMAIN, name OP_TYPE); a fresh copy per call.
+
+    With `activation` given, the body is specialised to it: the string test and the unused branch
+    are dropped. String tensors have no WebGPU kernel, and onnxruntime-web cannot place them once
+    the function is inlined into a WebGPU session, so a graph whose nodes all share one activation
+    gets the specialised body (see `function_proto_for`).
+    """
     proto = CausalConv1DWithState.to_function_proto()
     if proto.name != OP_TYPE or proto.domain != DOMAIN:
         raise AssertionError(f"function body is {proto.domain}::{proto.name}, expected {DOMAIN}::{OP_TYPE}")
+    if activation is not None:
+        _check_activation(activation)
+        _specialise(proto, activation)
     return proto
+
+
+def _specialise(proto: onnx.FunctionProto, activation: str) -> None:
+    """Replace the final Where(is_silu, silu, conv) by the chosen branch, then drop dead nodes."""
+    nodes = list(proto.node)
+    where = next(n for n in nodes if n.op_type == "Where" and list(n.output) == ["y"])
+    chosen = where.input[1] if activation == "silu" else where.input[2]
+    nodes[nodes.index(where)] = onnx.helper.make_node("Identity", [chosen], ["y"])
+    needed = set(proto.output)
+    kept = []
+    for node in reversed(nodes):  # the body is in topological order
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    del proto.node[:]
+    proto.node.extend(reversed(kept))
+
+
+def function_proto_for(nodes: list[ir.Node]) -> onnx.FunctionProto:
+    """The body for a graph's nodes: specialised when they all use one activation, else general."""
+    activations = set()
+    for node in nodes:
+        attr = node.attributes.get("activation")
+        activations.add(attr.value if attr is not None else DEFAULT_ACTIVATION)
+    return function_proto(activations.pop()) if len(activations) == 1 else function_proto()
 
 
 # --------------------------------------------------------------------------------------------

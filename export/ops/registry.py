@@ -19,6 +19,8 @@ class CustomOp:
     torch_op: Any  # torch OpOverload
     onnx_translation: Callable[..., Any]
     function_proto: Callable[[], onnx.FunctionProto]
+    # The body to attach for a graph's nodes of this op (may specialise on their attributes).
+    function_proto_for: Callable[[list[ir.Node]], onnx.FunctionProto]
     lower_to_ort: Callable[[ir.Node], tuple[list[ir.Node], list[ir.Value]]]
 
 
@@ -28,6 +30,7 @@ def _from_module(module: ModuleType) -> CustomOp:
         torch_op=module.TORCH_OP,
         onnx_translation=module.onnx_translation,
         function_proto=module.function_proto,
+        function_proto_for=getattr(module, "function_proto_for", lambda nodes: module.function_proto()),
         lower_to_ort=module.lower_to_ort,
     )
 

@@ -22,9 +22,12 @@ def _custom_nodes(graph: ir.Graph) -> list[ir.Node]:
 
 
 def attach_portable_functions(model: ir.Model) -> ir.Model:
-    used = {node.op_type for node in _custom_nodes(model.graph)}
+    by_type: dict[str, list[ir.Node]] = {}
+    for node in _custom_nodes(model.graph):
+        by_type.setdefault(node.op_type, []).append(node)
+    used = set(by_type)
     for op_type in sorted(used):
-        function = ir.serde.deserialize_function(CUSTOM_OPS[op_type].function_proto())
+        function = ir.serde.deserialize_function(CUSTOM_OPS[op_type].function_proto_for(by_type[op_type]))
         model.functions[function.identifier()] = function
         for domain, version in function.opset_imports.items():
             model.opset_imports.setdefault(domain, version)

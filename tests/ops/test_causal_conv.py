@@ -415,3 +415,20 @@ def test_exported_model_runs(exported: tuple[_TinyConvModule, onnx.ModelProto], 
             want_y, want_state = module(torch.from_numpy(x), torch.from_numpy(past))
         _assert_close(f"{impl} T={steps}", y, want_y.numpy(), "fp32")
         np.testing.assert_array_equal(state, want_state.numpy())
+
+
+@pytest.mark.parametrize("activation", ["silu", "none"])
+def test_specialised_body_matches_reference_and_has_no_string_ops(activation: str) -> None:
+    """The body attached to graphs whose nodes share one activation: no string tensors (WebGPU)."""
+    proto = causal_conv.function_proto(activation)
+    assert not {"Unique", "Where"} & {n.op_type for n in proto.node}
+    assert all(a.type != onnx.AttributeProto.STRINGS for n in proto.node for a in n.attribute)
+    model = _custom_node_model("fp32", activation, 8)
+    del model.functions[:]
+    model.functions.append(proto)
+    case = ConvCase(steps=5, channels=8, taps=4, batch=2, past="random", dtype="fp32", activation=activation)
+    x, weight, past = _inputs(case)
+    y, present = _session(model).run(None, {"x": x, "weight": weight, "past_state": past})
+    want_y, want_present = _reference(x, weight, past, activation)
+    _assert_close("y", y, want_y, "fp32")
+    np.testing.assert_array_equal(present, want_present)
