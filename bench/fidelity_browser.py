@@ -8,7 +8,6 @@ here: fp32 only, slow) a few dozen. The site holds every bundle; `?model=NAME` p
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,21 +20,11 @@ import torch
 
 from bench.fidelity import Predictions, Score, failed, perplexity, predictions_from_logits, score
 from web.build import SiteSpec, build_site
+from web.chromium import CHROMIUM, CHROMIUM_FLAGS
 from web.serve import serve_in_thread
 
 log = logging.getLogger("bench.fidelity")
 
-CHROMIUM = os.environ.get("QWEN35WEB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-unsafe-webgpu",
-]
 TIMEOUT_MS = 600_000
 CALLS_PER_EVALUATE = 16  # prefixes per round trip: bounded payload (16 × V floats) and progress logging
 # (backend, bundle) pairs scored; WebGPU on SwiftShader runs fp32 only.
