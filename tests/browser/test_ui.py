@@ -34,6 +34,10 @@ def test_type_generate_stream_stop_and_run_again(new_context, base_url: str) -> 
     page.goto(base_url)  # no ?backend=: the page picks (a fallback adapter counts as none, so wasm here)
     assert watched.ready()["model"] == MODEL_NAME
     assert page.locator("#backend-badge").inner_text() in ("WebGPU", "WASM (CPU)")
+    # This machine's only adapter is SwiftShader (a fallback adapter): the page runs wasm and says why.
+    reason = page.evaluate("app.info().backendReason")
+    assert watched.ready()["backend"] == "wasm" and "software WebGPU adapter" in reason
+    assert page.locator("#backend-reason").inner_text() == reason
     assert "random" in page.locator("#model-note").inner_text()
 
     page.fill("#prompt", "Hello world")

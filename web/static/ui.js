@@ -41,10 +41,13 @@ function showProgress(progress) {
 
 function showModel({ backend }) {
   const info = app.info();
+  const backendReason = info.backendReason;
   const facts = info.facts;
   const badge = $("backend-badge");
   badge.textContent = backend === "webgpu" ? "WebGPU" : "WASM (CPU)";
   badge.dataset.state = backend;
+  badge.title = backendReason;
+  $("backend-reason").textContent = backendReason;
   $("model-name").textContent =
     `${info.model} · ${facts.layers} layers · hidden ${facts.hiddenSize} · vocabulary ${facts.vocabSize} · ` +
     `${facts.dtype} · ${megabytes(facts.weightBytes)} of weights`;

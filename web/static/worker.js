@@ -46,15 +46,17 @@ async function chooseBackend(requested) {
   if (requested && !Object.hasOwn(ORT_BUILDS, requested)) {
     throw new Error(`unknown backend "${requested}" (use ?backend=webgpu or ?backend=wasm)`);
   }
-  if (requested === "wasm") return "wasm";
+  if (requested === "wasm") return { backend: "wasm", reason: "wasm, as asked for with ?backend=wasm" };
   const adapter = self.navigator.gpu ? await self.navigator.gpu.requestAdapter().catch(() => null) : null;
   if (requested === "webgpu") {
     if (!adapter) throw new Error("?backend=webgpu was asked for, but this browser offers no WebGPU adapter");
-    return "webgpu";
+    return { backend: "webgpu", reason: "WebGPU, as asked for with ?backend=webgpu" };
   }
+  if (!adapter) return { backend: "wasm", reason: "no WebGPU adapter in this browser: running on wasm" };
   // A fallback adapter (a CPU rasteriser such as SwiftShader) counts as none: wasm is much faster.
-  const fallback = adapter && (adapter.isFallbackAdapter || (adapter.info && adapter.info.isFallbackAdapter));
-  return adapter && !fallback ? "webgpu" : "wasm";
+  const fallback = adapter.isFallbackAdapter || (adapter.info && adapter.info.isFallbackAdapter);
+  if (fallback) return { backend: "wasm", reason: "only a software WebGPU adapter (no GPU): running on wasm" };
+  return { backend: "webgpu", reason: "hardware WebGPU adapter" };
 }
 
 async function loadOrt(backend) {
@@ -105,7 +107,7 @@ async function openSession(pyodide, backend, manifestText, store, model, prefill
 async function init(id, { backend: requested, model: requestedModel, prefillChunk }) {
   const started = performance.now();
   const since = (t) => Math.round(performance.now() - t);
-  let backend = await chooseBackend(requested);
+  let { backend, reason: backendReason } = await chooseBackend(requested);
   const [pyodide, model] = await Promise.all([startPython(), chooseModel(requestedModel)]);
   const pythonMs = since(started);
   const base = new URL(`./models/${encodeURIComponent(model.name)}/`, self.location.href);
@@ -124,13 +126,14 @@ async function init(id, { backend: requested, model: requestedModel, prefillChun
     // WebGPU was only our guess (e.g. the adapter lacks a feature this model needs): use wasm instead.
     console.warn(`WebGPU could not run this model (${readable(err)}); using wasm`);
     backend = "wasm";
+    backendReason = `WebGPU could not run this model (${readable(err)}): running on wasm`;
     session = await openSession(pyodide, backend, manifestText, store, model, prefillChunk);
   } finally {
     store.release();
   }
   const timings = { pythonMs, weightsMs, sessionMs: since(sessionStart), totalMs: since(started) };
   const facts = JSON.parse(session.describe());
-  return { backend, model: model.name, note: model.note || "", facts, weights: store.stats, timings };
+  return { backend, backendReason, model: model.name, note: model.note || "", facts, weights: store.stats, timings };
 }
 
 async function generate(id, { request }) {
