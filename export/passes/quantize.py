@@ -31,6 +31,7 @@ from onnxruntime.quantization.matmul_nbits_quantizer import (
 )
 
 from export.ops.domain import MS_DOMAIN
+from export.passes.graph_match import add_initializer
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +139,6 @@ def constant_array(value: ir.Value) -> np.ndarray:
     """An initializer's tensor as numpy (a view of the traced weights where possible)."""
     assert value.const_value is not None, f"{value.name} is not a constant"
     return value.const_value.numpy()
-
-
-def add_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
-    value = ir.Value(
-        name=name,
-        shape=ir.Shape(array.shape),
-        type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-        const_value=ir.tensor(array, name=name),
-    )
-    graph.register_initializer(value)
-    return value
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ import numpy as np
 import onnx_ir as ir
 
 from export.ops.domain import MS_DOMAIN
+from export.passes.graph_match import add_initializer
 from export.passes.quantize import (
     BITS,
     QuantizedInitializers,
     QuantizeSettings,
-    add_initializer,
     block_quantize,
     check_float_type,
     constant_array,
