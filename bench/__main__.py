@@ -105,7 +105,7 @@ def _browser(model: str, variants: list[Variant], quick: bool) -> dict | None:
         )
     else:
         plan, repeats = [("decode", 128), ("prefill", 128)], 2
-        groups = [[v for v in variants if v.name in ("fused-q4", "genai-int4")]]
+        groups = [[v for v in variants if v.name in ("fused-q8", "fused-q4", "genai-int4")]]
     merged: dict = {"threads": 1, "load_ms": {}, "timings": {}, "js_sum_gb_per_s": 0.0}
     errors = []
     for group in groups:

@@ -102,6 +102,7 @@ def build_variants(root: Path, model: str, with_genai: bool = True) -> tuple[Pat
     ]
     if project_supports_q4():
         plans.append(("fused-q4", "ours", _ours(text_ckpt, base / "fused-q4", "fused", "q4")))
+    plans.append(("fused-q8", "ours", _ours(text_ckpt, base / "fused-q8", "fused", "q8")))
     if with_genai and genai_available():
         vl_ckpt = _checkpoint(base / "ckpt-vl", model, "vl")
         plans.append(("genai-fp32", "genai", _genai(vl_ckpt, base / "genai-fp32", "fp32")))

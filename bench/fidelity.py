@@ -37,10 +37,14 @@ CHECKPOINT = REPO / "models" / "tiny-qwen35"
 WORK = REPO / "build" / "fidelity"
 RESULTS = REPO / "bench" / "results"
 CONTEXT = 256  # the model card's evaluation window
-BATCH = 8
+BATCH = 8  # PyTorch reference windows per forward
+# Exported graphs see one window per run, as the page does: q8's DynamicQuantizeMatMul quantizes its
+# activations with one scale per tensor, so a batch of 8 windows shares a scale (measured: top-1
+# 94.5 % at batch 8 against 96.0 % at batch 1); no other path depends on the batch.
+ONNX_BATCH = 1
 SEPARATOR_ID = 0  # <|endoftext|>: precedes every held-out document in the card's stream
 
-# Targets from the issue: fp32 paths vs PyTorch, q4 vs the fp32 bundle.
+# Targets from the issue: fp32 paths vs PyTorch, quantized (q4, q8) vs the fp32 bundle.
 FP32_RELATIVE_PPL = 1e-5
 Q4_PPL_INCREASE = 0.02
 Q4_TOP1 = 0.95
@@ -61,6 +65,8 @@ BUNDLES = [
     BundleSpec("fp32-portable", ops="portable"),
     BundleSpec("fp16-fused", dtype="fp16"),
     BundleSpec("q4-fused", dtype="q4"),
+    BundleSpec("q8-fused", dtype="q8"),
+    BundleSpec("q8-float-embedding", dtype="q8", keep_float_embedding=True),
 ]
 # Tried only when the default q4 bundle misses a target.
 Q4_ALTERNATIVES = [
@@ -140,7 +146,7 @@ def pytorch_predictions(stream: torch.Tensor) -> Predictions:
 def onnx_predictions(model_path: Path, stream: torch.Tensor) -> Predictions:
     runner = GraphRunner(model_path)
     parts = []
-    for inputs, targets in evaluation_batches(stream, CONTEXT, BATCH):
+    for inputs, targets in evaluation_batches(stream, CONTEXT, ONNX_BATCH):
         ids = inputs.numpy()  # [b, t]
         logits, _ = runner.step(ids, 0, runner.zero_states(ids.shape[0]))  # [b, t, V]
         parts.append(predictions_from_logits(logits.reshape(-1, logits.shape[-1]), targets.flatten().numpy()))
@@ -203,7 +209,7 @@ def verdict(entry: Score) -> str:
     if dtype == "fp32":
         held = abs(entry.relative_perplexity_change) <= FP32_RELATIVE_PPL
         return f"{'pass' if held else 'FAIL'} (abs Δppl ≤ 1e-5)"
-    if dtype == "q4":
+    if dtype in ("q4", "q8"):
         ppl_held = entry.relative_perplexity_change <= Q4_PPL_INCREASE
         top1_held = entry.top1_agreement >= Q4_TOP1
         return (

@@ -34,6 +34,7 @@ BROWSER_PATHS = [
     ("wasm", "fp16-fused"),
     ("wasm", "q4-fused"),
     ("wasm", "q4-block16-float-embedding"),
+    ("wasm", "q8-fused"),
     ("webgpu", "fp32-fused"),
     ("webgpu", "fp32-portable"),
 ]

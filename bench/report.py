@@ -12,6 +12,7 @@ PEER_OF = {
     "fused-fp32": "genai-fp32",
     "portable-fp32": "genai-fp32",
     "fused-q4": "genai-int4",
+    "fused-q8": "genai-int4",
     "hf-torch": "genai-fp32",
 }
 

@@ -1,4 +1,4 @@
-"""`python -m export MODEL_DIR OUT_DIR [--ops fused|portable] [--dtype fp32|fp16] [--validate] [--force]`."""
+"""`python -m export MODEL_DIR OUT_DIR [--ops fused|portable] [--dtype ...] [--validate] [--force]`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from export.errors import ExportError
-from export.pipeline import DTYPES, OPS, ExportOptions, run_export
+from export.pipeline import DTYPES, LOGITS, OPS, ExportOptions, run_export
 
 log = logging.getLogger("export")
 
@@ -30,7 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="fused",
         help="fused: onnxruntime contrib kernels (default); portable: ONNX function bodies",
     )
-    parser.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="fp32",
+        help="weights: fp32, fp16, q4/q4f16 int4 (native), q8 int8 (the fast one in wasm)",
+    )
+    parser.add_argument(
+        "--logits",
+        choices=LOGITS,
+        default="all",
+        help="all: logits [B, T, V] (validation, perplexity); last: [B, 1, V], faster prefill for generation",
+    )
     parser.add_argument(
         "--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance"
     )
@@ -45,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-float-embedding",
         action="store_true",
-        help="q4: keep the embedding and tied LM head in float (stored once)",
+        help="q4, q8: keep the embedding and tied LM head in float (stored once)",
     )
     parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -66,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         block_size=args.block_size,
         accuracy_level=args.accuracy_level,
         quantize_embedding=not args.keep_float_embedding,
+        logits=args.logits,
     )
     try:
         manifest = run_export(options)

@@ -42,6 +42,9 @@ class Qwen35Decoder(nn.Module):
             self.lm_head = nn.Linear(spec.hidden_size, spec.vocab_size, bias=False)
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rotary_inv_freq(spec), persistent=False)
+        # Generation only ever samples from the last position: computing the head for it alone
+        # skips a [T, D] x [D, V] product in prefill (a third of a 0.8B wasm prefill).
+        self.last_position_only = False
 
     def _rope(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # Text-only MRoPE: all three position rows are equal, so the interleave is the identity.
@@ -77,9 +80,11 @@ class Qwen35Decoder(nn.Module):
         for i, layer in enumerate(self.model.layers):
             x, new_state = layer(x, token_mask, rope, attn_bias, (past[2 * i], past[2 * i + 1]))
             present.extend(new_state)
+        if self.last_position_only:
+            x = x[:, -1:, :]  # [B, 1, D]; inputs are left-padded, so this is every row's last token
         x = self.model.norm(x)
         head = self.model.embed_tokens.weight if self.spec.tie_word_embeddings else self.lm_head.weight
-        logits = F.linear(x, head).float()  # [B, T, V]
+        logits = F.linear(x, head).float()  # [B, T, V], or [B, 1, V] with last_position_only
         return (logits, *present)
 
 

@@ -6,6 +6,7 @@ import functools
 import gc
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,23 @@ from export.errors import BadInputError, ValidationFailedError
 from export.passes.choose_ops import choose_ops
 from export.passes.fusions import apply_fusions
 from export.passes.quantize import fake_quantize_module, quantize_weights
+from export.passes.quantize_int8 import fake_quantize_module_int8, quantize_weights_int8
 from export.sampler_graph import sampler_model
 from export.trace import trace_to_onnx
 
 log = logging.getLogger(__name__)
 
-# The dtype the decoder is traced in; q4/q4f16 then quantize its weights to int4.
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "q4": torch.float32, "q4f16": torch.float16}
-QUANTIZED = ("q4", "q4f16")
+# The dtype the decoder is traced in; q4/q4f16 then quantize its weights to int4, q8 to int8.
+DTYPES = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "q4": torch.float32,
+    "q4f16": torch.float16,
+    "q8": torch.float32,
+}
+QUANTIZED = ("q4", "q4f16")  # int4 (MatMulNBits); q8 is int8 (DynamicQuantizeMatMul)
 OPS = ("fused", "portable")
+LOGITS = ("all", "last")  # logits for every position [B, T, V], or the last one only [B, 1, V]
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class ExportOptions:
     block_size: int = 32  # int4 block along K (q4, q4f16)
     accuracy_level: int = 4  # MatMulNBits compute: 1 fp32, 2 fp16, 4 int8
     quantize_embedding: bool = True  # int4 embedding + tied head too (stored once)
+    logits: str = "all"
 
 
 def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
@@ -67,6 +77,8 @@ def _check_options(options: ExportOptions) -> None:
         raise BadInputError(f"--ops must be one of {', '.join(OPS)}, got {options.ops!r}")
     if options.dtype not in DTYPES:
         raise BadInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+    if options.logits not in LOGITS:
+        raise BadInputError(f"--logits must be one of {', '.join(LOGITS)}, got {options.logits!r}")
     if options.block_size not in (16, 32, 64, 128, 256):
         raise BadInputError(f"--block-size must be 16, 32, 64, 128 or 256, got {options.block_size}")
 
@@ -81,6 +93,7 @@ def _manifest_fields(
         "sampler": {"file": bundle.SAMPLER_FILE, **io_contract(ir.serde.deserialize_model(sampler_model()))},
         "ops": options.ops,
         "dtype": options.dtype,
+        "logits": options.logits,
         "quantization": {
             "bits": 4,
             "block_size": options.block_size,
@@ -88,6 +101,12 @@ def _manifest_fields(
             "embedding": options.quantize_embedding,
         }
         if options.dtype in QUANTIZED
+        else {
+            "bits": 8,
+            "scheme": "symmetric, one scale per output column",
+            "embedding": options.quantize_embedding,
+        }
+        if options.dtype == "q8"
         else None,
         "chat_template": bundle.chat_template(options.model_dir),
         "eos_token_ids": list(spec.eos_token_ids),
@@ -104,6 +123,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     bundle.check_output_dir(options.out_dir, options.force)
     checkpoint = Checkpoint(options.model_dir)
     decoder = load_decoder(spec, checkpoint, DTYPES[options.dtype])
+    decoder.last_position_only = options.logits == "last"
     model = choose_ops(trace_to_onnx(decoder, DTYPES[options.dtype]), options.ops)
     if options.ops == "fused":
         model = apply_fusions(model)
@@ -115,6 +135,8 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
             fp16_scales=options.dtype == "q4f16",
             quantize_embedding=options.quantize_embedding,
         )
+    elif options.dtype == "q8":
+        model = quantize_weights_int8(model, quantize_embedding=options.quantize_embedding)
     report = None
     with bundle.staging_dir(options.out_dir, options.force) as staging:
         log.info("writing %s", options.out_dir)
@@ -145,8 +167,12 @@ def _validate(
     from export.reference import load_reference
     from export.validate import compare
 
-    round_weights = None
-    if options.dtype in QUANTIZED:
+    round_weights: Callable[[Any], None] | None = None
+    if options.dtype == "q8":
+        round_weights = functools.partial(
+            fake_quantize_module_int8, quantize_embedding=options.quantize_embedding
+        )
+    elif options.dtype in QUANTIZED:
         round_weights = functools.partial(
             fake_quantize_module, block_size=options.block_size, quantize_embedding=options.quantize_embedding
         )

@@ -64,6 +64,27 @@ async function time(name, kind, size, calls) {
   return (performance.now() - started) / calls;
 }
 
+// Mean ms per call of a graph fed random float32 inputs of the given shapes ({name: dims}).
+async function timeInputs(name, shapes, calls) {
+  const { session } = sessions.get(name);
+  const input = {};
+  for (const [key, dims] of Object.entries(shapes)) {
+    input[key] = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1)), dims);
+  }
+  const started = performance.now();
+  for (let i = 0; i < calls; i++) {
+    const results = await session.run(input);
+    for (const tensor of Object.values(results)) tensor.dispose();
+  }
+  return (performance.now() - started) / calls;
+}
+
+// Frees a session's wasm memory before the next big graph is loaded.
+async function release(name) {
+  await sessions.get(name).session.release();
+  sessions.delete(name);
+}
+
 // Memory-bandwidth probe: plain JS sum over a Float32Array bigger than the caches (decode's bound).
 function bandwidth(megabytes = 256, passes = 4) {
   const data = new Float32Array((megabytes * 1024 * 1024) / 4).fill(1);
@@ -76,5 +97,5 @@ function bandwidth(megabytes = 256, passes = 4) {
   return { gbPerSecond: (data.byteLength * passes) / seconds / 1e9, checksum: total };
 }
 
-window.bench = { load, time, bandwidth, ready: true };
+window.bench = { load, time, timeInputs, release, bandwidth, ready: true };
 document.getElementById("status").textContent = "ready";

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 _FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
 
 
-def _embedding_lookup(graph: ir.Graph) -> tuple[ir.Node, ir.Value] | None:
+def embedding_lookup(graph: ir.Graph) -> tuple[ir.Node, ir.Value] | None:
     """The Gather that reads a 2-D float initializer along axis 0 (the token embedding)."""
     for node in graph:
         if node.op_type != "Gather" or node.domain not in ("", "ai.onnx"):
@@ -59,7 +59,7 @@ def _embedding_lookup(graph: ir.Graph) -> tuple[ir.Node, ir.Value] | None:
     return None
 
 
-def _tied_heads(table: ir.Value, lookup: ir.Node) -> list[tuple[ir.Node, ir.Node]] | None:
+def tied_heads(table: ir.Value, lookup: ir.Node) -> list[tuple[ir.Node, ir.Node]] | None:
     """(Transpose, MatMul) pairs that use the table as an LM head; None if anything else reads it."""
     heads = []
     for node in table.consumers():
@@ -146,12 +146,12 @@ def _rewrite_heads(
 
 def quantize_embedding_table(graph: ir.Graph, settings: QuantizeSettings) -> bool:
     """Quantize the embedding table (and tied heads) in place; False if the graph has none to do."""
-    found = _embedding_lookup(graph)
+    found = embedding_lookup(graph)
     if found is None:
         log.warning("no embedding Gather on a float initializer: embedding left as it is")
         return False
     lookup, table = found
-    heads = _tied_heads(table, lookup)
+    heads = tied_heads(table, lookup)
     array = constant_array(table)  # [V, D]
     vocab, hidden = array.shape
     if heads is None or hidden % settings.block_size:

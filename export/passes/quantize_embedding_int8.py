@@ -1,0 +1,82 @@
+"""Pass (part of the int8 quantization): the embedding table, and a tied LM head, stored once as int8.
+
+E [V, D] is quantized as E^T [D, V] with one scale per column (per token): DynamicQuantizeMatMul's
+weight layout, so a tied head `MatMul(h, Transpose(E))` reads it as it is. The lookup gathers the
+tokens' columns, `Gather(E^T, ids, axis=1)` -> [D, *ids], and puts D last again:
+
+    rows = Transpose(Cast(Gather(q, ids, axis=1)), [1, .., r, 0]) * Unsqueeze(Gather(scales, ids), -1)
+
+A handful of strided columns per token is cheap next to the head's full read of the table.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from export.passes.graph_match import add_initializer, shared_constant
+from export.passes.quantize import constant_array, drop_unused_initializer
+from export.passes.quantize_embedding import embedding_lookup, tied_heads
+from export.passes.quantize_int8 import _dq_matmul, quantize_columns
+
+log = logging.getLogger(__name__)
+
+
+def _lookup_nodes(
+    ids: ir.Value, weight: ir.Value, scales: ir.Value, ids_rank: int, axes: ir.Value
+) -> list[ir.Node]:
+    """ids [*ids] -> float rows [*ids, D]."""
+    columns = ir.node("Gather", [weight, ids], {"axis": 1}, name="embedding_q8_columns")  # int8 [D, *ids]
+    as_float = ir.node("Cast", [columns.outputs[0]], {"to": ir.DataType.FLOAT}, name="embedding_q8_cast")
+    perm = [*range(1, ids_rank + 1), 0]
+    rows = ir.node("Transpose", [as_float.outputs[0]], {"perm": perm}, name="embedding_q8_rows")  # [*ids, D]
+    row_scales = ir.node("Gather", [scales, ids], {"axis": 0}, name="embedding_q8_scales")  # [*ids]
+    unsqueeze = ir.node("Unsqueeze", [row_scales.outputs[0], axes], name="embedding_q8_scales_last")
+    scaled = ir.node("Mul", [rows.outputs[0], unsqueeze.outputs[0]], name="embedding_q8")
+    return [columns, as_float, rows, row_scales, unsqueeze, scaled]
+
+
+def quantize_embedding_table_int8(graph: ir.Graph) -> bool:
+    """Quantize the embedding table (and tied heads) in place; False if the graph has none to do."""
+    found = embedding_lookup(graph)
+    if found is None:
+        log.warning("no embedding Gather on a float initializer: embedding left as it is")
+        return False
+    lookup, table = found
+    heads = tied_heads(table, lookup)
+    ids = lookup.inputs[1]
+    ids_rank = None if ids is None or ids.shape is None else len(ids.shape)
+    if heads is None or ids is None or ids_rank is None or table.dtype != ir.DataType.FLOAT:
+        log.warning("embedding %s: read in an unknown way: left float", table.name)
+        return False
+    array = constant_array(table)  # [V, D]
+    quantized, scales = quantize_columns(array.T)  # [D, V] int8, [V]
+    base = table.name or "embedding"
+    weight = add_initializer(graph, f"{base}.q8", quantized)
+    scale_values = add_initializer(graph, f"{base}.q8_scales", scales)
+    axes = shared_constant(graph, "embedding_q8_last_axis", np.array([-1], dtype=np.int64))
+    nodes = _lookup_nodes(ids, weight, scale_values, ids_rank, axes)
+    ir.convenience.replace_nodes_and_values(
+        graph, lookup, [lookup], nodes, list(lookup.outputs), list(nodes[-1].outputs)
+    )
+    for _, matmul in heads:
+        hidden_states = matmul.inputs[0]  # [..., D]
+        assert hidden_states is not None
+        new = _dq_matmul(hidden_states, weight, scale_values, f"{matmul.name}_q8")
+        ir.convenience.replace_nodes_and_values(
+            graph, matmul, [matmul], [new], list(matmul.outputs), list(new.outputs)
+        )
+    for transpose in {id(t): t for t, _ in heads}.values():
+        graph.remove(transpose, safe=True)
+    drop_unused_initializer(graph, table)
+    log.info(
+        "embedding %s [%d, %d] stored once as int8, read by the lookup and %d tied head(s): %.1f -> %.1f MB",
+        table.name,
+        *array.shape,
+        len(heads),
+        array.nbytes / 1e6,
+        (quantized.nbytes + scales.nbytes) / 1e6,
+    )
+    return True
