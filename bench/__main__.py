@@ -29,7 +29,7 @@ RESULTS = REPO / "bench" / "results"
 THREADS = (2, 1)
 WASM_FP32_NOTE = (
     "0.8B fp32 graphs are not timed in wasm: session creation fails with std::bad_alloc "
-    "(3 GB of weights in the 4 GB wasm32 heap); only the int4 graphs run there."
+    "(3 GB of weights in the 4 GB wasm32 heap); the int8 (q8) and int4 graphs run there."
 )
 
 
@@ -92,7 +92,7 @@ def _peak_rss(checkpoint: Path, variants: list[Variant]) -> dict[str, float]:
 
 
 def _browser(model: str, variants: list[Variant], quick: bool) -> dict | None:
-    """All variants of a group share one page and are interleaved. 0.8B: only the int4 graphs, since
+    """All variants of a group share one page and are interleaved. 0.8B: only the int8/int4 graphs, since
     fp32 (3 GB) fails session creation with std::bad_alloc in the 4 GB wasm32 heap; fewer sizes and
     repeats, a wasm int4 prefill there takes many seconds."""
     from bench.browser import run_browser
@@ -104,7 +104,7 @@ def _browser(model: str, variants: list[Variant], quick: bool) -> dict | None:
             3 if quick else 7,
         )
     else:
-        plan, repeats = [("decode", 128), ("prefill", 128)], 2
+        plan, repeats = [("decode", 128), ("decode", 2048), ("prefill", 128), ("prefill", 512)], 2
         groups = [[v for v in variants if v.name in ("fused-q8", "fused-q4", "genai-int4")]]
     merged: dict = {"threads": 1, "load_ms": {}, "timings": {}, "js_sum_gb_per_s": 0.0}
     errors = []

@@ -75,6 +75,8 @@ def _ours(text_ckpt: Path, out: Path, ops: str, dtype: str) -> Path | None:
             ops,
             "--dtype",
             dtype,
+            "--logits",
+            "last",  # what generation needs; the genai graphs compute every position's logits
             "--force",
         ]
         if not _run(args, out.parent / f"{out.name}.log"):

@@ -72,8 +72,11 @@ def _kl(ref_logits: np.ndarray, logits: np.ndarray) -> float:
 # --- rounding -------------------------------------------------------------------------------
 
 
+_SHAPES = st.tuples(st.integers(1, 40), st.integers(1, 40))
+
+
 @settings(max_examples=40, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 40)), elements=st.floats(-8, 8, width=32)))
+@given(arrays(np.float32, _SHAPES, elements=st.floats(-8, 8, width=32)))
 def test_round_trip_error_is_at_most_half_a_step(weight: np.ndarray) -> None:
     quantized, scales = quantize_columns(weight)
     assert quantized.dtype == np.int8 and scales.dtype == np.float32 and scales.shape == (weight.shape[1],)
