@@ -1,4 +1,4 @@
-"""`python -m web build SITE_DIR [--bundle NAME=BUNDLE_DIR ...] [--note NAME=TEXT ...]`
+"""`python -m web build SITE_DIR [--bundle NAME=DIR ...] [--wasm-bundle NAME=DIR ...] [--note NAME=TEXT ...]`
 `python -m web serve SITE_DIR [--port 8000] [--host 127.0.0.1] [--coop-coep]`
 
 Exit status 0 on success, 2 on bad input (one line on stderr).
@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model bundle served as NAME (repeatable; the first is the default)",
     )
     build.add_argument(
+        "--wasm-bundle",
+        action="append",
+        default=[],
+        metavar="NAME=BUNDLE_DIR",
+        help="model NAME's bundle for the wasm backend (e.g. its `--dtype q8 --logits last` export)",
+    )
+    build.add_argument(
         "--note",
         action="append",
         default=[],
@@ -55,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _build(args: argparse.Namespace) -> int:
     bundles = [(name, Path(path)) for name, path in parse_named(args.bundle, "bundle")]
     notes = dict(parse_named(args.note, "note"))
-    build_site(SiteSpec(args.site_dir, bundles, notes))
+    wasm = {name: Path(path) for name, path in parse_named(args.wasm_bundle, "wasm-bundle")}
+    build_site(SiteSpec(args.site_dir, bundles, notes, wasm_bundles=wasm))
     print(
         f"built {args.site_dir} (models: {', '.join(name for name, _ in bundles)}; default {bundles[0][0]})"
     )

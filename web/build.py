@@ -8,6 +8,7 @@ Layout of the site (everything the page loads comes from it, nothing from elsewh
   py/runtime_py.zip  runtime_py for Pyodide, with pure-Python jinja2 + markupsafe (no numpy there)
   models/index.json  the bundles by name, the first one the page's default
   models/NAME/       each bundle: manifest.json and the files it lists
+  models/NAME~wasm/  optionally, the same model in the format the page loads on wasm (int8, q8)
 
 The site is assembled in a temporary sibling directory and renamed into place, so a failed build
 leaves the previous site as it was. An existing directory is replaced only if an earlier build made
@@ -78,6 +79,8 @@ class SiteSpec:
     bundles: list[tuple[str, Path]]
     notes: dict[str, str] = field(default_factory=dict)
     node_modules: Path = REPO_ROOT / "node_modules"
+    # NAME -> the bundle the page loads instead when it runs on wasm (`--wasm-bundle NAME=DIR`).
+    wasm_bundles: dict[str, Path] = field(default_factory=dict)
 
 
 def parse_named(values: list[str], what: str) -> list[tuple[str, str]]:
@@ -111,18 +114,32 @@ def check_node_modules(node_modules: Path) -> None:
             raise BuildError(f"{package} {version} is installed but package.json pins {pinned}: run `npm ci`")
 
 
+def _model_facts(model: dict) -> dict:
+    """A manifest's model facts without the checkpoint layout the export read them from."""
+    return {key: value for key, value in model.items() if key not in ("model_type", "weight_prefix")}
+
+
 def _check_bundles(spec: SiteSpec) -> None:
     if not spec.bundles:
         raise BuildError("give at least one --bundle NAME=BUNDLE_DIR")
     names = {name for name, _ in spec.bundles}
-    for name in spec.notes:
-        if name not in names:
-            raise BuildError(f"--note for {name!r}, which is not a --bundle name")
+    for flag, named in (("--note", spec.notes), ("--wasm-bundle", spec.wasm_bundles)):
+        for name in named:
+            if name not in names:
+                raise BuildError(f"{flag} for {name!r}, which is not a --bundle name")
+    models = {}
     for name, path in spec.bundles:
         try:
-            load_local_manifest(path, verify_hashes=True)
+            models[name] = load_local_manifest(path, verify_hashes=True).model
         except BundleError as err:
             raise BuildError(f"bundle {name!r}: {err}") from None
+    for name, path in spec.wasm_bundles.items():
+        try:
+            model = load_local_manifest(path, verify_hashes=True).model
+        except BundleError as err:
+            raise BuildError(f"wasm bundle {name!r}: {err}") from None
+        if _model_facts(model) != _model_facts(models[name]):
+            raise BuildError(f"wasm bundle {name!r} holds a different model from bundle {name!r}")
 
 
 def _check_site_dir(site_dir: Path) -> None:
@@ -210,11 +227,19 @@ def _copy_bundle(bundle: Path, target: Path) -> int:
     return sum(entry.size for entry in manifest.files.values())
 
 
+WASM_SUFFIX = "~wasm"  # "~" is not allowed in a bundle name, so no clash with another model
+
+
 def _write_models_index(spec: SiteSpec, site: Path) -> None:
     models = []
     for name, path in spec.bundles:
         size = _copy_bundle(path, site / "models" / name)
-        models.append({"name": name, "note": spec.notes.get(name, ""), "bytes": size})
+        entry: dict = {"name": name, "note": spec.notes.get(name, ""), "bytes": size}
+        if name in spec.wasm_bundles:
+            directory = name + WASM_SUFFIX
+            wasm_size = _copy_bundle(spec.wasm_bundles[name], site / "models" / directory)
+            entry["backends"] = {"wasm": {"dir": directory, "bytes": wasm_size}}
+        models.append(entry)
     index = {"default": spec.bundles[0][0], "models": models}
     (site / "models" / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 

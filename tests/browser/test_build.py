@@ -168,6 +168,19 @@ def test_corrupt_bundle_is_refused(tmp_path: Path, export_bundle) -> None:
     assert not (tmp_path / "site").exists()
 
 
+def test_wasm_bundle_of_another_model_is_refused(tmp_path: Path, export_bundle) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(export_bundle("text", "fused"), other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["model"]["rms_norm_eps"] = 1e-5
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    bundle = export_bundle("text", "fused")
+    done = run_cli("build", str(tmp_path / "site"), "--bundle", f"m={bundle}", "--wasm-bundle", f"m={other}")
+    assert done.returncode == 2
+    assert done.stderr == "error: wasm bundle 'm' holds a different model from bundle 'm'\n"
+    assert not (tmp_path / "site").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -177,8 +190,12 @@ def test_corrupt_bundle_is_refused(tmp_path: Path, export_bundle) -> None:
         (["--bundle", "a={tmp}/none"], "bundle 'a': bundle directory"),
         (["--bundle", "a={tmp}", "--bundle", "a={tmp}"], "bundle name 'a' is given twice"),
         (["--bundle", "a={tmp}", "--note", "b=text"], "--note for 'b', which is not a --bundle name"),
+        (
+            ["--bundle", "a={tmp}", "--wasm-bundle", "b={tmp}"],
+            "--wasm-bundle for 'b', which is not a --bundle",
+        ),
     ],
-    ids=["no-bundle", "no-equals", "bad-name", "missing-dir", "duplicate", "stray-note"],
+    ids=["no-bundle", "no-equals", "bad-name", "missing-dir", "duplicate", "stray-note", "stray-wasm-bundle"],
 )
 def test_bad_command_lines_give_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     argv = [a.format(tmp=tmp_path) for a in args]

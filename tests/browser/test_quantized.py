@@ -1,8 +1,9 @@
-"""The wasm format (q8: int8 DynamicQuantizeMatMul, last-position logits) in the page.
+"""One model, one bundle per backend: the wasm format (q8: int8 DynamicQuantizeMatMul, last-position
+logits) on wasm, fp32 on WebGPU, as `python -m web build --bundle NAME=.. --wasm-bundle NAME=..` ships.
 
-The bundle the page ships for the wasm backend is `--dtype q8 --logits last`; here the tiny random
-checkpoint's, checked against the native runtime on the same bundle (same kernels, other build)
-and against PyTorch holding the same int8 weights.
+On wasm the page must load the q8 bundle, checked against the native runtime on the same bundle
+(same kernels, another build) and against PyTorch holding the same int8 weights; on WebGPU it must
+load the fp32 bundle.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from web.serve import serve_in_thread
 
 pytestmark = pytest.mark.browser
 
-BUNDLE_NAME = "tiny-q8"
+BUNDLE_NAME = "tiny"
 FIXED_IDS = [5, 17, 42, 99, 3, 250, 511, 7, 64, 128, 300, 1, 77, 460, 33, 200]
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 2
 # Measured: wasm vs native onnxruntime on the same q8 bundle 1.2e-7 (the integer GEMM is exact; only
@@ -44,22 +45,44 @@ def q8_bundle(tiny_text_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def q8_page(browser, q8_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedPage]:
+def site_url(q8_bundle: Path, export_bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     site = tmp_path_factory.mktemp("q8-web") / "site"
-    build_site(
-        SiteSpec(site, [(BUNDLE_NAME, q8_bundle)], {BUNDLE_NAME: "Tiny random checkpoint, int8 (test)."})
+    spec = SiteSpec(
+        site,
+        [(BUNDLE_NAME, export_bundle("text", "fused"))],
+        {BUNDLE_NAME: "Tiny random checkpoint (test)."},
+        wasm_bundles={BUNDLE_NAME: q8_bundle},
     )
+    build_site(spec)
     server, url = serve_in_thread(site)
-    watched = open_page(browser, url, "wasm", f"&model={BUNDLE_NAME}")
-    yield watched
-    watched.page.context.close()
+    yield url
     server.shutdown()
     server.server_close()
 
 
-def test_page_loads_the_q8_bundle(q8_page: WatchedPage) -> None:
+@pytest.fixture(scope="module")
+def q8_page(browser, site_url: str) -> Iterator[WatchedPage]:
+    watched = open_page(browser, site_url, "wasm")
+    yield watched
+    watched.page.context.close()
+
+
+def test_wasm_page_loads_the_wasm_bundle(q8_page: WatchedPage) -> None:
     assert q8_page.ready() == {"backend": "wasm", "model": BUNDLE_NAME}
+    assert q8_page.page.evaluate("app.info().bundle") == BUNDLE_NAME + "~wasm"
     q8_page.assert_clean()
+
+
+def test_webgpu_page_loads_the_main_bundle(browser, site_url: str, tiny_reference) -> None:
+    watched = open_page(browser, site_url, "webgpu")
+    try:
+        assert watched.ready() == {"backend": "webgpu", "model": BUNDLE_NAME}
+        assert watched.page.evaluate("app.info().bundle") == BUNDLE_NAME
+        logits = watched.page.evaluate("ids => app.logits(ids)", FIXED_IDS)
+        assert max_abs_difference(logits, torch_last_logits(tiny_reference, FIXED_IDS)) <= 1e-3  # fp32
+        watched.assert_clean()
+    finally:
+        watched.page.context.close()
 
 
 def test_logits_match_native_and_rounded_pytorch(

@@ -104,36 +104,58 @@ async function openSession(pyodide, backend, manifestText, store, model, prefill
   }
 }
 
+// The site's directory of `model`'s bundle for `backend`: a site may carry one bundle per backend
+// (`python -m web build --wasm-bundle`), e.g. the int8 format that is fast in wasm.
+function bundleDir(model, backend) {
+  return model.backends?.[backend]?.dir ?? model.name;
+}
+
+// Fetches and verifies one bundle's files; {dir, manifestText, store, weightsMs}.
+async function loadBundle(id, pyodide, dir) {
+  const base = new URL(`./models/${encodeURIComponent(dir)}/`, self.location.href);
+  const manifestText = await (await fetchOk(new URL("manifest.json", base))).text();
+  const plan = checked(pyodide.pyimport("runtime_py.web_entry").download_plan(manifestText));
+  const store = new WeightStore(base, plan.files);
+  const started = performance.now();
+  await store.load((progress) => post(id, "event", { progress }));
+  return { dir, manifestText, store, weightsMs: performance.now() - started };
+}
+
 async function init(id, { backend: requested, model: requestedModel, prefillChunk }) {
   const started = performance.now();
   const since = (t) => Math.round(performance.now() - t);
   let { backend, reason: backendReason } = await chooseBackend(requested);
   const [pyodide, model] = await Promise.all([startPython(), chooseModel(requestedModel)]);
   const pythonMs = since(started);
-  const base = new URL(`./models/${encodeURIComponent(model.name)}/`, self.location.href);
-  const manifestText = await (await fetchOk(new URL("manifest.json", base))).text();
-  const plan = checked(pyodide.pyimport("runtime_py.web_entry").download_plan(manifestText));
-  const store = new WeightStore(base, plan.files);
-  const downloadStart = performance.now();
-  await store.load((progress) => post(id, "event", { progress }));
-  const weightsMs = since(downloadStart);
+  let bundle = await loadBundle(id, pyodide, bundleDir(model, backend));
   post(id, "event", { progress: { phase: "session" } });
   const sessionStart = performance.now();
+  const open = () => openSession(pyodide, backend, bundle.manifestText, bundle.store, model, prefillChunk);
   try {
-    session = await openSession(pyodide, backend, manifestText, store, model, prefillChunk);
+    session = await open();
   } catch (err) {
     if (requested || backend === "wasm") throw err;
     // WebGPU was only our guess (e.g. the adapter lacks a feature this model needs): use wasm instead.
     console.warn(`WebGPU could not run this model (${readable(err)}); using wasm`);
     backend = "wasm";
     backendReason = `WebGPU could not run this model (${readable(err)}): running on wasm`;
-    session = await openSession(pyodide, backend, manifestText, store, model, prefillChunk);
+    if (bundleDir(model, backend) !== bundle.dir) {
+      bundle.store.release();
+      bundle = await loadBundle(id, pyodide, bundleDir(model, backend));
+    }
+    session = await open();
   } finally {
-    store.release();
+    bundle.store.release();
   }
-  const timings = { pythonMs, weightsMs, sessionMs: since(sessionStart), totalMs: since(started) };
+  const timings = {
+    pythonMs,
+    weightsMs: Math.round(bundle.weightsMs),
+    sessionMs: since(sessionStart),
+    totalMs: since(started),
+  };
   const facts = JSON.parse(session.describe());
-  return { backend, backendReason, model: model.name, note: model.note || "", facts, weights: store.stats, timings };
+  const weights = bundle.store.stats;
+  return { backend, backendReason, model: model.name, bundle: bundle.dir, note: model.note || "", facts, weights, timings };
 }
 
 async function generate(id, { request }) {
