@@ -19,8 +19,8 @@ import torch
 from export import bundle
 from export.checkpoint import Checkpoint
 from export.config import ModelSpec, read_config_json, spec_from_config
-from export.decoder import load_decoder
 from export.errors import BadInputError, ValidationFailedError
+from export.lazy_weights import optimize_with_weights, weightless_decoder
 from export.passes.choose_ops import choose_ops
 from export.passes.fusions import apply_fusions
 from export.passes.quantize import fake_quantize_module, quantize_weights
@@ -122,9 +122,11 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     bundle.check_tokenizer_files(options.model_dir)
     bundle.check_output_dir(options.out_dir, options.force)
     checkpoint = Checkpoint(options.model_dir)
-    decoder = load_decoder(spec, checkpoint, DTYPES[options.dtype])
+    # Weights are streamed: traced as fakes, read one at a time when a pass or the writer needs them.
+    decoder = weightless_decoder(spec, checkpoint, DTYPES[options.dtype])
     decoder.last_position_only = options.logits == "last"
-    model = choose_ops(trace_to_onnx(decoder, DTYPES[options.dtype]), options.ops)
+    traced = trace_to_onnx(decoder, DTYPES[options.dtype], optimize=False)
+    model = choose_ops(optimize_with_weights(traced, spec, checkpoint), options.ops)
     if options.ops == "fused":
         model = apply_fusions(model)
     if options.dtype in QUANTIZED:

@@ -4,7 +4,10 @@ exists, and random-weight models of the real shapes for benchmarks.
 Nothing is downloaded: the model is transformers' own class with random weights, and the
 tokenizer is a byte-level BPE trained here on Python's own docstrings.
 
-    python -m export.random_checkpoint OUT_DIR [--config CONFIG_JSON] [--seed N] [--layout text|vl]
+    python -m export.random_checkpoint OUT_DIR [--config JSON] [--seed N] [--layout text|vl] [--streamed]
+
+`--streamed` (text layout) draws the tensors one by one into bf16 shards (export.random_streamed):
+the way to make the 4B and 9B shapes on a machine that cannot hold them in fp32.
 """
 
 from __future__ import annotations
@@ -154,10 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="text config JSON (default: the tiny one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=["text", "vl"], default="text")
+    parser.add_argument("--streamed", action="store_true", help="bf16 shards, one tensor at a time (text)")
     args = parser.parse_args(argv)
     config = json.loads(args.config.read_text()) if args.config else None
     if config is not None:
         config.pop("torch_dtype", None)
+    if args.streamed:
+        from export.random_streamed import write_streamed_checkpoint
+
+        write_streamed_checkpoint(args.out_dir, config or TINY_TEXT_CONFIG, seed=args.seed)
+        return 0
     writer = write_text_checkpoint if args.layout == "text" else write_vl_checkpoint
     writer(args.out_dir, config, seed=args.seed)
     return 0

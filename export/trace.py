@@ -67,7 +67,10 @@ def rename_dynamic_dims(model: ir.Model, spec: ModelSpec) -> None:
         value.shape = ir.Shape(dims)
 
 
-def trace_to_onnx(decoder: Qwen35Decoder, dtype: torch.dtype = torch.float32) -> ir.Model:
+def trace_to_onnx(
+    decoder: Qwen35Decoder, dtype: torch.dtype = torch.float32, optimize: bool = True
+) -> ir.Model:
+    """`optimize=False` skips torch.onnx's constant folding (a weightless decoder: see lazy_weights)."""
     spec = decoder.spec
     args = example_inputs(spec, dtype)
     log.info("tracing the decoder with torch.onnx (dynamo)")
@@ -83,7 +86,7 @@ def trace_to_onnx(decoder: Qwen35Decoder, dtype: torch.dtype = torch.float32) ->
             custom_translation_table=translation_table(),
             # The custom ops' function bodies import this opset; the model must match it.
             opset_version=ONNX_OPSET,
-            optimize=True,
+            optimize=optimize,
             verbose=False,
         )
     assert program is not None

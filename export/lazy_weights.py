@@ -1,0 +1,74 @@
+"""Streamed export: trace a weightless decoder, then give the graph weights read on demand.
+
+The decoder is built with FakeTensor parameters (shapes and dtypes, no storage), traced by
+torch.onnx as usual, and each of the graph's initializers becomes an `ir.LazyTensor` that reads
+its tensor from the checkpoint when a pass or the writer asks for it, and drops it afterwards. So
+an export never holds more than one weight (and what a pass makes of it) in memory: the 9B shape
+exports at q4 in a few GB where tracing real weights would need 36 GB of fp32 first.
+
+torch.onnx's own constant folding runs inside `export()` and would read the fake tensors, so the
+trace skips it and `optimize_with_weights` runs the same onnxscript optimizer once the lazy weights
+are in place (it folds only small constants; the big weights are never materialised by it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import onnx_ir as ir
+import onnxscript.optimizer
+import torch
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+from export.checkpoint import Checkpoint
+from export.config import ModelSpec
+from export.decoder import Qwen35Decoder, checkpoint_name, rotary_inv_freq
+
+log = logging.getLogger(__name__)
+
+
+def weightless_decoder(spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dtype) -> Qwen35Decoder:
+    """The decoder with fake parameters of `dtype`, after checking every tensor's shape in the checkpoint."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # a fake module cannot be .to()'d: make its parameters in `dtype`
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            decoder = Qwen35Decoder(spec)
+    finally:
+        torch.set_default_dtype(default)
+    expected = {checkpoint_name(spec, n): tuple(p.shape) for n, p in decoder.named_parameters()}
+    checkpoint.check_expected(expected)
+    decoder.inv_freq = rotary_inv_freq(spec)  # a real fp32 buffer: computed, not read
+    return decoder.eval()
+
+
+def _reader(checkpoint: Checkpoint, name: str, dtype: torch.dtype):
+    def read() -> ir.Tensor:
+        return ir.tensor(checkpoint.load(name, dtype).numpy())
+
+    return read
+
+
+def attach_checkpoint_weights(model: ir.Model, spec: ModelSpec, checkpoint: Checkpoint) -> int:
+    """Replace every fake initializer by a lazy read of its checkpoint tensor; returns how many."""
+    count = 0
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if not isinstance(getattr(tensor, "raw", None), FakeTensor):
+            continue
+        assert tensor is not None and value.name is not None
+        dtype = tensor.raw.dtype  # type: ignore[union-attr]
+        source = checkpoint_name(spec, value.name)
+        value.const_value = ir.LazyTensor(
+            _reader(checkpoint, source, dtype), dtype=tensor.dtype, shape=tensor.shape, name=value.name
+        )
+        count += 1
+    return count
+
+
+def optimize_with_weights(model: ir.Model, spec: ModelSpec, checkpoint: Checkpoint) -> ir.Model:
+    """Attach the lazy weights, then fold constants as torch.onnx's `optimize=True` would have."""
+    count = attach_checkpoint_weights(model, spec, checkpoint)
+    log.info("%d weights will be read from %s as they are needed", count, checkpoint.model_dir)
+    onnxscript.optimizer.optimize_ir(model)
+    return model
