@@ -43,7 +43,7 @@ def weightless_decoder(spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dty
 
 
 def _reader(checkpoint: Checkpoint, name: str, dtype: torch.dtype):
-    def read() -> ir.Tensor:
+    def read() -> ir.TensorProtocol:
         return ir.tensor(checkpoint.load(name, dtype).numpy())
 
     return read
@@ -57,10 +57,13 @@ def attach_checkpoint_weights(model: ir.Model, spec: ModelSpec, checkpoint: Chec
         if not isinstance(getattr(tensor, "raw", None), FakeTensor):
             continue
         assert tensor is not None and value.name is not None
-        dtype = tensor.raw.dtype  # type: ignore[union-attr]
+        fake: FakeTensor = tensor.raw  # type: ignore[attr-defined]
         source = checkpoint_name(spec, value.name)
         value.const_value = ir.LazyTensor(
-            _reader(checkpoint, source, dtype), dtype=tensor.dtype, shape=tensor.shape, name=value.name
+            _reader(checkpoint, source, fake.dtype),
+            dtype=tensor.dtype,
+            shape=ir.Shape(tuple(fake.shape)),
+            name=value.name,
         )
         count += 1
     return count

@@ -89,15 +89,15 @@ def write_streamed_checkpoint(
         for number, shard in enumerate(shards, start=1):
             file = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
             tensors = {}
-            for index, name, shape in shard:
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+            for position, name, shape in shard:
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + position)
                 tensors[name] = draw(name, shape, generator).to(dtype)
                 weight_map[name] = file
                 total += tensors[name].nbytes
                 bar.update()
             save_file(tensors, str(out_dir / file), metadata={"format": "pt"})
             del tensors
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    index: dict[str, Any] = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     config["torch_dtype"] = str(dtype).removeprefix("torch.")
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
