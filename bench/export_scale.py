@@ -1,9 +1,10 @@
 """Export a random-weight model of a real Qwen3.5 shape and record time, peak RSS and parity.
 
-    .venv/bin/python bench/export_scale.py ../shared/configs/qwen3_5-0.8b.json --ops fused portable
+    .venv/bin/python bench/export_scale.py ../shared/configs/qwen3_5-4b.json --dtypes fp32 q4 [--validate]
 
-Writes bench/results/export-<name>.json. The checkpoint is built here with seeded random weights
-(zero-centred norms perturbed, as in the tests); nothing is downloaded.
+Writes bench/results/export-<name>.json. The checkpoint is drawn here, tensor by tensor, into bf16
+shards like the published ones (export.random_streamed); nothing is downloaded. Each bundle is
+deleted once measured (disk), unless --keep.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,16 +27,17 @@ log = logging.getLogger("bench.export_scale")
 
 
 def build_checkpoint(config_path: Path, out_dir: Path, seed: int = 0) -> float:
-    from export.random_checkpoint import write_text_checkpoint
+    from export.random_streamed import write_streamed_checkpoint
 
     config = json.loads(config_path.read_text())
+    config = config.get("text_config", config)
     config.pop("torch_dtype", None)
     start = time.perf_counter()
-    write_text_checkpoint(out_dir, config, seed=seed, shard_size="2GB")
+    write_streamed_checkpoint(out_dir, config, seed=seed)
     return time.perf_counter() - start
 
 
-def timed_export(model_dir: Path, out_dir: Path, ops: str, validate: bool) -> dict:
+def timed_export(model_dir: Path, out_dir: Path, ops: str, dtype: str, validate: bool) -> dict:
     """Run the real CLI in a child process; peak RSS from that child's own rusage (wait4)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
@@ -47,6 +50,8 @@ def timed_export(model_dir: Path, out_dir: Path, ops: str, validate: bool) -> di
                 str(out_dir),
                 "--ops",
                 ops,
+                "--dtype",
+                dtype,
                 "--force",
             ]
             + (["--validate"] if validate else []),
@@ -61,6 +66,7 @@ def timed_export(model_dir: Path, out_dir: Path, ops: str, validate: bool) -> di
     seconds = time.perf_counter() - start
     result = {
         "ops": ops,
+        "dtype": dtype,
         "validate": validate,
         "exit_code": proc.returncode,
         "seconds": round(seconds, 1),
@@ -82,7 +88,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser()
     parser.add_argument("config", type=Path)
-    parser.add_argument("--ops", nargs="+", default=["fused", "portable"])
+    parser.add_argument("--ops", nargs="+", default=["fused"])
+    parser.add_argument("--dtypes", nargs="+", default=["fp32"])
+    parser.add_argument("--validate", action="store_true", help="also compare with PyTorch")
+    parser.add_argument("--keep", action="store_true", help="keep the bundles")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="export-scale-"))
@@ -92,10 +101,15 @@ def main() -> None:
     if not (checkpoint / "config.json").exists():
         results["checkpoint_build_seconds"] = round(build_checkpoint(args.config, checkpoint), 1)
     for ops in args.ops:
-        for validate in (False, True):
-            run = timed_export(checkpoint, work / f"{name}-{ops}", ops, validate)
+        for dtype in args.dtypes:
+            out = work / f"{name}-{ops}-{dtype}"
+            run = timed_export(checkpoint, out, ops, dtype, args.validate)
+            run["data_files"] = sorted(p.name for p in out.glob("*.data*"))
+            run["largest_data_file_bytes"] = max((p.stat().st_size for p in out.glob("*.data*")), default=0)
             log.info("%s", json.dumps(run))
             results["runs"].append(run)
+            if not args.keep:
+                shutil.rmtree(out, ignore_errors=True)
     out = ROOT / "bench" / "results" / f"export-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
