@@ -105,8 +105,9 @@ def main() -> None:
             out = work / f"{name}-{ops}-{dtype}"
             for validate in (False, True) if args.validate else (False,):
                 run = timed_export(checkpoint, out, ops, dtype, validate)
-                run["data_files"] = sorted(p.name for p in out.glob("*.data*"))
-                run["largest_data_file_bytes"] = max((p.stat().st_size for p in out.glob("*.data*")), default=0)
+                data_files = sorted(out.glob("*.data*"))
+                run["data_files"] = [p.name for p in data_files]
+                run["largest_data_file_bytes"] = max((p.stat().st_size for p in data_files), default=0)
                 log.info("%s", json.dumps(run))
                 results["runs"].append(run)
             if not args.keep:
