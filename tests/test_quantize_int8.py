@@ -169,3 +169,21 @@ def test_q8_greedy_equals_native_chunked(q8_path: Path) -> None:
     runner = GraphRunner(q8_path)
     prompt = _prompt(20, seed=3)
     assert runner.greedy(prompt, 16, chunk=7) == runner.greedy(prompt, 16, chunk=64)
+
+
+def test_float_embedding_is_stored_once_as_fp16_and_matches_rounded_pytorch(
+    traced_proto: onnx.ModelProto, tmp_path: Path
+) -> None:
+    """--keep-float-embedding with q8: E^T [D, V] once in fp16 (lookup and head), projections int8."""
+    model = quantize_weights_int8(ir.serde.deserialize_model(traced_proto), quantize_embedding=False)
+    inits = {v.name: v for v in model.graph.initializers.values() if v.const_value is not None}
+    tables = [v for v in inits.values() if tuple(v.const_value.shape) in ((HIDDEN, VOCAB), (VOCAB, HIDDEN))]
+    assert [(v.dtype, tuple(v.const_value.shape)) for v in tables] == [(ir.DataType.FLOAT16, (HIDDEN, VOCAB))]
+    path = tmp_path / "model.onnx"
+    ir.save(model, path)
+    runner = GraphRunner(path)
+    prompt = _prompt(33)
+    logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
+    rounded = random_model(TINY_TEXT_CONFIG, seed=0)
+    fake_quantize_module_int8(rounded, quantize_embedding=False)
+    assert np.abs(logits[0] - _reference_logits(rounded, prompt)).max() < Q8_MAX_ABS

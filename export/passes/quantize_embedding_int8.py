@@ -7,6 +7,11 @@ tokens' columns, `Gather(E^T, ids, axis=1)` -> [D, *ids], and puts D last again:
     rows = Transpose(Cast(Gather(q, ids, axis=1)), [1, .., r, 0]) * Unsqueeze(Gather(scales, ids), -1)
 
 A handful of strided columns per token is cheap next to the head's full read of the table.
+
+`store_embedding_fp16` is the float alternative (`--dtype q8 --keep-float-embedding`): the same E^T
+layout stored once in fp16 and computed in fp32. The head reads it through a Cast that onnxruntime
+folds into an fp32 constant at load: in wasm an fp32 MatMul costs half an int8 one per weight
+(bench/results/wasm-formats.md), and the head is a third of a 0.8B decode step.
 """
 
 from __future__ import annotations
@@ -22,6 +27,54 @@ from export.passes.quantize_embedding import embedding_lookup, tied_heads
 from export.passes.quantize_int8 import _dq_matmul, quantize_columns
 
 log = logging.getLogger(__name__)
+
+
+def _find_tied_table(graph: ir.Graph) -> tuple[ir.Node, ir.Value, list, ir.Value, int] | None:
+    """(lookup, table, tied heads, ids, ids rank) when the table is read in the known ways, else None."""
+    found = embedding_lookup(graph)
+    if found is None:
+        log.warning("no embedding Gather on a float initializer: embedding left as it is")
+        return None
+    lookup, table = found
+    heads = tied_heads(table, lookup)
+    ids = lookup.inputs[1]
+    ids_rank = None if ids is None or ids.shape is None else len(ids.shape)
+    if heads is None or ids is None or ids_rank is None or table.dtype != ir.DataType.FLOAT:
+        log.warning("embedding %s: read in an unknown way: left float", table.name)
+        return None
+    return lookup, table, heads, ids, ids_rank
+
+
+def store_embedding_fp16(graph: ir.Graph) -> bool:
+    """E [V, D] fp32 -> E^T [D, V] fp16, read by the lookup (Gather axis 1) and the tied heads."""
+    found = _find_tied_table(graph)
+    if found is None:
+        return False
+    lookup, table, heads, ids, ids_rank = found
+    array = constant_array(table)  # [V, D]
+    stored = add_initializer(
+        graph, f"{table.name or 'embedding'}.fp16_t", np.ascontiguousarray(array.T, np.float16)
+    )
+    columns = ir.node("Gather", [stored, ids], {"axis": 1}, name="embedding_fp16_columns")  # [D, *ids]
+    as_float = ir.node("Cast", [columns.outputs[0]], {"to": ir.DataType.FLOAT}, name="embedding_fp16_cast")
+    rows = ir.node(
+        "Transpose", [as_float.outputs[0]], {"perm": [*range(1, ids_rank + 1), 0]}, name="embedding"
+    )
+    ir.convenience.replace_nodes_and_values(
+        graph, lookup, [lookup], [columns, as_float, rows], list(lookup.outputs), list(rows.outputs)
+    )
+    head_weight = ir.node("Cast", [stored], {"to": ir.DataType.FLOAT}, name="lm_head_fp32")  # folded at load
+    if heads:
+        graph.insert_before(heads[0][1], head_weight)
+    for _, matmul in heads:
+        matmul.replace_input_with(1, head_weight.outputs[0])
+    for transpose in {id(t): t for t, _ in heads}.values():
+        graph.remove(transpose, safe=True)
+    drop_unused_initializer(graph, table)
+    log.info(
+        "embedding %s stored once as fp16 E^T, read by the lookup and %d tied head(s)", table.name, len(heads)
+    )
+    return True
 
 
 def _lookup_nodes(
@@ -40,17 +93,10 @@ def _lookup_nodes(
 
 def quantize_embedding_table_int8(graph: ir.Graph) -> bool:
     """Quantize the embedding table (and tied heads) in place; False if the graph has none to do."""
-    found = embedding_lookup(graph)
+    found = _find_tied_table(graph)
     if found is None:
-        log.warning("no embedding Gather on a float initializer: embedding left as it is")
         return False
-    lookup, table = found
-    heads = tied_heads(table, lookup)
-    ids = lookup.inputs[1]
-    ids_rank = None if ids is None or ids.shape is None else len(ids.shape)
-    if heads is None or ids is None or ids_rank is None or table.dtype != ir.DataType.FLOAT:
-        log.warning("embedding %s: read in an unknown way: left float", table.name)
-        return False
+    lookup, table, heads, ids, ids_rank = found
     array = constant_array(table)  # [V, D]
     quantized, scales = quantize_columns(array.T)  # [D, V] int8, [V]
     base = table.name or "embedding"

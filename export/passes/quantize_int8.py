@@ -59,11 +59,15 @@ def fake_quantize_module_int8(module: torch.nn.Module, *, quantize_embedding: bo
 
     Every `nn.Linear` weight [N, K] is rounded with one scale per output feature and every
     `nn.Embedding` table [V, D] with one scale per token: per column of the graph's [K, N] and
-    [D, V] layouts. A tied head is its embedding's parameter, rounded once.
+    [D, V] layouts. A tied head is its embedding's parameter, rounded once. Without
+    `quantize_embedding` the table is rounded to fp16, as the graph stores it.
     """
-    embeddings = {id(m.weight) for m in module.modules() if isinstance(m, torch.nn.Embedding)}
-    done: set[int] = set() if quantize_embedding else embeddings
+    embeddings = [m.weight for m in module.modules() if isinstance(m, torch.nn.Embedding)]
+    done: set[int] = set() if quantize_embedding else {id(w) for w in embeddings}
     with torch.no_grad():
+        if not quantize_embedding:
+            for weight in embeddings:
+                weight.copy_(weight.half().to(weight.dtype))
         for sub in module.modules():
             if not isinstance(sub, torch.nn.Linear | torch.nn.Embedding) or id(sub.weight) in done:
                 continue
@@ -120,15 +124,18 @@ def quantize_matmuls_int8(graph: ir.Graph) -> tuple[int, int, int]:
 def quantize_weights_int8(model: ir.Model, *, quantize_embedding: bool = True) -> ir.Model:
     """Quantize the model's MatMul weights and embedding table to int8, in place; returns it.
 
-    With `quantize_embedding=False` the table and a tied head that reads it stay fp32.
+    With `quantize_embedding=False` the table and a tied head that reads it are stored once as fp16
+    E^T and computed in fp32 (see quantize_embedding_int8.store_embedding_fp16).
     """
-    from export.passes.quantize_embedding_int8 import quantize_embedding_table_int8
+    from export.passes.quantize_embedding_int8 import quantize_embedding_table_int8, store_embedding_fp16
 
     halves = [v.name for v in model.graph.initializers.values() if v.dtype == ir.DataType.FLOAT16]
     if halves:
         raise ValueError(f"q8 quantizes an fp32 graph (trace in fp32); {halves[0]!r} is fp16")
     if quantize_embedding:
         quantize_embedding_table_int8(model.graph)
+    else:
+        store_embedding_fp16(model.graph)
     count, float_bytes, quantized_bytes = quantize_matmuls_int8(model.graph)
     model.opset_imports[MS_DOMAIN] = 1
     log.info(
