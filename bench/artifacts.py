@@ -63,7 +63,7 @@ def genai_available() -> bool:
     return importlib.util.find_spec("onnxruntime_genai") is not None
 
 
-def _ours(text_ckpt: Path, out: Path, ops: str, dtype: str) -> Path | None:
+def _ours(text_ckpt: Path, out: Path, ops: str, dtype: str, *extra: str) -> Path | None:
     if not (out / "model.onnx").exists():
         args = [
             sys.executable,
@@ -78,6 +78,7 @@ def _ours(text_ckpt: Path, out: Path, ops: str, dtype: str) -> Path | None:
             "--logits",
             "last",  # what generation needs; the genai graphs compute every position's logits
             "--force",
+            *extra,
         ]
         if not _run(args, out.parent / f"{out.name}.log"):
             return None
@@ -105,6 +106,13 @@ def build_variants(root: Path, model: str, with_genai: bool = True) -> tuple[Pat
     if project_supports_q4():
         plans.append(("fused-q4", "ours", _ours(text_ckpt, base / "fused-q4", "fused", "q4")))
     plans.append(("fused-q8", "ours", _ours(text_ckpt, base / "fused-q8", "fused", "q8")))
+    # The wasm recipe: int8 projections, the tied embedding/head once as fp16 E^T computed in fp32.
+    head = (
+        "fused-q8-fp16head",
+        "ours",
+        _ours(text_ckpt, base / "fused-q8-fp16head", "fused", "q8", "--keep-float-embedding"),
+    )
+    plans.append(head)
     if with_genai and genai_available():
         vl_ckpt = _checkpoint(base / "ckpt-vl", model, "vl")
         plans.append(("genai-fp32", "genai", _genai(vl_ckpt, base / "genai-fp32", "fp32")))

@@ -35,6 +35,7 @@ BROWSER_PATHS = [
     ("wasm", "q4-fused"),
     ("wasm", "q4-block16-float-embedding"),
     ("wasm", "q8-fused"),
+    ("wasm", "q8-float-embedding"),
     ("webgpu", "fp32-fused"),
     ("webgpu", "fp32-portable"),
 ]

@@ -13,6 +13,7 @@ PEER_OF = {
     "portable-fp32": "genai-fp32",
     "fused-q4": "genai-int4",
     "fused-q8": "genai-int4",
+    "fused-q8-fp16head": "genai-int4",
     "hf-torch": "genai-fp32",
 }
 

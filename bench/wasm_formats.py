@@ -203,6 +203,12 @@ def _markdown(results: dict) -> str:
             cell = result[f"m{rows}"]
             cells += [f"{cell['median_ms']:.1f}", f"{cell['ns_per_weight']:.3f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "fp16 weights cost what fp32 ones do: the CPU kernels are fp32, onnxruntime casts the fp16",
+        "initializers at load, so they take fp32's memory in the wasm heap too. MatMulNBits (int4 or",
+        "int8) dequantizes in scalar code; DynamicQuantizeMatMul runs the SIMD integer GEMM.",
+    ]
     return "\n".join(lines) + "\n"
 
 
