@@ -8,13 +8,17 @@ exports at q4 in a few GB where tracing real weights would need 36 GB of fp32 fi
 
 torch.onnx's own constant folding runs inside `export()` and would read the fake tensors, so the
 trace skips it and `optimize_with_weights` runs the same onnxscript optimizer once the lazy weights
-are in place (it folds only small constants; the big weights are never materialised by it).
+are in place. That optimizer folds only small constants, with one exception: it always folds a
+`Transpose` of a weight that nothing else reads, which is how every `nn.Linear` weight [N, K]
+reaches its MatMul as [K, N]; done eagerly that would hold every weight in memory at once, so
+`transpose_lazily` turns those Transposes into lazy transposed reads first.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 import torch
@@ -69,9 +73,43 @@ def attach_checkpoint_weights(model: ir.Model, spec: ModelSpec, checkpoint: Chec
     return count
 
 
+def _transposed(source: ir.LazyTensor, perm: list[int]):
+    def read() -> ir.TensorProtocol:
+        return ir.tensor(np.ascontiguousarray(source.numpy().transpose(perm)))
+
+    return read
+
+
+def transpose_lazily(graph: ir.Graph) -> int:
+    """`Transpose(W)` of a lazy weight read by nothing else -> a lazy read of W transposed."""
+    count = 0
+    for node in list(graph):
+        weight = node.inputs[0] if node.op_type == "Transpose" and node.domain in ("", "ai.onnx") else None
+        source = None if weight is None else weight.const_value
+        if weight is None or not isinstance(source, ir.LazyTensor) or len(weight.uses()) != 1:
+            continue
+        perm = list(node.attributes.get_ints("perm", range(len(source.shape) - 1, -1, -1)))
+        shape = ir.Shape([source.shape[axis] for axis in perm])
+        name = f"{weight.name}_transposed"
+        lazy = ir.LazyTensor(_transposed(source, perm), dtype=source.dtype, shape=shape, name=name)
+        value = ir.Value(name=name, shape=shape, type=ir.TensorType(source.dtype), const_value=lazy)
+        graph.register_initializer(value)
+        node.outputs[0].replace_all_uses_with(value)
+        graph.remove(node, safe=True)
+        del graph.initializers[weight.name]  # type: ignore[arg-type]
+        count += 1
+    return count
+
+
 def optimize_with_weights(model: ir.Model, spec: ModelSpec, checkpoint: Checkpoint) -> ir.Model:
     """Attach the lazy weights, then fold constants as torch.onnx's `optimize=True` would have."""
     count = attach_checkpoint_weights(model, spec, checkpoint)
-    log.info("%d weights will be read from %s as they are needed", count, checkpoint.model_dir)
+    transposed = transpose_lazily(model.graph)
+    log.info(
+        "%d weights will be read from %s as they are needed (%d of them transposed)",
+        count,
+        checkpoint.model_dir,
+        transposed,
+    )
     onnxscript.optimizer.optimize_ir(model)
     return model

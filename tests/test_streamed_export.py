@@ -45,6 +45,23 @@ def test_every_initializer_becomes_a_lazy_read(tiny_text_dir: Path) -> None:
     np.testing.assert_array_equal(embedding.numpy(), checkpoint.load("model.embed_tokens.weight").numpy())
 
 
+def test_constant_folding_reads_no_weight(tiny_text_dir: Path) -> None:
+    """The optimizer folds Transpose(W) eagerly; the streamed export must leave every weight a lazy read."""
+    spec, checkpoint = _spec_and_checkpoint(tiny_text_dir)
+    model = trace_to_onnx(weightless_decoder(spec, checkpoint, torch.float32), optimize=False)
+    model = optimize_with_weights(model, spec, checkpoint)
+    big = [
+        v
+        for v in model.graph.initializers.values()
+        if v.const_value is not None and v.const_value.size > 1024
+    ]
+    assert big and all(isinstance(v.const_value, ir.LazyTensor) for v in big), [
+        (v.name, type(v.const_value).__name__) for v in big if not isinstance(v.const_value, ir.LazyTensor)
+    ]
+    transposed = {n.inputs[0].name for n in model.graph if n.op_type == "Transpose" and n.inputs[0] in big}
+    assert transposed == {"model.embed_tokens.weight"}  # the tied head: the table is also gathered
+
+
 @pytest.mark.parametrize("layout", ["text", "vl"])
 def test_streamed_graph_equals_the_graph_traced_with_weights(
     layout: str, tiny_text_dir: Path, tiny_vl_dir: Path, tmp_path: Path
