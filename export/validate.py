@@ -34,8 +34,12 @@ TOLERANCES = {
     # compute (accuracy level 4). Greedy flips on near-flat random logits are not a graph error.
     "q4": Tolerance(max_abs=1.0, kl=1e-2, greedy_agreement=0.0),
     "q4f16": Tolerance(max_abs=1.0, kl=1e-2, greedy_agreement=0.0),
-    # Same rounded weights on both sides; the kernel also quantizes activations (per tensor, uint8).
-    "q8": Tolerance(max_abs=1.0, kl=1e-2, greedy_agreement=0.0),
+    # PyTorch holds the same int8 weights and rounds every projection's input per tensor to uint8,
+    # as the kernel does. It cannot follow the graph exactly: one activation a hair across a rounding
+    # step flips a whole uint8 step, and on a deep random model that compounds (0.8B shape: KL 3e-3,
+    # max-abs 0.4 whole-prompt; tiny: KL 4e-16). Chunked prefill rounds each chunk with its own scale,
+    # so its logits differ from the one-pass reference by design (0.8B: max-abs 1.6).
+    "q8": Tolerance(max_abs=2.5, kl=1e-2, greedy_agreement=0.0),
 }
 
 

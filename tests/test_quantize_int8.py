@@ -29,9 +29,12 @@ from export.trace import trace_to_onnx
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model
 
 # Measured on the tiny checkpoint (seed 0), 40 + 16 tokens, vs transformers fp32: max-abs 0.011,
-# KL 3.8e-6, every argmax equal. Against PyTorch holding the same int8 weights what remains is the
-# kernel's per-tensor uint8 quantization of the activations: max-abs 0.0096, KL 2.3e-6.
+# KL 3.8e-6, every argmax equal. Against PyTorch holding the same int8 weights and rounding each
+# projection's input per tensor to uint8 as the kernel does: 6.8e-3 here (this unfused graph's
+# float rounding differs from PyTorch's just enough to move a few activations across a uint8
+# step), 1.8e-7 on the fused bundle the page loads. Against the float model: 0.011.
 Q8_MAX_ABS, Q8_KL = 0.05, 1e-4
+EMULATED_MAX_ABS = 0.02
 VOCAB, HIDDEN = 512, 64
 
 
@@ -151,8 +154,8 @@ def test_q8_prefill_and_decode_close_to_pytorch(q8_path: Path, tiny_reference) -
 
 
 def test_q8_is_closer_to_pytorch_with_the_same_rounded_weights(q8_path: Path, tiny_reference) -> None:
-    """The fake-quantized reference removes the weight rounding: what is left (activation rounding)
-    must be smaller than the error against fp32, which proves the graph holds those weights."""
+    """PyTorch given the int8 weights and the kernel's activation rounding must follow the graph
+    (far closer than the float model does): the graph holds those weights and computes what it should."""
     runner = GraphRunner(q8_path)
     prompt = _prompt(33)
     logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
@@ -161,7 +164,7 @@ def test_q8_is_closer_to_pytorch_with_the_same_rounded_weights(q8_path: Path, ti
     against_rounded = np.abs(logits[0] - _reference_logits(rounded, prompt)).max()
     against_float = np.abs(logits[0] - _reference_logits(tiny_reference, prompt)).max()
     assert against_rounded < against_float
-    assert against_rounded < Q8_MAX_ABS
+    assert against_rounded < EMULATED_MAX_ABS
 
 
 def test_q8_greedy_equals_native_chunked(q8_path: Path) -> None:
@@ -186,4 +189,4 @@ def test_float_embedding_is_stored_once_as_fp16_and_matches_rounded_pytorch(
     logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
     rounded = random_model(TINY_TEXT_CONFIG, seed=0)
     fake_quantize_module_int8(rounded, quantize_embedding=False)
-    assert np.abs(logits[0] - _reference_logits(rounded, prompt)).max() < Q8_MAX_ABS
+    assert np.abs(logits[0] - _reference_logits(rounded, prompt)).max() < EMULATED_MAX_ABS

@@ -54,21 +54,48 @@ def dequantize_columns(quantized: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return quantized.astype(np.float32) * scales[None, :]
 
 
+def quantize_activations(x: torch.Tensor) -> torch.Tensor:
+    """What DynamicQuantizeMatMul does to its input: uint8, one scale and zero point per tensor.
+
+    onnxruntime's DynamicQuantizeLinear: the range always includes 0, scale = range / 255, zero
+    point = round(-min / scale), values rounded half to even and saturated to [0, 255].
+    """
+    values = x.float()
+    low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    scale = (high - low) / 255
+    if scale == 0:
+        return x
+    zero_point = min(max(round(-low / scale), 0), 255)  # Python's round is half to even, as ONNX's
+    quantized = torch.clamp(torch.round(values / scale) + zero_point, 0, 255)
+    return ((quantized - zero_point) * scale).to(x.dtype)
+
+
+def _quantize_input(module: torch.nn.Module, args: tuple) -> tuple:
+    return (quantize_activations(args[0]), *args[1:])
+
+
 def fake_quantize_module_int8(module: torch.nn.Module, *, quantize_embedding: bool = True) -> None:
-    """Give a PyTorch model, in place, the int8-rounded weights a q8 graph holds.
+    """Give a PyTorch model, in place, what a q8 graph computes: int8-rounded weights, and the
+    per-tensor uint8 rounding of every projection's input.
 
     Every `nn.Linear` weight [N, K] is rounded with one scale per output feature and every
     `nn.Embedding` table [V, D] with one scale per token: per column of the graph's [K, N] and
     [D, V] layouts. A tied head is its embedding's parameter, rounded once. Without
-    `quantize_embedding` the table is rounded to fp16, as the graph stores it.
+    `quantize_embedding` the table is rounded to fp16, as the graph stores it, and a tied head
+    is an fp32 MatMul there (its input is not rounded).
     """
     embeddings = [m.weight for m in module.modules() if isinstance(m, torch.nn.Embedding)]
-    done: set[int] = set() if quantize_embedding else {id(w) for w in embeddings}
+    embedding_ids = {id(w) for w in embeddings}
+    done: set[int] = set() if quantize_embedding else set(embedding_ids)
     with torch.no_grad():
         if not quantize_embedding:
             for weight in embeddings:
                 weight.copy_(weight.half().to(weight.dtype))
         for sub in module.modules():
+            if isinstance(sub, torch.nn.Linear) and (
+                quantize_embedding or id(sub.weight) not in embedding_ids
+            ):
+                sub.register_forward_pre_hook(_quantize_input)  # not a tied head kept in float
             if not isinstance(sub, torch.nn.Linear | torch.nn.Embedding) or id(sub.weight) in done:
                 continue
             done.add(id(sub.weight))

@@ -2,8 +2,8 @@
 logits) on wasm, fp32 on WebGPU, as `python -m web build --bundle NAME=.. --wasm-bundle NAME=..` ships.
 
 On wasm the page must load the q8 bundle, checked against the native runtime on the same bundle
-(same kernels, another build) and against PyTorch holding the same int8 weights; on WebGPU it must
-load the fp32 bundle.
+(same kernels, another build) and against PyTorch holding the same int8 weights and rounding the
+activations as the kernel does; on WebGPU it must load the fp32 bundle.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ BUNDLE_NAME = "tiny"
 FIXED_IDS = [5, 17, 42, 99, 3, 250, 511, 7, 64, 128, 300, 1, 77, 460, 33, 200]
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 2
 # Measured: wasm vs native onnxruntime on the same q8 bundle 1.2e-7 (the integer GEMM is exact; only
-# float rounding around it differs); vs PyTorch with the same int8 weights 9e-3 (the kernel's uint8
-# activations).
+# float rounding around it differs); vs PyTorch holding the same int8 weights and rounding every
+# projection's input as the kernel does, 1.8e-7 here; but an activation a hair from a rounding step
+# in one and not the other moves a whole uint8 step (seen: 6.8e-3 on an unfused graph), so the bound
+# is that, not float precision.
 NATIVE_TOLERANCE = 1e-4
-ROUNDED_PYTORCH_TOLERANCE = 0.05
+ROUNDED_PYTORCH_TOLERANCE = 0.02
 
 
 @pytest.fixture(scope="module")
