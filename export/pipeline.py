@@ -25,6 +25,7 @@ from export.passes.choose_ops import choose_ops
 from export.passes.fusions import apply_fusions
 from export.passes.quantize import fake_quantize_module, quantize_weights
 from export.passes.quantize_int8 import fake_quantize_module_int8, quantize_weights_int8
+from export.passes.split_initializers import split_large_initializers
 from export.sampler_graph import sampler_model
 from export.trace import trace_to_onnx
 
@@ -142,6 +143,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     report = None
     with bundle.staging_dir(options.out_dir, options.force) as staging:
         log.info("writing %s", options.out_dir)
+        split_large_initializers(model, options.max_data_file_bytes)  # no weight file over the limit
         data_files = bundle.save_graph(model, staging, options.max_data_file_bytes)
         del model, decoder
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating

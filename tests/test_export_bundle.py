@@ -150,6 +150,27 @@ def test_weights_split_into_data_files_of_bounded_size(tiny_text_dir, tiny_refer
     np.testing.assert_allclose(logits[0], expected, atol=1e-5, rtol=0)
 
 
+def test_a_weight_bigger_than_the_file_limit_is_stored_in_row_blocks(tiny_text_dir, tiny_reference, tmp_path):
+    """The embedding table (131 kB) over a 50 kB limit: split into blocks, every file within the limit."""
+    from export.ort_runner import GraphRunner
+    from export.pipeline import ExportOptions, run_export
+
+    limit = 50_000
+    out = tmp_path / "blocks"
+    manifest = run_export(ExportOptions(tiny_text_dir, out, max_data_file_bytes=limit, validate=True))
+    assert all(manifest["files"][name]["size"] <= limit for name in manifest["external_data"])
+    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+    blocks = [i.name for i in graph.initializer if i.name.startswith("model.embed_tokens.weight.rows")]
+    assert len(blocks) == 3
+    assert json.loads((out / "validation.json").read_text())["passed"]
+    prompt = np.arange(5, 45, dtype=np.int64)
+    runner = GraphRunner(out / "model.onnx")
+    logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
+    with torch.no_grad():
+        expected = tiny_reference(torch.from_numpy(prompt)[None]).logits[0].numpy()
+    np.testing.assert_allclose(logits[0], expected, atol=1e-5, rtol=0)
+
+
 def test_q4_export_validates_against_rounded_weights_and_reports_quantization_error(tiny_text_dir, tmp_path):
     out = tmp_path / "q4"
     assert main([str(tiny_text_dir), str(out), "--dtype", "q4", "--validate"]) == 0
