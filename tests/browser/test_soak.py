@@ -22,7 +22,7 @@ def _heap_mb(watched: WatchedPage) -> float:
     return watched.page.evaluate("performance.memory ? performance.memory.usedJSHeapSize / 1e6 : 0")
 
 
-def test_soak_live_tensors_and_heap_stay_flat(wasm_page: WatchedPage) -> None:
+def test_soak_live_tensors_and_heap_stay_flat(wasm_page: WatchedPage, browser_report) -> None:
     wasm_page.ready()
     run = "n => app.generate({prompt: 'Hello soak', maxNewTokens: n, greedy: false})"
     first = wasm_page.page.evaluate(run, STEPS)
@@ -32,6 +32,13 @@ def test_soak_live_tensors_and_heap_stay_flat(wasm_page: WatchedPage) -> None:
     for _ in range(GENERATIONS):
         wasm_page.page.evaluate(run, 16)
     after = wasm_page.page.evaluate("app.stats()")
+    heap_after = _heap_mb(wasm_page)
+    browser_report["soak_wasm"] = {
+        "decode_steps": len(first["tokens"]),
+        "generations": GENERATIONS,
+        "live_tensors": [baseline["liveTensors"], after["liveTensors"]],
+        "page_heap_mb": [round(heap_before, 2), round(heap_after, 2)],
+    }
     assert after["liveTensors"] == baseline["liveTensors"], (baseline, after)
-    assert _heap_mb(wasm_page) - heap_before < 20
+    assert heap_after - heap_before < 20
     wasm_page.assert_clean()

@@ -41,4 +41,5 @@ def test_rss_is_flat_over_many_steps_and_generations(export_bundle):
         rss, long_tokens = pool.submit(asyncio.run, soak).result()
     assert long_tokens == STEPS
     # Once the first few runs have warmed the allocators, further generations may not grow memory.
+    print(f"soak: {long_tokens} steps, {len(rss)} generations, RSS {rss[5]:.1f} -> {rss[-1]:.1f} MB")
     assert rss[-1] - rss[5] < 10, rss
