@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--chat", action="store_true", help="wrap the prompt in the bundle's chat template")
     gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-sequence before N tokens")
     gen.add_argument("--greedy", action="store_true")
     gen.add_argument("--temperature", type=float, default=1.0)
     gen.add_argument("--top-k", type=int, default=0)
@@ -54,6 +55,7 @@ async def _generate(args: argparse.Namespace) -> int:
         repetition_penalty=args.repetition_penalty,
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
+        min_new_tokens=args.min_new_tokens,
         stop_strings=tuple(args.stop),
     )
     runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)

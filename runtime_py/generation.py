@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from runtime_py.errors import GenerationInputError
 from runtime_py.runner import ModelRunner
-from runtime_py.sampling import SamplingParams, choose
+from runtime_py.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
 from runtime_py.stopping import StopStringFilter
 
 DEFAULT_PREFILL_CHUNK = 256
@@ -127,9 +127,16 @@ class Generator:
             if cancel is not None and cancel.cancelled:
                 result.stop_reason = "cancelled"
                 break
+            banned = self.eos_ids if step < params.min_new_tokens else frozenset()
             top_logits, top_ids, log_z = await self.runner.candidates(
-                params.candidates, params.effective_temperature, params.repetition_penalty, seen
+                min(params.candidates + len(banned), MAX_CANDIDATES),
+                params.effective_temperature,
+                params.repetition_penalty,
+                seen,
             )
+            if banned:
+                kept = without_tokens(top_logits, top_ids, log_z, banned, params.candidates)
+                top_logits, top_ids, log_z = kept
             token = choose(top_logits, top_ids, log_z, params, rng)
             if token in self.eos_ids:
                 result.stop_reason = "eos"

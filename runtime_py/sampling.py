@@ -29,6 +29,7 @@ class SamplingParams:
     seed: int | None = None
     max_new_tokens: int = 128
     stop_strings: tuple[str, ...] = field(default_factory=tuple)
+    min_new_tokens: int = 0  # end-of-sequence ids are never chosen before this many tokens
 
     def __post_init__(self) -> None:
         checks = [
@@ -50,6 +51,10 @@ class SamplingParams:
                 f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens}",
             ),
             (self.seed is None or isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}"),
+            (
+                isinstance(self.min_new_tokens, int) and self.min_new_tokens >= 0,
+                f"min_new_tokens must be an integer >= 0, got {self.min_new_tokens}",
+            ),
             (
                 all(isinstance(s, str) and s for s in self.stop_strings),
                 "stop strings must be non-empty strings",
@@ -94,6 +99,19 @@ def nucleus(top_logits: list[float], log_normalizer: float, params: SamplingPara
                 break
         probs = probs[:kept]
     return probs
+
+
+def without_tokens(
+    top_logits: list[float], top_ids: list[int], log_normalizer: float, banned: frozenset[int], keep: int
+) -> tuple[list[float], list[int], float]:
+    """The candidates minus `banned` ids, at most `keep` of them, renormalised as if the banned
+    logits were -inf before the softmax (transformers' min_new_tokens)."""
+    kept = [(logit, token) for logit, token in zip(top_logits, top_ids, strict=True) if token not in banned]
+    removed = [logit for logit, token in zip(top_logits, top_ids, strict=True) if token in banned]
+    mass = sum(math.exp(logit - log_normalizer) for logit in removed)
+    renormalised = log_normalizer + math.log1p(-min(mass, 1 - 1e-12))
+    kept = kept[:keep]
+    return [logit for logit, _ in kept], [token for _, token in kept], renormalised
 
 
 def choose(

@@ -31,6 +31,7 @@ _SAMPLING_FIELDS = {
     "repetitionPenalty": "repetition_penalty",
     "seed": "seed",
     "maxNewTokens": "max_new_tokens",
+    "minNewTokens": "min_new_tokens",
 }
 
 

@@ -76,6 +76,11 @@ def test_chat_mode_renders_the_bundle_template(wasm_page: WatchedPage, tiny_refe
             "the prompt is not valid Unicode text (invalid UTF-8 or a lone surrogate)",
         ),
         ("app.generate({prompt: 'x', topP: NaN})", None, "topP must be a finite number, got NaN"),
+        (
+            "app.generate({prompt: 'x', minNewTokens: -1})",
+            None,
+            "min_new_tokens must be an integer >= 0, got -1",
+        ),
     ],
     ids=[
         "empty-prompt",
@@ -85,6 +90,7 @@ def test_chat_mode_renders_the_bundle_template(wasm_page: WatchedPage, tiny_refe
         "no-ids",
         "lone-surrogate",
         "nan",
+        "negative-min-tokens",
     ],
 )
 def test_bad_requests_reject_with_one_readable_sentence(

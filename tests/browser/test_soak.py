@@ -24,9 +24,10 @@ def _heap_mb(watched: WatchedPage) -> float:
 
 def test_soak_live_tensors_and_heap_stay_flat(wasm_page: WatchedPage, browser_report) -> None:
     wasm_page.ready()
-    run = "n => app.generate({prompt: 'Hello soak', maxNewTokens: n, greedy: false})"
-    first = wasm_page.page.evaluate(run, STEPS)
-    assert len(first["tokens"]) > 0
+    run = "n => app.generate({prompt: 'Hello soak', maxNewTokens: n, greedy: false, seed: 3})"
+    every_step = "n => app.generate({prompt: 'Hello soak', maxNewTokens: n, minNewTokens: n, seed: 3})"
+    first = wasm_page.page.evaluate(every_step, STEPS)
+    assert len(first["tokens"]) == STEPS  # minNewTokens: no end-of-sequence before STEPS
     baseline = wasm_page.page.evaluate("app.stats()")
     heap_before = _heap_mb(wasm_page)
     for _ in range(GENERATIONS):

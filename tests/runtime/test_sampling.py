@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime_py.errors import GenerationInputError
-from runtime_py.sampling import MAX_CANDIDATES, SamplingParams, choose
+from runtime_py.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
 
 
 def _candidates(logits: np.ndarray, params: SamplingParams) -> tuple[list[float], list[int], float]:
@@ -94,8 +94,21 @@ def test_greedy_takes_the_first_candidate():
         ("repetition_penalty", math.inf),
         ("max_new_tokens", 0),
         ("stop_strings", ("",)),
+        ("min_new_tokens", -1),
     ],
 )
 def test_invalid_settings_are_one_clear_error(field, value):
     with pytest.raises(GenerationInputError, match=field.split("_")[0]):
         SamplingParams(**{field: value})
+
+
+def test_banned_tokens_leave_a_renormalised_distribution():
+    """min_new_tokens: the eos logit as if -inf before the softmax, the other probabilities rescaled."""
+    logits = [2.0, 1.5, 0.5, -1.0]
+    ids = [7, 2, 9, 4]
+    log_z = math.log(sum(math.exp(x) for x in logits) + 3.0)  # mass beyond the candidates too
+    kept_logits, kept_ids, kept_log_z = without_tokens(logits, ids, log_z, frozenset({2}), keep=2)
+    assert kept_ids == [7, 9] and kept_logits == [2.0, 0.5]  # eos gone, top-2 of the rest
+    expected = math.log(math.exp(log_z) - math.exp(1.5))
+    assert math.isclose(kept_log_z, expected, rel_tol=1e-12)
+    assert choose(kept_logits, kept_ids, kept_log_z, SamplingParams(greedy=True), random.Random(0)) == 7

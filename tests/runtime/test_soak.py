@@ -25,9 +25,8 @@ def _rss_mb() -> float:
 
 async def _soak(bundle, generations: int, steps: int) -> tuple[list[float], int]:
     runtime = await open_native(bundle, threads=1)
-    runtime.generator.eos_ids = frozenset()  # run every step
     rss = []
-    long = await runtime.generate(PROMPT, SamplingParams(seed=0, max_new_tokens=steps))
+    long = await runtime.generate(PROMPT, SamplingParams(seed=0, max_new_tokens=steps, min_new_tokens=steps))
     for i in range(generations):
         await runtime.generate(PROMPT, SamplingParams(seed=i, temperature=0.9, top_k=20, max_new_tokens=32))
         rss.append(_rss_mb())

@@ -1,6 +1,6 @@
 // window.app: the page's programmatic API (contract in DESIGN.md), over the worker that runs the model.
 //   app.ready                 -> Promise<{backend, model}> (rejects with a readable message)
-//   app.generate({prompt, maxNewTokens, greedy, chat, messages, temperature, topK, topP, seed, onText})
+//   app.generate({prompt, maxNewTokens, minNewTokens, greedy, chat, messages, temperature, topK, topP, seed, onText})
 //                             -> Promise<{tokens, text, backend, prefillMs, decodeTokensPerSecond, ...}>
 //   app.logits(tokenIds)      -> Promise<number[]> (last position's logits)
 //   app.tokenize(text)        -> Promise<number[]>
@@ -74,7 +74,7 @@ const ready = client
 
 // JSON (the worker's channel to Python) would turn NaN and Infinity into null, i.e. "use the
 // default": refuse them here instead, so a bad setting is an error, never a silent default.
-const NUMERIC_SETTINGS = ["maxNewTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed"];
+const NUMERIC_SETTINGS = ["maxNewTokens", "minNewTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed"];
 
 function checkNumbers(options) {
   for (const name of NUMERIC_SETTINGS) {
@@ -94,6 +94,7 @@ async function generate(options = {}) {
     messages: rest.messages,
     chat: Boolean(rest.chat),
     maxNewTokens: rest.maxNewTokens ?? 128,
+    minNewTokens: rest.minNewTokens,
     greedy: Boolean(rest.greedy),
     temperature: rest.temperature,
     topK: rest.topK,
