@@ -193,3 +193,28 @@ def test_portable_bodies_hold_no_string_tensors(export_bundle):
     model = onnx.load(str(export_bundle("text", "portable") / "model.onnx"), load_external_data=False)
     for function in model.functions:
         assert "Unique" not in {n.op_type for n in function.node}, function.name
+
+
+def test_last_position_logits_validate_and_generate_the_same_tokens(tiny_text_dir, export_bundle, tmp_path):
+    """--logits last: one row of logits per call, validated on the rows it returns; same generation."""
+    from runtime_py.sampling import SamplingParams
+    from tests.browser.references import native_tokens
+
+    out = tmp_path / "last"
+    assert main([str(tiny_text_dir), str(out), "--logits", "last", "--validate"]) == 0
+    manifest = _manifest(out)
+    logits = next(o for o in manifest["io"]["outputs"] if o["name"] == "logits")
+    assert manifest["logits"] == "last" and logits["shape"] == ["batch", 1, 512]
+    report = json.loads((out / "validation.json").read_text())
+    assert report["passed"] and report["worst"]["max_abs"] < 1e-5
+    prompt = "The quick brown fox jumps over the lazy dog. " * 3
+    params = SamplingParams(temperature=1.0, seed=11, max_new_tokens=12)
+    expected = native_tokens(export_bundle("text", "fused"), prompt, params, prefill_chunk=16)
+    assert native_tokens(out, prompt, params, prefill_chunk=16) == expected
+
+
+def test_unknown_logits_choice_is_bad_input(tiny_text_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tiny_text_dir), str(tmp_path / "x"), "--logits", "middle"])
+    assert exit_info.value.code == 2 and "--logits" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
