@@ -194,14 +194,16 @@ def check_float_type(value: ir.Value, settings: QuantizeSettings) -> None:
         )
 
 
-def _constant_weight(node: ir.Node) -> ir.Value | None:
-    """The MatMul's right operand if it is a 2-D float initializer [K, N]."""
+def constant_weight(
+    node: ir.Node, dtypes: tuple[ir.DataType, ...] = tuple(_FLOAT_TYPES.values())
+) -> ir.Value | None:
+    """The MatMul's right operand if it is a 2-D initializer [K, N] of one of `dtypes`."""
     if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
         return None
     weight = node.inputs[1]
     if weight is None or not weight.is_initializer() or weight.const_value is None:
         return None
-    if weight.dtype not in _FLOAT_TYPES.values() or len(weight.const_value.shape) != 2:
+    if weight.dtype not in dtypes or len(weight.const_value.shape) != 2:
         return None
     return weight
 
@@ -210,8 +212,8 @@ def quantize_matmuls(graph: ir.Graph, settings: QuantizeSettings) -> tuple[int, 
     """Replace every MatMul with a constant 2-D weight; returns (count, float bytes, int4 bytes)."""
     done: dict[str, QuantizedInitializers] = {}  # a weight shared by several MatMuls: quantize once
     count = float_bytes = quantized_bytes = 0
-    for node in [n for n in graph if _constant_weight(n) is not None]:
-        weight, activations = _constant_weight(node), node.inputs[0]
+    for node in [n for n in graph if constant_weight(n) is not None]:
+        weight, activations = constant_weight(node), node.inputs[0]
         assert weight is not None and weight.name is not None and activations is not None
         check_float_type(weight, settings)
         array = constant_array(weight)  # [K, N]

@@ -45,6 +45,15 @@ def _find_tied_table(graph: ir.Graph) -> tuple[ir.Node, ir.Value, list, ir.Value
     return lookup, table, heads, ids, ids_rank
 
 
+def _columns_as_rows(stored: ir.Value, ids: ir.Value, ids_rank: int, prefix: str) -> list[ir.Node]:
+    """Gather the ids' columns of E^T [D, V] and put D last: float rows [*ids, D] (last node's output)."""
+    columns = ir.node("Gather", [stored, ids], {"axis": 1}, name=f"{prefix}_columns")  # [D, *ids]
+    as_float = ir.node("Cast", [columns.outputs[0]], {"to": ir.DataType.FLOAT}, name=f"{prefix}_cast")
+    perm = [*range(1, ids_rank + 1), 0]
+    rows = ir.node("Transpose", [as_float.outputs[0]], {"perm": perm}, name=f"{prefix}_rows")  # [*ids, D]
+    return [columns, as_float, rows]
+
+
 def store_embedding_fp16(graph: ir.Graph) -> bool:
     """E [V, D] fp32 -> E^T [D, V] fp16, read by the lookup (Gather axis 1) and the tied heads."""
     found = _find_tied_table(graph)
@@ -55,13 +64,9 @@ def store_embedding_fp16(graph: ir.Graph) -> bool:
     stored = add_initializer(
         graph, f"{table.name or 'embedding'}.fp16_t", np.ascontiguousarray(array.T, np.float16)
     )
-    columns = ir.node("Gather", [stored, ids], {"axis": 1}, name="embedding_fp16_columns")  # [D, *ids]
-    as_float = ir.node("Cast", [columns.outputs[0]], {"to": ir.DataType.FLOAT}, name="embedding_fp16_cast")
-    rows = ir.node(
-        "Transpose", [as_float.outputs[0]], {"perm": [*range(1, ids_rank + 1), 0]}, name="embedding"
-    )
+    nodes = _columns_as_rows(stored, ids, ids_rank, "embedding_fp16")
     ir.convenience.replace_nodes_and_values(
-        graph, lookup, [lookup], [columns, as_float, rows], list(lookup.outputs), list(rows.outputs)
+        graph, lookup, [lookup], nodes, list(lookup.outputs), list(nodes[-1].outputs)
     )
     head_weight = ir.node("Cast", [stored], {"to": ir.DataType.FLOAT}, name="lm_head_fp32")  # folded at load
     if heads:
@@ -81,10 +86,7 @@ def _lookup_nodes(
     ids: ir.Value, weight: ir.Value, scales: ir.Value, ids_rank: int, axes: ir.Value
 ) -> list[ir.Node]:
     """ids [*ids] -> float rows [*ids, D]."""
-    columns = ir.node("Gather", [weight, ids], {"axis": 1}, name="embedding_q8_columns")  # int8 [D, *ids]
-    as_float = ir.node("Cast", [columns.outputs[0]], {"to": ir.DataType.FLOAT}, name="embedding_q8_cast")
-    perm = [*range(1, ids_rank + 1), 0]
-    rows = ir.node("Transpose", [as_float.outputs[0]], {"perm": perm}, name="embedding_q8_rows")  # [*ids, D]
+    columns, as_float, rows = _columns_as_rows(weight, ids, ids_rank, "embedding_q8")  # unscaled
     row_scales = ir.node("Gather", [scales, ids], {"axis": 0}, name="embedding_q8_scales")  # [*ids]
     unsqueeze = ir.node("Unsqueeze", [row_scales.outputs[0], axes], name="embedding_q8_scales_last")
     scaled = ir.node("Mul", [rows.outputs[0], unsqueeze.outputs[0]], name="embedding_q8")

@@ -27,10 +27,11 @@ import torch
 
 from export.ops.domain import MS_DOMAIN
 from export.passes.graph_match import add_initializer
-from export.passes.quantize import constant_array, drop_unused_initializer
+from export.passes.quantize import constant_array, constant_weight, drop_unused_initializer
 
 log = logging.getLogger(__name__)
 
+_FP32 = (ir.DataType.FLOAT,)  # q8 quantizes fp32 graphs only
 QMAX = 127  # symmetric: q in [-127, 127], so -q never overflows
 _SLAB_COLUMNS = 1 << 14  # bounds the float temporaries of one step (K x 16k fp32)
 
@@ -110,24 +111,12 @@ def _dq_matmul(activations: ir.Value, weight: ir.Value, scales: ir.Value, name: 
     return ir.node("DynamicQuantizeMatMul", [activations, weight, scales], domain=MS_DOMAIN, name=name)
 
 
-def _constant_weight(node: ir.Node) -> ir.Value | None:
-    """The MatMul's right operand if it is a 2-D fp32 initializer [K, N]."""
-    if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
-        return None
-    weight = node.inputs[1]
-    if weight is None or not weight.is_initializer() or weight.const_value is None:
-        return None
-    if weight.dtype != ir.DataType.FLOAT or len(weight.const_value.shape) != 2:
-        return None
-    return weight
-
-
 def quantize_matmuls_int8(graph: ir.Graph) -> tuple[int, int, int]:
     """Replace every MatMul with a constant fp32 weight; returns (count, float bytes, int8 bytes)."""
     done: dict[str, tuple[ir.Value, ir.Value]] = {}  # a weight shared by several MatMuls: once
     count = float_bytes = quantized_bytes = 0
-    for node in [n for n in graph if _constant_weight(n) is not None]:
-        weight, activations = _constant_weight(node), node.inputs[0]
+    for node in [n for n in graph if constant_weight(n, _FP32) is not None]:
+        weight, activations = constant_weight(node, _FP32), node.inputs[0]
         assert weight is not None and weight.name is not None and activations is not None
         if weight.name not in done:
             array = constant_array(weight)  # [K, N]
