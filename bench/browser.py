@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from bench.artifacts import Variant
 from bench.graph_spec import describe, spec_json
@@ -116,11 +117,11 @@ def _time_plan(page, names: list[str], plan: list[tuple[str, int]], repeats: int
     return timings
 
 
-def run_browser(site: Path, variants: list[Variant], plan: list[tuple[str, int]], repeats: int) -> dict:
-    """Load every variant into one page (1 wasm thread) and time the plan round-robin."""
+@contextmanager
+def harness_page(site: Path) -> Iterator[tuple[Any, str]]:
+    """(page, base URL) of the harness served from `site` in a fresh headless Chromium."""
     from playwright.sync_api import sync_playwright
 
-    _build_site(site, variants)
     with _serving(site) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
@@ -128,9 +129,16 @@ def run_browser(site: Path, variants: list[Variant], plan: list[tuple[str, int]]
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(f"{base}/harness.html")
             page.wait_for_function("window.bench && window.bench.ready")
-            bandwidth = page.evaluate("() => window.bench.bandwidth(256, 4)")
-            load_ms = _load_all(page, base, variants)
-            timings = _time_plan(page, [v.name for v in variants], plan, repeats)
+            yield page, base
         finally:
             browser.close()
+
+
+def run_browser(site: Path, variants: list[Variant], plan: list[tuple[str, int]], repeats: int) -> dict:
+    """Load every variant into one page (1 wasm thread) and time the plan round-robin."""
+    _build_site(site, variants)
+    with harness_page(site) as (page, base):
+        bandwidth = page.evaluate("() => window.bench.bandwidth(256, 4)")
+        load_ms = _load_all(page, base, variants)
+        timings = _time_plan(page, [v.name for v in variants], plan, repeats)
     return {"threads": 1, "load_ms": load_ms, "timings": timings, "js_sum_gb_per_s": bandwidth["gbPerSecond"]}

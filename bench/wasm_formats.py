@@ -24,8 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bench.browser import REPO, TIMEOUT_MS, _serving, _write_warmup_model
-from web.chromium import CHROMIUM, OFFLINE_FLAGS
+from bench.browser import REPO, _build_site, harness_page
 
 log = logging.getLogger(__name__)
 
@@ -153,35 +152,19 @@ def _time_candidate(page, base: str, slug: str, candidate: Candidate) -> dict:
 
 
 def run(work: Path) -> dict:
-    from playwright.sync_api import sync_playwright
-
     site = work / "site"
-    if site.exists():
-        shutil.rmtree(site)
-    (site / "models").mkdir(parents=True)
-    for name in ("harness.html", "harness.mjs"):
-        shutil.copy(REPO / "bench" / "web" / name, site / name)
-    (site / "ort").symlink_to(REPO / "node_modules" / "onnxruntime-web" / "dist")
-    _write_warmup_model(site / "warmup.onnx")
+    _build_site(site, [])  # the harness alone; each candidate's graph is written in turn
     results: dict = {}
-    with _serving(site) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{base}/harness.html")
-            page.wait_for_function("window.bench && window.bench.ready")
-            for index, candidate in enumerate(CANDIDATES):
-                slug = f"c{index}"
-                _write_graph(site / "models" / slug / "model.onnx", candidate)
-                try:
-                    results[candidate.name] = _time_candidate(page, base, slug, candidate)
-                except Exception as error:  # a format the wasm build lacks is a result, not a crash
-                    log.warning("%s failed: %s", candidate.name, str(error).splitlines()[0])
-                    results[candidate.name] = {"error": str(error).splitlines()[0]}
-                shutil.rmtree(site / "models" / slug)
-        finally:
-            browser.close()
+    with harness_page(site) as (page, base):
+        for index, candidate in enumerate(CANDIDATES):
+            slug = f"c{index}"
+            _write_graph(site / "models" / slug / "model.onnx", candidate)
+            try:
+                results[candidate.name] = _time_candidate(page, base, slug, candidate)
+            except Exception as error:  # a format the wasm build lacks is a result, not a crash
+                log.warning("%s failed: %s", candidate.name, str(error).splitlines()[0])
+                results[candidate.name] = {"error": str(error).splitlines()[0]}
+            shutil.rmtree(site / "models" / slug)
     return results
 
 
