@@ -19,6 +19,7 @@ from export.passes.choose_ops import choose_ops
 from export.passes.quantize import block_quantize, dequantize, fake_quantize_module, quantize_weights
 from export.trace import trace_to_onnx
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model
+from tests.logits import kl, reference_logits, seeded_ids
 
 # Measured on the tiny checkpoint (seed 0), 64-token prompt, vs transformers fp32:
 #   q4 (block 32, accuracy 4): max-abs 0.105, KL 2.5e-4; q4f16: max-abs 0.105, KL 2.5e-4.
@@ -60,21 +61,6 @@ def _save(model: ir.Model, directory: Path) -> Path:
     return path
 
 
-def _prompt(n: int, seed: int = 7) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 500, size=n, dtype=np.int64)
-
-
-def _reference_logits(reference, ids: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return reference(torch.from_numpy(ids)[None]).logits[0].numpy()  # [T, V]
-
-
-def _kl(ref_logits: np.ndarray, logits: np.ndarray) -> float:
-    ref = torch.log_softmax(torch.from_numpy(ref_logits).double(), -1)
-    out = torch.log_softmax(torch.from_numpy(logits.astype(np.float32)).double(), -1)
-    return float((ref.exp() * (ref - out)).sum(-1).mean())
-
-
 def _nodes(model: ir.Model, op_type: str) -> list[ir.Node]:
     return [node for node in model.graph if node.op_type == op_type]
 
@@ -88,8 +74,8 @@ def _initializer_bytes(model: ir.Model) -> int:
 
 def test_q4_prefill_and_decode_close_to_pytorch(q4_path, tiny_reference):
     runner = GraphRunner(q4_path)
-    prompt, continuation = _prompt(40), _prompt(16, seed=8)
-    ref = _reference_logits(tiny_reference, np.concatenate([prompt, continuation]))
+    prompt, continuation = seeded_ids(40), seeded_ids(16, seed=8)
+    ref = reference_logits(tiny_reference, np.concatenate([prompt, continuation]))
     logits, states = runner.step(prompt[None], 0, runner.zero_states(1))
     decoded = []
     for i, token in enumerate(continuation):
@@ -97,12 +83,12 @@ def test_q4_prefill_and_decode_close_to_pytorch(q4_path, tiny_reference):
         decoded.append(step[0, 0])
     got = np.concatenate([logits[0], np.stack(decoded)])
     assert np.abs(got - ref).max() < Q4_MAX_ABS
-    assert _kl(ref, got) < Q4_KL
+    assert kl(ref, got) < Q4_KL
     assert np.mean(got.argmax(-1) == ref.argmax(-1)) >= 0.9
 
 
 def test_q4_greedy_agrees_with_pytorch_fp32(q4_path, tiny_reference):
-    prompt = _prompt(20, seed=3)
+    prompt = seeded_ids(20, seed=3)
     ids = torch.from_numpy(prompt)[None]
     with torch.no_grad():
         expected = tiny_reference.generate(
@@ -123,9 +109,9 @@ def test_q4_equals_pytorch_with_the_same_rounded_weights(traced, tmp_path, quant
     runner = GraphRunner(_save(model, tmp_path))
     reference = random_model(TINY_TEXT_CONFIG, seed=0)
     fake_quantize_module(reference, quantize_embedding=quantize_embedding)
-    prompt = _prompt(33)
+    prompt = seeded_ids(33)
     logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
-    assert np.abs(logits[0] - _reference_logits(reference, prompt)).max() < ROUNDED_WEIGHTS_MAX_ABS
+    assert np.abs(logits[0] - reference_logits(reference, prompt)).max() < ROUNDED_WEIGHTS_MAX_ABS
 
 
 def test_q4f16_runs_close_to_pytorch(traced, tmp_path, tiny_reference):
@@ -133,12 +119,12 @@ def test_q4f16_runs_close_to_pytorch(traced, tmp_path, tiny_reference):
     for node in _nodes(model, "MatMulNBits") + _nodes(model, "GatherBlockQuantized"):
         assert node.inputs[2].dtype == ir.DataType.FLOAT16
     runner = GraphRunner(_save(model, tmp_path))
-    prompt = _prompt(40)
+    prompt = seeded_ids(40)
     logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
-    ref = _reference_logits(tiny_reference, prompt)
+    ref = reference_logits(tiny_reference, prompt)
     assert logits.dtype == np.float32  # the graph's contract: logits are fp32 in every dtype
     assert np.abs(logits[0] - ref).max() < Q4_MAX_ABS
-    assert _kl(ref, logits[0]) < Q4_KL
+    assert kl(ref, logits[0]) < Q4_KL
 
 
 # --- storage --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from export.passes.quantize_int8 import (
 )
 from export.trace import trace_to_onnx
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model
+from tests.logits import kl, reference_logits, seeded_ids
 
 # Measured on the tiny checkpoint (seed 0), 40 + 16 tokens, vs transformers fp32: max-abs 0.011,
 # KL 3.8e-6, every argmax equal. Against PyTorch holding the same int8 weights and rounding each
@@ -55,21 +56,6 @@ def q8_path(q8_model: ir.Model, tmp_path_factory: pytest.TempPathFactory) -> Pat
     path = tmp_path_factory.mktemp("q8") / "model.onnx"
     ir.save(q8_model, path)
     return path
-
-
-def _prompt(n: int, seed: int = 7) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 500, size=n, dtype=np.int64)
-
-
-def _reference_logits(reference, ids: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return reference(torch.from_numpy(ids)[None]).logits[0].numpy()  # [T, V]
-
-
-def _kl(ref_logits: np.ndarray, logits: np.ndarray) -> float:
-    ref = torch.log_softmax(torch.from_numpy(ref_logits).double(), -1)
-    out = torch.log_softmax(torch.from_numpy(logits).double(), -1)
-    return float((ref.exp() * (ref - out)).sum(-1).mean())
 
 
 # --- rounding -------------------------------------------------------------------------------
@@ -140,8 +126,8 @@ def test_fp16_graph_is_refused(tiny_text_dir: Path) -> None:
 
 def test_q8_prefill_and_decode_close_to_pytorch(q8_path: Path, tiny_reference) -> None:
     runner = GraphRunner(q8_path)
-    prompt, continuation = _prompt(40), _prompt(16, seed=8)
-    ref = _reference_logits(tiny_reference, np.concatenate([prompt, continuation]))
+    prompt, continuation = seeded_ids(40), seeded_ids(16, seed=8)
+    ref = reference_logits(tiny_reference, np.concatenate([prompt, continuation]))
     logits, states = runner.step(prompt[None], 0, runner.zero_states(1))
     decoded = []
     for i, token in enumerate(continuation):
@@ -149,7 +135,7 @@ def test_q8_prefill_and_decode_close_to_pytorch(q8_path: Path, tiny_reference) -
         decoded.append(step[0, 0])
     got = np.concatenate([logits[0], np.stack(decoded)])
     assert np.abs(got - ref).max() < Q8_MAX_ABS
-    assert _kl(ref, got) < Q8_KL
+    assert kl(ref, got) < Q8_KL
     assert np.mean(got.argmax(-1) == ref.argmax(-1)) >= 0.95
 
 
@@ -157,12 +143,12 @@ def test_q8_is_closer_to_pytorch_with_the_same_rounded_weights(q8_path: Path, ti
     """PyTorch given the int8 weights and the kernel's activation rounding must follow the graph
     (far closer than the float model does): the graph holds those weights and computes what it should."""
     runner = GraphRunner(q8_path)
-    prompt = _prompt(33)
+    prompt = seeded_ids(33)
     logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
     rounded = random_model(TINY_TEXT_CONFIG, seed=0)
     fake_quantize_module_int8(rounded)
-    against_rounded = np.abs(logits[0] - _reference_logits(rounded, prompt)).max()
-    against_float = np.abs(logits[0] - _reference_logits(tiny_reference, prompt)).max()
+    against_rounded = np.abs(logits[0] - reference_logits(rounded, prompt)).max()
+    against_float = np.abs(logits[0] - reference_logits(tiny_reference, prompt)).max()
     assert against_rounded < against_float
     assert against_rounded < EMULATED_MAX_ABS
 
@@ -170,7 +156,7 @@ def test_q8_is_closer_to_pytorch_with_the_same_rounded_weights(q8_path: Path, ti
 def test_q8_greedy_equals_native_chunked(q8_path: Path) -> None:
     """Chunked prefill and single steps feed the states back the same way as one prefill."""
     runner = GraphRunner(q8_path)
-    prompt = _prompt(20, seed=3)
+    prompt = seeded_ids(20, seed=3)
     assert runner.greedy(prompt, 16, chunk=7) == runner.greedy(prompt, 16, chunk=64)
 
 
@@ -185,8 +171,8 @@ def test_float_embedding_is_stored_once_as_fp16_and_matches_rounded_pytorch(
     path = tmp_path / "model.onnx"
     ir.save(model, path)
     runner = GraphRunner(path)
-    prompt = _prompt(33)
+    prompt = seeded_ids(33)
     logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
     rounded = random_model(TINY_TEXT_CONFIG, seed=0)
     fake_quantize_module_int8(rounded, quantize_embedding=False)
-    assert np.abs(logits[0] - _reference_logits(rounded, prompt)).max() < EMULATED_MAX_ABS
+    assert np.abs(logits[0] - reference_logits(rounded, prompt)).max() < EMULATED_MAX_ABS
