@@ -25,7 +25,7 @@ setup-browser: $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch is pinned to the CPU build that lies on this machine's disk (see shared/notes/platform.md).
+	# torch is pinned to the CPU build that lies on this machine's disk.
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -34,7 +34,7 @@ test: setup
 
 # Speed and memory against the onnxruntime-genai builder (not part of make test; ~25 min, ~15 GB in build/bench).
 bench: setup
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench --web-0.8b
 
 # Held-out perplexity and top-1 agreement of every path against PyTorch (tiny trained model; ~5 min).
@@ -56,14 +56,14 @@ check: lint typecheck test
 # The demo's default is the tiny model this project trains (models/tiny-qwen35, `make train-tiny`).
 demo: setup
 	mkdir -p $(DEMO)/bundles
-	$(PY) -m export models/tiny-qwen35 $(DEMO)/bundles/tiny-qwen35 --force
-	$(PY) -m web build $(DEMO)/site --bundle tiny-qwen35=$(DEMO)/bundles/tiny-qwen35 \
+	$(VENV)/bin/qwen35web export models/tiny-qwen35 $(DEMO)/bundles/tiny-qwen35 --force
+	$(VENV)/bin/qwen35web site build $(DEMO)/site --bundle tiny-qwen35=$(DEMO)/bundles/tiny-qwen35 \
 	  --note "tiny-qwen35=A 3.6M-parameter Qwen3.5-architecture model trained here on Python's documentation (see models/tiny-qwen35/MODEL_CARD.md): readable, repetitive, not knowledgeable."
-	$(PY) -m web serve $(DEMO)/site --port 8000
+	$(VENV)/bin/qwen35web site serve $(DEMO)/site --port 8000
 
 # Retrain the demo model from scratch (about 20 minutes on 2 cores; seeded, reproducible).
 train-tiny: setup-python
-	$(PY) -m export.train_tiny models/tiny-qwen35 --force
+	$(PY) -m devtools.train_tiny models/tiny-qwen35 --force
 
 clean:
 	rm -rf build site .pytest_cache .mypy_cache .ruff_cache

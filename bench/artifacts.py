@@ -16,8 +16,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SHARED_CONFIGS = Path("/work/shared/configs")
-MODEL_CONFIGS: dict[str, Path | None] = {"tiny": None, "0.8b": SHARED_CONFIGS / "qwen3_5-0.8b.json"}
+REAL_CONFIGS = Path(__file__).resolve().parent / "configs"
+MODEL_CONFIGS: dict[str, Path | None] = {"tiny": None, "0.8b": REAL_CONFIGS / "qwen3_5-0.8b.json"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def _run(args: list[str], log_path: Path) -> bool:
 def _checkpoint(out: Path, model: str, layout: str) -> Path:
     if (out / "model.safetensors").exists():
         return out
-    args = [sys.executable, "-m", "export.random_checkpoint", str(out), "--layout", layout]
+    args = [sys.executable, "-m", "devtools.random_checkpoint", str(out), "--layout", layout]
     config = MODEL_CONFIGS[model]
     if config is not None:
         args += ["--config", str(config)]
@@ -54,7 +54,7 @@ def _checkpoint(out: Path, model: str, layout: str) -> Path:
 def project_supports_q4() -> bool:
     """q4 is being added by another engineer: only use it if the CLI accepts it."""
     help_text = subprocess.run(
-        [sys.executable, "-m", "export", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "qwen35web", "export", "--help"], capture_output=True, text=True, check=False
     ).stdout
     return "q4" in help_text
 
@@ -68,6 +68,7 @@ def _ours(text_ckpt: Path, out: Path, ops: str, dtype: str, *extra: str) -> Path
         args = [
             sys.executable,
             "-m",
+            "qwen35web",
             "export",
             str(text_ckpt),
             str(out),

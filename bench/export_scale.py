@@ -1,9 +1,9 @@
 """Export a random-weight model of a real Qwen3.5 shape and record time, peak RSS and parity.
 
-    .venv/bin/python bench/export_scale.py ../shared/configs/qwen3_5-4b.json --dtypes fp32 q4 [--validate]
+    .venv/bin/python bench/export_scale.py bench/configs/qwen3_5-4b.json --dtypes fp32 q4 [--validate]
 
 Writes bench/results/export-<name>.json. The checkpoint is drawn here, tensor by tensor, into bf16
-shards like the published ones (export.random_streamed); nothing is downloaded. Each bundle is
+shards like the published ones (devtools.random_streamed); nothing is downloaded. Each bundle is
 deleted once measured (disk), unless --keep.
 """
 
@@ -27,7 +27,7 @@ log = logging.getLogger("bench.export_scale")
 
 
 def build_checkpoint(config_path: Path, out_dir: Path, seed: int = 0) -> float:
-    from export.random_streamed import write_streamed_checkpoint
+    from devtools.random_streamed import write_streamed_checkpoint
 
     config = json.loads(config_path.read_text())
     config = config.get("text_config", config)
@@ -45,6 +45,7 @@ def timed_export(model_dir: Path, out_dir: Path, ops: str, dtype: str, validate:
             [
                 sys.executable,
                 "-m",
+                "qwen35web",
                 "export",
                 str(model_dir),
                 str(out_dir),

@@ -25,10 +25,10 @@ import torch
 from tokenizers import Tokenizer
 from transformers import Qwen3_5ForCausalLM
 
-from export.ort_runner import GraphRunner
-from export.pipeline import ExportOptions, run_export
-from export.train_tiny.batches import evaluation_batches, token_stream
-from export.train_tiny.corpus import build_corpus
+from devtools.train_tiny.batches import evaluation_batches, token_stream
+from devtools.train_tiny.corpus import build_corpus
+from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.export.pipeline import ExportOptions, run_export
 
 log = logging.getLogger("bench.fidelity")
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from bench.fidelity import Predictions, Score, failed, perplexity, predictions_from_logits, score
-from web.build import SiteSpec, build_site
-from web.chromium import CHROMIUM, CHROMIUM_FLAGS
-from web.serve import serve_in_thread
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.chromium import CHROMIUM, CHROMIUM_FLAGS
+from qwen35web.web.serve import serve_in_thread
 
 log = logging.getLogger("bench.fidelity")
 

@@ -20,8 +20,8 @@ import onnx_ir as ir
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from export.ops import gated_delta_rule as gdr
-from export.ops.domain import DOMAIN, DOMAIN_VERSION, MS_DOMAIN, ONNX_OPSET
+from qwen35web.export.ops import gated_delta_rule as gdr
+from qwen35web.export.ops.domain import DOMAIN, DOMAIN_VERSION, MS_DOMAIN, ONNX_OPSET
 
 INPUT_ORDER = ("query", "key", "value", "g", "beta", "initial_state")
 _FLOAT = TensorProto.FLOAT

@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime_py.runtime import open_native  # noqa: E402
-from runtime_py.sampling import SamplingParams  # noqa: E402
+from qwen35web.runtime.runtime import open_native  # noqa: E402
+from qwen35web.runtime.sampling import SamplingParams  # noqa: E402
 
 
 async def measure(bundle: Path, tokens: int, prompt_tokens: int, threads: int | None) -> dict:

@@ -1,6 +1,6 @@
-"""Test checkpoints: the seeded random models of export.random_checkpoint."""
+"""Test checkpoints: the seeded random models of devtools.random_checkpoint."""
 
-from export.random_checkpoint import (
+from devtools.random_checkpoint import (
     CHAT_TEMPLATE,
     TINY_TEXT_CONFIG,
     random_model,

@@ -35,7 +35,7 @@ _BUNDLES: dict[tuple[str, str, str], Path] = {}
 @pytest.fixture(scope="session")
 def export_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_text_dir: Path, tiny_vl_dir: Path):
     """Export (layout, ops, dtype) once per session and hand back the bundle directory."""
-    from export.pipeline import ExportOptions, run_export
+    from qwen35web.export.pipeline import ExportOptions, run_export
 
     def get(layout: str, ops: str, dtype: str = "fp32") -> Path:
         key = (layout, ops, dtype)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from export.cli import main
+from qwen35web.export.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,7 +152,7 @@ def test_cli_subprocess_bad_option_and_bad_dir(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for args in (["--ops", "magic", "a", "b"], [str(tmp_path / "missing"), str(tmp_path / "out")]):
         proc = subprocess.run(
-            [sys.executable, "-m", "export", *args],
+            [sys.executable, "-m", "qwen35web", "export", *args],
             capture_output=True,
             text=True,
             env=env,

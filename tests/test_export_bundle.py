@@ -11,10 +11,10 @@ import onnx
 import pytest
 import torch
 
-from export import validate
-from export.cli import main
-from export.config import read_config_json, spec_from_config
-from runtime_py.graph_io import input_names, output_names
+from qwen35web.export import validate
+from qwen35web.export.cli import main
+from qwen35web.export.config import read_config_json, spec_from_config
+from qwen35web.runtime.graph_io import input_names, output_names
 
 
 def _manifest(bundle: Path) -> dict:
@@ -131,8 +131,8 @@ def test_fp16_export_validates_and_keeps_recurrent_state_fp32(tiny_text_dir, tmp
 
 
 def test_weights_split_into_data_files_of_bounded_size(tiny_text_dir, tiny_reference, tmp_path):
-    from export.ort_runner import GraphRunner
-    from export.pipeline import ExportOptions, run_export
+    from qwen35web.export.ort_runner import GraphRunner
+    from qwen35web.export.pipeline import ExportOptions, run_export
 
     limit = 300_000
     out = tmp_path / "split"
@@ -152,8 +152,8 @@ def test_weights_split_into_data_files_of_bounded_size(tiny_text_dir, tiny_refer
 
 def test_a_weight_bigger_than_the_file_limit_is_stored_in_row_blocks(tiny_text_dir, tiny_reference, tmp_path):
     """The embedding table (131 kB) over a 50 kB limit: split into blocks, every file within the limit."""
-    from export.ort_runner import GraphRunner
-    from export.pipeline import ExportOptions, run_export
+    from qwen35web.export.ort_runner import GraphRunner
+    from qwen35web.export.pipeline import ExportOptions, run_export
 
     limit = 50_000
     out = tmp_path / "blocks"
@@ -197,7 +197,7 @@ def test_portable_bodies_hold_no_string_tensors(export_bundle):
 
 def test_last_position_logits_validate_and_generate_the_same_tokens(tiny_text_dir, export_bundle, tmp_path):
     """--logits last: one row of logits per call, validated on the rows it returns; same generation."""
-    from runtime_py.sampling import SamplingParams
+    from qwen35web.runtime.sampling import SamplingParams
     from tests.browser.references import native_tokens
 
     out = tmp_path / "last"

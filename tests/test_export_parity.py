@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.ort_runner import GraphRunner
-from export.validate import reference_greedy
+from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.export.validate import reference_greedy
 
 TOL = 1e-5
 CASES = [(layout, ops) for layout in ("text", "vl") for ops in ("fused", "portable")]

@@ -16,15 +16,15 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.checkpoint import Checkpoint
-from export.config import read_config_json, spec_from_config
-from export.decoder import load_decoder
-from export.ort_runner import GraphRunner
-from export.passes.choose_ops import choose_ops
-from export.passes.fuse_norms import fuse_rms_norms
-from export.passes.fuse_rotary import fuse_rotary
-from export.passes.fusions import apply_fusions, remove_dead_nodes
-from export.trace import trace_to_onnx
+from qwen35web.export.checkpoint import Checkpoint
+from qwen35web.export.config import read_config_json, spec_from_config
+from qwen35web.export.decoder import load_decoder
+from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.export.passes.choose_ops import choose_ops
+from qwen35web.export.passes.fuse_norms import fuse_rms_norms
+from qwen35web.export.passes.fuse_rotary import fuse_rotary
+from qwen35web.export.passes.fusions import apply_fusions, remove_dead_nodes
+from qwen35web.export.trace import trace_to_onnx
 
 TOL = 1e-5
 # Fused vs the same graph unfused: only rounding order differs.
@@ -78,7 +78,7 @@ class _Records(logging.Handler):
 def caplog_module():
     """Records the `export.passes.fusions` log of the module's single apply_fusions run."""
     handler = _Records()
-    logger = logging.getLogger("export.passes.fusions")
+    logger = logging.getLogger("qwen35web.export.passes.fusions")
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -11,13 +11,18 @@ import onnx_ir as ir
 import pytest
 import torch
 
-from export.checkpoint import Checkpoint
-from export.config import read_config_json, spec_from_config
-from export.decoder import load_decoder
-from export.ort_runner import GraphRunner
-from export.passes.choose_ops import choose_ops
-from export.passes.quantize import block_quantize, dequantize, fake_quantize_module, quantize_weights
-from export.trace import trace_to_onnx
+from qwen35web.export.checkpoint import Checkpoint
+from qwen35web.export.config import read_config_json, spec_from_config
+from qwen35web.export.decoder import load_decoder
+from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.export.passes.choose_ops import choose_ops
+from qwen35web.export.passes.quantize import (
+    block_quantize,
+    dequantize,
+    fake_quantize_module,
+    quantize_weights,
+)
+from qwen35web.export.trace import trace_to_onnx
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model
 from tests.logits import kl, reference_logits, seeded_ids
 
@@ -233,7 +238,7 @@ def test_block_quantize_round_trip_error_within_a_step(symmetric, steps):
     step = np.abs(quantized.scales.T)[:, None, :]  # [k_blocks, 1, N]
     assert np.all(error <= step * steps + 1e-6)
     # Small slabs: the column-slab loop must give the same bytes as one call.
-    import export.passes.quantize as quantize_module
+    import qwen35web.export.passes.quantize as quantize_module
 
     saved = quantize_module._SLAB_ELEMENTS
     quantize_module._SLAB_ELEMENTS = 96 * 7

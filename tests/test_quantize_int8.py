@@ -13,19 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from export.checkpoint import Checkpoint
-from export.config import read_config_json, spec_from_config
-from export.decoder import load_decoder
-from export.ort_runner import GraphRunner
-from export.passes.choose_ops import choose_ops
-from export.passes.quantize_int8 import (
+from qwen35web.export.checkpoint import Checkpoint
+from qwen35web.export.config import read_config_json, spec_from_config
+from qwen35web.export.decoder import load_decoder
+from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.export.passes.choose_ops import choose_ops
+from qwen35web.export.passes.quantize_int8 import (
     QMAX,
     dequantize_columns,
     fake_quantize_module_int8,
     quantize_columns,
     quantize_weights_int8,
 )
-from export.trace import trace_to_onnx
+from qwen35web.export.trace import trace_to_onnx
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model
 from tests.logits import kl, reference_logits, seeded_ids
 

@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
-from export.checkpoint import Checkpoint
-from export.config import read_config_json, spec_from_config
-from export.decoder import load_decoder
-from export.lazy_weights import attach_checkpoint_weights, optimize_with_weights, weightless_decoder
-from export.ort_runner import GraphRunner
-from export.passes.choose_ops import choose_ops
-from export.random_checkpoint import TINY_TEXT_CONFIG
-from export.random_streamed import write_streamed_checkpoint
-from export.trace import trace_to_onnx
+from devtools.random_checkpoint import TINY_TEXT_CONFIG
+from devtools.random_streamed import write_streamed_checkpoint
+from qwen35web.export.checkpoint import Checkpoint
+from qwen35web.export.config import read_config_json, spec_from_config
+from qwen35web.export.decoder import load_decoder
+from qwen35web.export.lazy_weights import attach_checkpoint_weights, optimize_with_weights, weightless_decoder
+from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.export.passes.choose_ops import choose_ops
+from qwen35web.export.trace import trace_to_onnx
 
 
 def _spec_and_checkpoint(directory: Path):

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from export.train_tiny.corpus import build_corpus
-from export.train_tiny.evaluate import greedy_sample
-from export.train_tiny.run import train_checkpoint
-from export.train_tiny.tokenizer_train import QWEN3_5_SPLIT_PATTERN, SPECIAL_TOKENS
-from export.train_tiny.train import TrainSettings, learning_rate_factor
+from devtools.train_tiny.corpus import build_corpus
+from devtools.train_tiny.evaluate import greedy_sample
+from devtools.train_tiny.run import train_checkpoint
+from devtools.train_tiny.tokenizer_train import QWEN3_5_SPLIT_PATTERN, SPECIAL_TOKENS
+from devtools.train_tiny.train import TrainSettings, learning_rate_factor
 
 COMMITTED = Path(__file__).resolve().parent.parent / "models" / "tiny-qwen35"
 MAX_CHECKPOINT_BYTES = 15_000_000
@@ -122,7 +122,7 @@ def test_learning_rate_warms_up_then_decays() -> None:
     assert factors[-1] == pytest.approx(0.1, abs=1e-3)
 
 
-# The committed checkpoint (models/tiny-qwen35), produced by `python -m export.train_tiny`.
+# The committed checkpoint (models/tiny-qwen35), produced by `python -m devtools.train_tiny`.
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_committed_checkpoint_replays_its_greedy_sample(committed_log: dict) -> 
 def test_committed_tokenizer_matches_the_runtimes(committed_log: dict) -> None:
     from tokenizers import Tokenizer
 
-    from runtime_py.tokenizer import Tokenizer as RuntimeTokenizer
+    from qwen35web.runtime.tokenizer import Tokenizer as RuntimeTokenizer
 
     reference = Tokenizer.from_file(str(COMMITTED / "tokenizer.json"))
     runtime = RuntimeTokenizer.from_file(COMMITTED / "tokenizer.json")

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+from qwen35web.web.build import SiteSpec, build_site, locate_vendored
+from qwen35web.web.chromium import CHROMIUM, CHROMIUM_FLAGS
+from qwen35web.web.serve import serve_in_thread
 from tests.browser.pages import (
     MODEL_NAME,
     READY_TIMEOUT_MS,
@@ -24,9 +27,6 @@ from tests.browser.pages import (
     WatchedPage,
     open_page,
 )
-from web.build import SiteSpec, build_site, check_node_modules
-from web.chromium import CHROMIUM, CHROMIUM_FLAGS
-from web.serve import serve_in_thread
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def browser_report() -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def site_dir(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> Path:
     try:
-        check_node_modules(Path(__file__).resolve().parents[2] / "node_modules")
+        locate_vendored(None)
     except Exception as err:  # BuildError: the message says to run `npm ci`
         pytest.fail(f"browser tests need the npm packages: {err} (or `make setup`)")
     site = tmp_path_factory.mktemp("web") / "site"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from runtime_py.sampling import SamplingParams
+from qwen35web.runtime.sampling import SamplingParams
 
 
 def torch_last_logits(model, ids: list[int]) -> list[float]:
@@ -33,10 +33,10 @@ def hf_greedy(model, ids: list[int], max_new_tokens: int, eos_ids: list[int]) ->
 
 
 def native_tokens(bundle: Path, prompt: str, params: SamplingParams, prefill_chunk: int = 256) -> list[int]:
-    """runtime_py on CPython + onnxruntime: the tokens it generates for `prompt` with `params`."""
+    """qwen35web.runtime on CPython + onnxruntime: the tokens it generates for `prompt` with `params`."""
 
     async def run() -> list[int]:
-        from runtime_py.runtime import open_native
+        from qwen35web.runtime.runtime import open_native
 
         runtime = await open_native(bundle, prefill_chunk=prefill_chunk)
         try:

@@ -12,14 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from web.build import STATIC_DIR, BuildError, SiteSpec, build_site
+from qwen35web.web.build import STATIC_DIR, BuildError, SiteSpec, build_site
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "web", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+        [sys.executable, "-m", "qwen35web", "site", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
 
 
@@ -57,7 +61,7 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
         "vendor/pyodide/pyodide.mjs",
         "vendor/pyodide/pyodide.asm.wasm",
         "vendor/pyodide/python_stdlib.zip",
-        "py/runtime_py.zip",
+        "py/runtime.zip",
         "models/first/manifest.json",
         "models/second/model.onnx.data",
     ):
@@ -73,17 +77,17 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
 
 
 def test_runtime_archive_runs_on_the_standard_library_alone(two_model_site: Path) -> None:
-    archive = two_model_site / "py/runtime_py.zip"
+    archive = two_model_site / "py/runtime.zip"
     names = zipfile.ZipFile(archive).namelist()
-    assert "runtime_py/web_entry.py" in names and "runtime_py/engine_web.py" in names
-    assert "runtime_py/tokenizer/__init__.py" in names
-    assert "runtime_py/engine_native.py" not in names
+    assert "qwen35web/runtime/web_entry.py" in names and "qwen35web/runtime/engine_web.py" in names
+    assert "qwen35web/__init__.py" in names and "qwen35web/runtime/tokenizer/__init__.py" in names
+    assert "qwen35web/runtime/engine_native.py" not in names
     assert any(n.startswith("jinja2/") for n in names) and "markupsafe/__init__.py" in names
     assert not any(n.endswith((".so", ".pyd", ".c")) for n in names)
     # -S -I: no site-packages, so jinja2 and markupsafe must come from the archive (pure Python).
     script = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import jinja2, markupsafe, runtime_py.web_entry;"
-        "from runtime_py.chat import render_chat;"
+        "import sys; sys.path.insert(0, sys.argv[1]); import jinja2, markupsafe, qwen35web.runtime.web_entry;"
+        "from qwen35web.runtime.chat import render_chat;"
         "messages = [{'role': 'user', 'content': 'hi'}];"
         "print(jinja2.__file__, render_chat('{{ messages[0].content }}!', messages))"
     )
@@ -140,16 +144,15 @@ def test_rebuilding_replaces_a_site_it_made(two_model_site: Path, export_bundle)
 
 def test_refuses_to_replace_a_directory_it_did_not_make(tmp_path: Path, export_bundle) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    with pytest.raises(BuildError, match="was not made by `web build`"):
+    with pytest.raises(BuildError, match="was not made by `qwen35web site build`"):
         build_site(SiteSpec(tmp_path, [("m", export_bundle("text", "fused"))]))
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
 def test_missing_npm_packages_name_the_fix(tmp_path: Path, export_bundle) -> None:
+    (tmp_path / "package.json").write_text('{"dependencies": {"pyodide": "314.0.7"}}')
     with pytest.raises(BuildError, match="run `npm ci`"):
-        build_site(
-            SiteSpec(tmp_path / "site", [("m", export_bundle("text", "fused"))], node_modules=tmp_path)
-        )
+        build_site(SiteSpec(tmp_path / "site", [("m", export_bundle("text", "fused"))], npm_root=tmp_path))
     assert not (tmp_path / "site").exists()
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.chromium import CHROMIUM, OFFLINE_FLAGS
+from qwen35web.web.serve import serve_in_thread
 from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, WatchedPage, open_page, watch
-from web.build import SiteSpec, build_site
-from web.chromium import CHROMIUM, OFFLINE_FLAGS
-from web.serve import serve_in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -46,7 +46,7 @@ def _settled(watched: WatchedPage, script: str, arg: object = None) -> str:
 def _native_refusal(bundle: Path, prompt: str) -> str:
     """What the native runtime's command line says when asked to generate from `prompt`
     (a subprocess: Playwright's sync API already runs an event loop in this thread)."""
-    command = [sys.executable, "-m", "runtime_py", "generate", str(bundle), "--prompt", prompt]
+    command = [sys.executable, "-m", "qwen35web", "generate", str(bundle), "--prompt", prompt]
     done = subprocess.run(
         [*command, "--max-new-tokens", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime_py.sampling import SamplingParams
+from qwen35web.runtime.sampling import SamplingParams
 from tests.browser.pages import MODEL_NAME, WatchedPage, open_page
 from tests.browser.references import hf_greedy, max_abs_difference, native_tokens, torch_last_logits
 
@@ -79,7 +79,7 @@ def test_prompt_longer_than_a_prefill_chunk(backend_page: WatchedPage, tiny_refe
 
 def test_seeded_sampling_matches_native_runtime(backend_page: WatchedPage, export_bundle) -> None:
     """Varied tokens (greedy repeats one token on random weights): decode states and chunked prefill
-    must give exactly what native runtime_py gives in one prefill call, draw for draw."""
+    must give exactly what the native runtime gives in one prefill call, draw for draw."""
     backend_page.ready()
     result = _generate(backend_page, prompt=LONG_PROMPT, maxNewTokens=16, temperature=1.0, seed=SEED)
     params = SamplingParams(temperature=1.0, seed=SEED, max_new_tokens=16)

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.ort_runner import GraphRunner
-from export.passes.quantize_int8 import fake_quantize_module_int8
-from runtime_py.sampling import SamplingParams
+from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.export.passes.quantize_int8 import fake_quantize_module_int8
+from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.serve import serve_in_thread
 from tests.browser.pages import WatchedPage, open_page
 from tests.browser.references import max_abs_difference, native_tokens, torch_last_logits
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model
-from web.build import SiteSpec, build_site
-from web.serve import serve_in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +39,7 @@ ROUNDED_PYTORCH_TOLERANCE = 0.02
 
 @pytest.fixture(scope="module")
 def q8_bundle(tiny_text_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.pipeline import ExportOptions, run_export
+    from qwen35web.export.pipeline import ExportOptions, run_export
 
     bundle = tmp_path_factory.mktemp("q8") / BUNDLE_NAME
     run_export(ExportOptions(tiny_text_dir, bundle, ops="fused", dtype="q8", logits="last"))

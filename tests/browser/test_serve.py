@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from web.serve import CONTENT_SECURITY_POLICY, DEFAULT_HOST, make_server, parse_range, serve_in_thread
+from qwen35web.web.serve import (
+    CONTENT_SECURITY_POLICY,
+    DEFAULT_HOST,
+    make_server,
+    parse_range,
+    serve_in_thread,
+)
 
 FILES = {
     "index.html": b"<!doctype html><title>t</title>",
@@ -23,7 +29,7 @@ FILES = {
     "models/m/model.onnx.data": bytes(range(10)),
     "models/m/manifest.json": b"{}",
     "style.css": b"body{}",
-    "py/runtime_py.zip": b"PK",
+    "py/runtime.zip": b"PK",
     ".qwen35web-site": b"{}",
 }
 
@@ -72,7 +78,7 @@ def request(
         ("/models/m/model.onnx.data", "application/octet-stream"),
         ("/models/m/manifest.json", "application/json"),
         ("/style.css", "text/css; charset=utf-8"),
-        ("/py/runtime_py.zip", "application/zip"),
+        ("/py/runtime.zip", "application/zip"),
     ],
 )
 def test_mime_types(address, path: str, mime: str) -> None:
@@ -206,6 +212,8 @@ def test_serve_command_line_refuses_bad_input(
     site: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
     argv = [a.format(site=site, missing=tmp_path / "missing") for a in args]
-    done = subprocess.run([sys.executable, "-m", "web", *argv], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "qwen35web", "site", *argv], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1

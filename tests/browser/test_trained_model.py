@@ -16,10 +16,10 @@ import torch
 from tokenizers import Tokenizer
 from transformers import Qwen3_5ForCausalLM
 
-from export.train_tiny.evaluate import CONTINUATION_PROMPT, SAMPLE_NEW_TOKENS, chat_prompt, greedy_sample
+from devtools.train_tiny.evaluate import CONTINUATION_PROMPT, SAMPLE_NEW_TOKENS, chat_prompt, greedy_sample
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.serve import serve_in_thread
 from tests.browser.pages import WatchedPage, open_page
-from web.build import SiteSpec, build_site
-from web.serve import serve_in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +47,7 @@ def trained_model() -> tuple[Qwen3_5ForCausalLM, Tokenizer]:
 
 @pytest.fixture(scope="module")
 def trained_site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from export.pipeline import ExportOptions, run_export
+    from qwen35web.export.pipeline import ExportOptions, run_export
 
     bundle = tmp_path_factory.mktemp("trained") / "fp32-fused"
     run_export(ExportOptions(CHECKPOINT, bundle, ops="fused", dtype="fp32"))

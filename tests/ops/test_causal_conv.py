@@ -22,8 +22,8 @@ import torch
 from onnx import TensorProto, helper
 from transformers.models.qwen3_5.modeling_qwen3_5 import causal_conv1d_fn, causal_conv1d_update
 
-from export.ops import causal_conv
-from export.ops.domain import DOMAIN, DOMAIN_VERSION, MS_DOMAIN, ONNX_OPSET
+from qwen35web.export.ops import causal_conv
+from qwen35web.export.ops.domain import DOMAIN, DOMAIN_VERSION, MS_DOMAIN, ONNX_OPSET
 
 # onnxruntime 1.31 refuses IR version 14, onnx's current default.
 ORT_IR_VERSION = 10

@@ -25,8 +25,8 @@ from transformers.models.qwen3_5.modeling_qwen3_5 import (
     torch_recurrent_gated_delta_rule,
 )
 
-from export.ops import gated_delta_rule as gdr
-from export.ops.domain import DOMAIN, DOMAIN_VERSION, ONNX_OPSET
+from qwen35web.export.ops import gated_delta_rule as gdr
+from qwen35web.export.ops.domain import DOMAIN, DOMAIN_VERSION, ONNX_OPSET
 
 # onnxruntime 1.31 refuses IR version 14, onnx's current default.
 ORT_IR_VERSION = 10

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.validate import reference_greedy
-from runtime_py.errors import GenerationInputError
-from runtime_py.generation import CancelToken
-from runtime_py.runtime import open_native
-from runtime_py.sampling import SamplingParams
+from qwen35web.export.validate import reference_greedy
+from qwen35web.runtime.errors import GenerationInputError
+from qwen35web.runtime.generation import CancelToken
+from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.sampling import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT_IDS = [17, 250, 3, 99, 412, 64, 64, 7, 311, 150, 42, 8]
@@ -139,7 +139,7 @@ def test_prompt_beyond_context_is_rejected(export_bundle):
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "runtime_py", *args],
+        [sys.executable, "-m", "qwen35web", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from runtime_py.errors import BundleError
-from runtime_py.manifest import load_local_manifest, parse_manifest
+from qwen35web.runtime.errors import BundleError
+from qwen35web.runtime.manifest import load_local_manifest, parse_manifest
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime_py.errors import BundleError
-from runtime_py.manifest import check_relative_path, parse_manifest, parse_manifest_text
+from qwen35web.runtime.errors import BundleError
+from qwen35web.runtime.manifest import check_relative_path, parse_manifest, parse_manifest_text
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),

@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from runtime_py.errors import GenerationInputError
-from runtime_py.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
+from qwen35web.runtime.errors import GenerationInputError
+from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
 
 
 def _candidates(logits: np.ndarray, params: SamplingParams) -> tuple[list[float], list[int], float]:

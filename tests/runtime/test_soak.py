@@ -10,8 +10,8 @@ import os
 import resource
 from concurrent.futures import ThreadPoolExecutor
 
-from runtime_py.runtime import open_native
-from runtime_py.sampling import SamplingParams
+from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.sampling import SamplingParams
 
 PROMPT = [17, 250, 3, 99, 412, 64]
 FULL = os.environ.get("SOAK") == "full"

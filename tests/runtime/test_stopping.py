@@ -1,4 +1,4 @@
-from runtime_py.stopping import StopStringFilter
+from qwen35web.runtime.stopping import StopStringFilter
 
 
 def _run(stops, pieces):

@@ -9,7 +9,7 @@ import pytest
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from runtime_py.tokenizer import Tokenizer
+from qwen35web.runtime.tokenizer import Tokenizer
 from tests.tokenizer.corpus import CORPUS
 from tests.tokenizer.real_vocab import real_tokenizer_json
 

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Regex, pre_tokenizers
 
-from runtime_py.tokenizer import unicode_data
-from runtime_py.tokenizer.pretokenize import GPT2_PATTERN, ByteLevelPreTokenizer, SplitPreTokenizer
-from runtime_py.tokenizer.regex_translate import compile_pattern
-from runtime_py.tokenizer.unicode_classes import (
+from qwen35web.runtime.tokenizer import unicode_data
+from qwen35web.runtime.tokenizer.pretokenize import GPT2_PATTERN, ByteLevelPreTokenizer, SplitPreTokenizer
+from qwen35web.runtime.tokenizer.regex_translate import compile_pattern
+from qwen35web.runtime.tokenizer.unicode_classes import (
     decode_ranges,
     decode_runs,
     encode_ranges,
@@ -99,7 +99,7 @@ def _our_split(pattern: str, text: str, behavior: str = "isolated", invert: bool
 
 def test_unicode_tables_match_the_engine_of_installed_tokenizers() -> None:
     # Fails when a tokenizers upgrade changes its Unicode version: regenerate unicode_data.py then.
-    from runtime_py.tokenizer._generate_unicode_tables import probe_tables
+    from qwen35web.runtime.tokenizer._generate_unicode_tables import probe_tables
 
     runs, word_extra, spaces = probe_tables()
     assert decode_runs("".join(unicode_data.CATEGORY_RUNS)) == runs
@@ -199,7 +199,7 @@ def test_first_use_cost_in_a_fresh_interpreter() -> None:
     # Import + building the Qwen3.5 pattern's classes + compiling it, measured in a new process.
     code = (
         "import time; t = time.perf_counter();"
-        "from runtime_py.tokenizer.regex_translate import compile_pattern;"
+        "from qwen35web.runtime.tokenizer.regex_translate import compile_pattern;"
         f"compile_pattern({QWEN35_PATTERN!r}).findall('warm up 123');"
         "print(time.perf_counter() - t)"
     )

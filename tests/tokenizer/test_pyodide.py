@@ -34,11 +34,12 @@ import { loadPyodide } from "%(pyodide)s/pyodide.mjs";
 import fs from "fs";
 const [work, source] = process.argv.slice(2);
 const py = await loadPyodide({ indexURL: "%(pyodide)s/" });
-py.FS.mkdirTree("/work/runtime_py/tokenizer");
-py.FS.writeFile("/work/runtime_py/__init__.py", "");
+py.FS.mkdirTree("/work/qwen35web/runtime/tokenizer");
+py.FS.writeFile("/work/qwen35web/__init__.py", "");
+py.FS.writeFile("/work/qwen35web/runtime/__init__.py", "");
 for (const name of fs.readdirSync(source)) {
   if (name.endsWith(".py")) {
-    py.FS.writeFile(`/work/runtime_py/tokenizer/${name}`, fs.readFileSync(`${source}/${name}`));
+    py.FS.writeFile(`/work/qwen35web/runtime/tokenizer/${name}`, fs.readFileSync(`${source}/${name}`));
   }
 }
 for (const name of ["tokenizer.json", "cases.json", "check.py"]) {
@@ -51,7 +52,7 @@ _CHECK = """
 import json, sys, time
 sys.path.insert(0, "/work")
 start = time.perf_counter()
-from runtime_py.tokenizer import Tokenizer
+from qwen35web.runtime.tokenizer import Tokenizer
 tokenizer = Tokenizer.from_file("/work/tokenizer.json")
 loaded = time.perf_counter()
 cases = json.load(open("/work/cases.json"))
@@ -97,7 +98,7 @@ def test_pyodide_encodes_and_decodes_like_tokenizers(
     (tmp_path / "tokenizer.json").symlink_to(real_tokenizer_path)
     runner = tmp_path / "run.mjs"
     runner.write_text(_RUNNER % {"pyodide": PYODIDE_DIR.as_posix()}, encoding="utf-8")
-    source = REPO / "runtime_py" / "tokenizer"
+    source = REPO / "qwen35web" / "runtime" / "tokenizer"
     completed = subprocess.run(
         [str(NODE), str(runner), str(tmp_path), str(source)],
         capture_output=True,

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from runtime_py.tokenizer import Tokenizer
+from qwen35web.runtime.tokenizer import Tokenizer
 from tests.tokenizer.conftest import TokenizerPair
 from tests.tokenizer.corpus import CORPUS
 from tests.tokenizer.real_vocab import qwen_reference_tokenizer

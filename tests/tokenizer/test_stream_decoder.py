@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime_py.tokenizer import Tokenizer
+from qwen35web.runtime.tokenizer import Tokenizer
 from tests.tokenizer.conftest import TokenizerPair
 
 PROPERTY_SETTINGS = settings(
@@ -46,7 +46,7 @@ def test_decode_and_stream_match_tokenizers_on_any_ids(
 
 
 def _byte_token_ids(tokenizer: Tokenizer, data: bytes) -> list[int]:
-    from runtime_py.tokenizer.byte_level import BYTE_TO_CHAR
+    from qwen35web.runtime.tokenizer.byte_level import BYTE_TO_CHAR
 
     ids = [tokenizer.token_to_id(BYTE_TO_CHAR[byte]) for byte in data]
     assert None not in ids

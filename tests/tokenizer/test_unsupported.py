@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runtime_py.tokenizer import Tokenizer
+from qwen35web.runtime.tokenizer import Tokenizer
 from tests.tokenizer.conftest import TokenizerPair
 
 

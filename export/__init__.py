@@ -1,1 +1,0 @@
-"""Export Qwen3.5 checkpoints to self-describing ONNX bundles (see DESIGN.md)."""

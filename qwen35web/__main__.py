@@ -1,0 +1,5 @@
+import sys
+
+from qwen35web.cli import main
+
+sys.exit(main())

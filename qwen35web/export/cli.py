@@ -1,0 +1,91 @@
+"""`qwen35web export MODEL OUT_DIR [--ops fused|portable] [--dtype ...] [--validate] [--force]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from qwen35web.cli_support import OneLineParser
+from qwen35web.export.errors import ExportError
+from qwen35web.export.pipeline import DTYPES, LOGITS, OPS, ExportOptions, run_export
+
+log = logging.getLogger("export")
+
+
+def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=prog, description="Export a Qwen3.5 checkpoint to an ONNX bundle.")
+    parser.add_argument("model_dir", type=Path, help="Hugging Face checkpoint directory")
+    parser.add_argument("out_dir", type=Path, help="bundle directory to create")
+    parser.add_argument(
+        "--ops",
+        choices=OPS,
+        default="fused",
+        help="fused: onnxruntime contrib kernels (default); portable: ONNX function bodies",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="fp32",
+        help="weights: fp32, fp16, q4/q4f16 int4 (native), q8 int8 (the fast one in wasm)",
+    )
+    parser.add_argument(
+        "--logits",
+        choices=LOGITS,
+        default="all",
+        help="all: logits [B, T, V] (validation, perplexity); last: [B, 1, V], faster prefill for generation",
+    )
+    parser.add_argument(
+        "--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance"
+    )
+    parser.add_argument("--block-size", type=int, default=32, help="int4 block size (q4, q4f16)")
+    parser.add_argument(
+        "--accuracy-level",
+        type=int,
+        default=4,
+        choices=[0, 1, 2, 3, 4],
+        help="MatMulNBits compute type: 1 fp32, 2 fp16, 4 int8 (q4, q4f16)",
+    )
+    parser.add_argument(
+        "--keep-float-embedding",
+        action="store_true",
+        help="q4, q8: keep the embedding and tied LM head in float (stored once)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr, force=True)
+    log.setLevel(logging.INFO)
+    options = ExportOptions(
+        args.model_dir,
+        args.out_dir,
+        args.ops,
+        args.dtype,
+        args.validate,
+        args.force,
+        block_size=args.block_size,
+        accuracy_level=args.accuracy_level,
+        quantize_embedding=not args.keep_float_embedding,
+        logits=args.logits,
+    )
+    try:
+        manifest = run_export(options)
+    except ExportError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted; nothing was written\n")
+        return 130
+    except Exception as err:  # a bug of ours: still one line, unless asked for the traceback
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: internal error: {type(err).__name__}: {err} (rerun with --debug)\n")
+        return 1
+    size = sum(f["size"] for f in manifest["files"].values())
+    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest["files"]), size / 1e6)
+    return 0

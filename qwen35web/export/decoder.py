@@ -1,0 +1,135 @@
+"""The whole decoder as one graph-shaped module: (ids, mask, positions, *past) -> (logits, *present)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from qwen35web.export.checkpoint import Checkpoint
+from qwen35web.export.config import ModelSpec
+from qwen35web.export.modeling import DecoderLayer, ZeroCenteredRMSNorm
+from qwen35web.runtime.graph_io import state_io
+
+log = logging.getLogger(__name__)
+
+
+class TextModel(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(spec.vocab_size, spec.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(spec, t) for t in spec.layer_types)
+        self.norm = ZeroCenteredRMSNorm(spec.hidden_size, spec.rms_norm_eps)
+
+
+def rotary_inv_freq(spec: ModelSpec) -> torch.Tensor:
+    """Inverse frequencies of the rotary part of each head (same float32 arithmetic as transformers)."""
+    dim = spec.rotary_dim
+    return 1.0 / (spec.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+
+
+class Qwen35Decoder(nn.Module):
+    """Graph-shaped Qwen3.5 text decoder; `state_dict()` names follow `Qwen3_5ForCausalLM`."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.model = TextModel(spec)
+        if not spec.tie_word_embeddings:
+            self.lm_head = nn.Linear(spec.hidden_size, spec.vocab_size, bias=False)
+        self.inv_freq: torch.Tensor
+        self.register_buffer("inv_freq", rotary_inv_freq(spec), persistent=False)
+        # Generation only ever samples from the last position: computing the head for it alone
+        # skips a [T, D] x [D, V] product in prefill (a third of a 0.8B wasm prefill).
+        self.last_position_only = False
+
+    def _rope(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        # Text-only MRoPE: all three position rows are equal, so the interleave is the identity.
+        freqs = position_ids.float().unsqueeze(-1) * self.inv_freq  # [B, T, rot/2]
+        emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)  # [B, 1, T, rot]
+        # Angles in fp32 (positions reach 262k), applied in the activations' dtype as transformers does.
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+    @staticmethod
+    def _attention_bias(attention_mask: torch.Tensor, seq: int) -> torch.Tensor:
+        """Additive bias [B, 1, T, P+T]: causal within the window, padding keys masked."""
+        total = attention_mask.shape[1]
+        query_pos = torch.arange(seq, device=attention_mask.device) + (total - seq)  # [T]
+        key_pos = torch.arange(total, device=attention_mask.device)  # [P+T]
+        allowed = (key_pos.unsqueeze(0) <= query_pos.unsqueeze(1)).unsqueeze(0).unsqueeze(0)
+        allowed = allowed & (attention_mask > 0).unsqueeze(1).unsqueeze(1)  # [B, 1, T, P+T]
+        zero = torch.zeros((), dtype=torch.float32)
+        return torch.where(allowed, zero, torch.finfo(torch.float32).min)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        *past: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        seq = input_ids.shape[1]
+        x = self.model.embed_tokens(input_ids)  # [B, T, D]
+        token_mask = attention_mask[:, attention_mask.shape[1] - seq :].to(x.dtype)  # [B, T]
+        rope = self._rope(position_ids, x.dtype)
+        attn_bias = self._attention_bias(attention_mask, seq)
+        present: list[torch.Tensor] = []
+        for i, layer in enumerate(self.model.layers):
+            x, new_state = layer(x, token_mask, rope, attn_bias, (past[2 * i], past[2 * i + 1]))
+            present.extend(new_state)
+        if self.last_position_only:
+            x = x[:, -1:, :]  # [B, 1, D]; inputs are left-padded, so this is every row's last token
+        x = self.model.norm(x)
+        head = self.model.embed_tokens.weight if self.spec.tie_word_embeddings else self.lm_head.weight
+        logits = F.linear(x, head).float()  # [B, T, V], or [B, 1, V] with last_position_only
+        return (logits, *present)
+
+
+def state_shapes(spec: ModelSpec, batch: int, past: int) -> list[tuple[int, ...]]:
+    """Shapes of the past-state inputs in graph order (docs/graph-io.md)."""
+    shapes: list[tuple[int, ...]] = []
+    for state in state_io(list(spec.layer_types)):
+        if state.kind == "conv":
+            shapes.append((batch, spec.conv_dim, spec.conv_kernel - 1))
+        elif state.kind == "recurrent":
+            dims = (spec.linear_num_value_heads, spec.linear_key_head_dim, spec.linear_value_head_dim)
+            shapes.append((batch, *dims))
+        else:
+            shapes.append((batch, spec.num_key_value_heads, past, spec.head_dim))
+    return shapes
+
+
+def zero_states(spec: ModelSpec, batch: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    """The first call's states: zeros, an empty KV cache; the recurrent state is always fp32."""
+    kinds = [s.kind for s in state_io(list(spec.layer_types))]
+    return [
+        torch.zeros(shape, dtype=torch.float32 if kind == "recurrent" else dtype)
+        for kind, shape in zip(kinds, state_shapes(spec, batch, 0), strict=True)
+    ]
+
+
+def checkpoint_name(spec: ModelSpec, name: str) -> str:
+    """Our parameter name -> the checkpoint's (the text model sits under a layout-dependent prefix)."""
+    return spec.weight_prefix + name.removeprefix("model.") if name.startswith("model.") else name
+
+
+def load_decoder(
+    spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dtype = torch.float32
+) -> Qwen35Decoder:
+    """Build on the meta device, check every tensor's shape, then read the weights one by one."""
+    with torch.device("meta"):
+        decoder = Qwen35Decoder(spec)
+    expected = {checkpoint_name(spec, n): tuple(p.shape) for n, p in decoder.named_parameters()}
+    checkpoint.check_expected(expected)
+    names = list(decoder.named_parameters())
+    for name, param in tqdm(names, desc="loading weights", unit="tensor", disable=None, leave=False):
+        tensor = checkpoint.load(checkpoint_name(spec, name), dtype)
+        module_name, _, attr = name.rpartition(".")
+        setattr(decoder.get_submodule(module_name), attr, nn.Parameter(tensor, requires_grad=False))
+        del param
+    decoder.inv_freq = rotary_inv_freq(spec)
+    log.info("loaded %d tensors from %s", len(expected), checkpoint.model_dir)
+    return decoder.eval()

@@ -1,0 +1,57 @@
+"""Pass: choose how the project's custom ops run.
+
+`portable` keeps the custom nodes and attaches their ONNX function bodies to the model, so any
+runtime that inlines model-local functions runs them. `fused` replaces each custom node with
+onnxruntime's contrib kernels (com.microsoft::LinearAttention, CausalConvWithState).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import onnx_ir as ir
+
+from qwen35web.export.ops.domain import DOMAIN, DOMAIN_VERSION, MS_DOMAIN
+from qwen35web.export.ops.registry import CUSTOM_OPS
+
+log = logging.getLogger(__name__)
+
+
+def _custom_nodes(graph: ir.Graph) -> list[ir.Node]:
+    return [node for node in graph if node.domain == DOMAIN and node.op_type in CUSTOM_OPS]
+
+
+def attach_portable_functions(model: ir.Model) -> ir.Model:
+    by_type: dict[str, list[ir.Node]] = {}
+    for node in _custom_nodes(model.graph):
+        by_type.setdefault(node.op_type, []).append(node)
+    used = set(by_type)
+    for op_type in sorted(used):
+        function = ir.serde.deserialize_function(CUSTOM_OPS[op_type].function_proto_for(by_type[op_type]))
+        model.functions[function.identifier()] = function
+        for domain, version in function.opset_imports.items():
+            model.opset_imports.setdefault(domain, version)
+    model.opset_imports[DOMAIN] = DOMAIN_VERSION
+    log.info("attached portable bodies for %s", ", ".join(sorted(used)) or "no ops")
+    return model
+
+
+def lower_to_fused_kernels(model: ir.Model) -> ir.Model:
+    nodes = _custom_nodes(model.graph)
+    for node in nodes:
+        new_nodes, new_outputs = CUSTOM_OPS[node.op_type].lower_to_ort(node)
+        ir.convenience.replace_nodes_and_values(
+            model.graph, node, [node], new_nodes, list(node.outputs), new_outputs
+        )
+    model.opset_imports.pop(DOMAIN, None)
+    model.opset_imports[MS_DOMAIN] = 1
+    log.info("lowered %d custom nodes to %s kernels", len(nodes), MS_DOMAIN)
+    return model
+
+
+def choose_ops(model: ir.Model, ops: str) -> ir.Model:
+    if ops == "portable":
+        return attach_portable_functions(model)
+    if ops == "fused":
+        return lower_to_fused_kernels(model)
+    raise ValueError(f"unknown ops choice {ops!r}")

@@ -1,0 +1,196 @@
+"""One export, start to finish: check inputs, load lazily, trace, choose ops, write and validate."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import torch
+
+from qwen35web.export import bundle
+from qwen35web.export.checkpoint import Checkpoint
+from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
+from qwen35web.export.errors import BadInputError, ValidationFailedError
+from qwen35web.export.lazy_weights import optimize_with_weights, weightless_decoder
+from qwen35web.export.passes.choose_ops import choose_ops
+from qwen35web.export.passes.fusions import apply_fusions
+from qwen35web.export.passes.quantize import fake_quantize_module, quantize_weights
+from qwen35web.export.passes.quantize_int8 import fake_quantize_module_int8, quantize_weights_int8
+from qwen35web.export.passes.split_initializers import split_large_initializers
+from qwen35web.export.sampler_graph import sampler_model
+from qwen35web.export.trace import trace_to_onnx
+
+log = logging.getLogger(__name__)
+
+# The dtype the decoder is traced in; q4/q4f16 then quantize its weights to int4, q8 to int8.
+DTYPES = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "q4": torch.float32,
+    "q4f16": torch.float16,
+    "q8": torch.float32,
+}
+QUANTIZED = ("q4", "q4f16")  # int4 (MatMulNBits); q8 is int8 (DynamicQuantizeMatMul)
+OPS = ("fused", "portable")
+LOGITS = ("all", "last")  # logits for every position [B, T, V], or the last one only [B, 1, V]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model_dir: Path
+    out_dir: Path
+    ops: str = "fused"
+    dtype: str = "fp32"
+    validate: bool = False
+    force: bool = False
+    max_data_file_bytes: int = bundle.MAX_DATA_FILE_BYTES
+    block_size: int = 32  # int4 block along K (q4, q4f16)
+    accuracy_level: int = 4  # MatMulNBits compute: 1 fp32, 2 fp16, 4 int8
+    quantize_embedding: bool = True  # int4 embedding + tied head too (stored once)
+    logits: str = "all"
+
+
+def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
+    """Names, element types and (symbolic) shapes of the graph's inputs and outputs."""
+
+    def describe(value: ir.Value) -> dict[str, Any]:
+        shape = [d if isinstance(d, int) else str(d) for d in (value.shape or [])]
+        dtype = np.dtype(value.dtype.numpy()).name if value.dtype is not None else None  # "float32"
+        return {"name": value.name, "dtype": dtype, "shape": shape}
+
+    return {
+        "inputs": [describe(v) for v in model.graph.inputs],
+        "outputs": [describe(v) for v in model.graph.outputs],
+    }
+
+
+def _check_options(options: ExportOptions) -> None:
+    if options.ops not in OPS:
+        raise BadInputError(f"--ops must be one of {', '.join(OPS)}, got {options.ops!r}")
+    if options.dtype not in DTYPES:
+        raise BadInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+    if options.logits not in LOGITS:
+        raise BadInputError(f"--logits must be one of {', '.join(LOGITS)}, got {options.logits!r}")
+    if options.block_size not in (16, 32, 64, 128, 256):
+        raise BadInputError(f"--block-size must be 16, 32, 64, 128 or 256, got {options.block_size}")
+
+
+def _manifest_fields(
+    spec: ModelSpec, model: ir.Model, options: ExportOptions, data_files: list[str]
+) -> dict[str, Any]:
+    return {
+        "model": spec.to_json(),
+        "io": io_contract(model),
+        "external_data": data_files,
+        "sampler": {"file": bundle.SAMPLER_FILE, **io_contract(ir.serde.deserialize_model(sampler_model()))},
+        "ops": options.ops,
+        "dtype": options.dtype,
+        "logits": options.logits,
+        "quantization": {
+            "bits": 4,
+            "block_size": options.block_size,
+            "accuracy_level": options.accuracy_level,
+            "embedding": options.quantize_embedding,
+        }
+        if options.dtype in QUANTIZED
+        else {
+            "bits": 8,
+            "scheme": "symmetric, one scale per output column",
+            "embedding": options.quantize_embedding,
+        }
+        if options.dtype == "q8"
+        else None,
+        "chat_template": bundle.chat_template(options.model_dir),
+        "eos_token_ids": list(spec.eos_token_ids),
+        "pad_token_id": spec.pad_token_id,
+    }
+
+
+def run_export(options: ExportOptions) -> dict[str, Any]:
+    """Export one checkpoint to a bundle; returns the manifest. Raises ExportError subclasses."""
+    _check_options(options)
+    config = read_config_json(options.model_dir)
+    spec = spec_from_config(config)
+    bundle.check_tokenizer_files(options.model_dir)
+    bundle.check_output_dir(options.out_dir, options.force)
+    checkpoint = Checkpoint(options.model_dir)
+    # Weights are streamed: traced as fakes, read one at a time when a pass or the writer needs them.
+    decoder = weightless_decoder(spec, checkpoint, DTYPES[options.dtype])
+    decoder.last_position_only = options.logits == "last"
+    traced = trace_to_onnx(decoder, DTYPES[options.dtype], optimize=False)
+    model = choose_ops(optimize_with_weights(traced, spec, checkpoint), options.ops)
+    if options.ops == "fused":
+        model = apply_fusions(model)
+    if options.dtype in QUANTIZED:
+        model = quantize_weights(
+            model,
+            block_size=options.block_size,
+            accuracy_level=options.accuracy_level,
+            fp16_scales=options.dtype == "q4f16",
+            quantize_embedding=options.quantize_embedding,
+        )
+    elif options.dtype == "q8":
+        model = quantize_weights_int8(model, quantize_embedding=options.quantize_embedding)
+    report = None
+    with bundle.staging_dir(options.out_dir, options.force) as staging:
+        log.info("writing %s", options.out_dir)
+        split_large_initializers(model, options.max_data_file_bytes)  # no weight file over the limit
+        data_files = bundle.save_graph(model, staging, options.max_data_file_bytes)
+        del model, decoder
+        gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating
+        onnx.save(sampler_model(), str(staging / bundle.SAMPLER_FILE))
+        bundle.copy_model_files(options.model_dir, staging)
+        if options.validate:
+            report = _validate(staging, spec, config, checkpoint, options)
+            (staging / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
+        manifest = bundle.write_manifest(
+            staging, _manifest_fields(spec, _load_io(staging), options, data_files)
+        )
+    if report is not None and not report["passed"]:
+        worst = report["worst"]
+        raise ValidationFailedError(
+            f"validation failed: max-abs {worst['max_abs']:.3g}, KL {worst['kl']:.3g}, greedy agreement "
+            f"{worst['greedy_agreement']:.2f} (tolerance {report['tolerance']}); see "
+            f"{options.out_dir / 'validation.json'}"
+        )
+    return manifest
+
+
+def _validate(
+    staging: Path, spec: ModelSpec, config: dict[str, Any], checkpoint: Checkpoint, options: ExportOptions
+) -> dict[str, Any]:
+    from qwen35web.export.reference import load_reference
+    from qwen35web.export.validate import compare
+
+    round_weights: Callable[[Any], None] | None = None
+    if options.dtype == "q8":
+        round_weights = functools.partial(
+            fake_quantize_module_int8, quantize_embedding=options.quantize_embedding
+        )
+    elif options.dtype in QUANTIZED:
+        round_weights = functools.partial(
+            fake_quantize_module, block_size=options.block_size, quantize_embedding=options.quantize_embedding
+        )
+    return compare(
+        staging / bundle.MODEL_FILE,
+        lambda: load_reference(spec, config, checkpoint),
+        spec.vocab_size,
+        options.dtype,
+        round_weights,
+        spec.eos_token_ids,
+    )
+
+
+def _load_io(staging: Path) -> ir.Model:
+    # Only the graph's I/O is needed: load without the external weights.
+    proto = onnx.load(str(staging / bundle.MODEL_FILE), load_external_data=False)
+    return ir.serde.deserialize_model(proto)

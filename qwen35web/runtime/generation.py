@@ -1,0 +1,171 @@
+"""Generation: chunked prefill, then decode with sampling, stops and streaming text.
+
+Per token the Python side handles k candidates (the sampler graph reduces the vocabulary on the
+device), one sampled id, and the text it completes: the work does not grow with the vocabulary.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from qwen35web.runtime.errors import GenerationInputError
+from qwen35web.runtime.runner import ModelRunner
+from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
+from qwen35web.runtime.stopping import StopStringFilter
+
+DEFAULT_PREFILL_CHUNK = 256
+
+
+class StreamDecoderLike(Protocol):
+    def push(self, token_id: int) -> str: ...
+
+    def flush(self) -> str: ...
+
+
+class TokenizerLike(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str: ...
+
+    def stream_decoder(self, skip_special_tokens: bool = False) -> Any: ...
+
+
+class CancelToken:
+    """Set from anywhere (a Stop button, a signal handler); checked before every decode step."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class GenerationResult:
+    prompt_tokens: int = 0
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    stop_reason: str = ""
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    engine_ms: float = 0.0  # time inside the engine during decode (the rest is Python)
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return len(self.tokens) / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
+
+    @property
+    def python_share(self) -> float:
+        """Fraction of decode time spent outside the engine."""
+        return 1 - self.engine_ms / self.decode_ms if self.decode_ms > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "stop_reason": self.stop_reason,
+            "prefill_ms": round(self.prefill_ms, 3),
+            "decode_ms": round(self.decode_ms, 3),
+            "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
+            "python_share": round(self.python_share, 4),
+        }
+
+
+class Generator:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        tokenizer: TokenizerLike,
+        eos_ids: tuple[int, ...],
+        max_context: int,
+        prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    ):
+        if prefill_chunk < 1:
+            raise GenerationInputError(f"prefill chunk must be >= 1, got {prefill_chunk}")
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.eos_ids = frozenset(eos_ids)
+        self.max_context = max_context
+        self.prefill_chunk = prefill_chunk
+        self.result = GenerationResult()
+
+    def check_prompt(self, prompt_ids: list[int]) -> None:
+        if not prompt_ids:
+            raise GenerationInputError("the prompt is empty")
+        if len(prompt_ids) >= self.max_context:
+            raise GenerationInputError(
+                f"the prompt has {len(prompt_ids)} tokens; the context holds {self.max_context}"
+            )
+
+    async def _prefill(self, prompt_ids: list[int]) -> None:
+        self.runner.reset()
+        for start in range(0, len(prompt_ids), self.prefill_chunk):
+            await self.runner.forward(prompt_ids[start : start + self.prefill_chunk])
+
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None
+    ) -> AsyncIterator[str]:
+        """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards."""
+        self.check_prompt(prompt_ids)
+        result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
+        started = time.perf_counter()
+        await self._prefill(prompt_ids)
+        decode_start = time.perf_counter()
+        result.prefill_ms = (decode_start - started) * 1000
+        rng = random.Random(params.seed)
+        seen = list(dict.fromkeys(prompt_ids)) if params.repetition_penalty != 1.0 else []
+        decoder = self.tokenizer.stream_decoder(skip_special_tokens=True)
+        stops = StopStringFilter(params.stop_strings)
+        busy_at_start = self.runner.engine.busy_seconds
+        result.stop_reason = "max_new_tokens"
+        for step in range(params.max_new_tokens):
+            if cancel is not None and cancel.cancelled:
+                result.stop_reason = "cancelled"
+                break
+            banned = self.eos_ids if step < params.min_new_tokens else frozenset()
+            top_logits, top_ids, log_z = await self.runner.candidates(
+                min(params.candidates + len(banned), MAX_CANDIDATES),
+                params.effective_temperature,
+                params.repetition_penalty,
+                seen,
+            )
+            if banned:
+                kept = without_tokens(top_logits, top_ids, log_z, banned, params.candidates)
+                top_logits, top_ids, log_z = kept
+            token = choose(top_logits, top_ids, log_z, params, rng)
+            if token in self.eos_ids:
+                result.stop_reason = "eos"
+                break
+            result.tokens.append(token)
+            if seen and token not in seen:
+                seen.append(token)
+            piece = stops.push(decoder.push(token))
+            if piece:
+                result.text += piece
+                yield piece
+            if stops.stopped:
+                result.stop_reason = "stop_string"
+                break
+            if self.runner.past_len + 1 >= self.max_context:
+                result.stop_reason = "context_full"
+                break
+            if step + 1 < params.max_new_tokens:
+                await self.runner.forward([token])
+        tail = stops.push(decoder.flush()) + stops.flush()
+        if tail:
+            result.text += tail
+            yield tail
+        result.decode_ms = (time.perf_counter() - decode_start) * 1000
+        result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
+
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None
+    ) -> GenerationResult:
+        async for _ in self.stream(prompt_ids, params, cancel):
+            pass
+        return self.result

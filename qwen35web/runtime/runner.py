@@ -1,0 +1,92 @@
+"""One sequence's trip through the graph: states in, presents out, fed back as the next pasts.
+
+The runner owns every tensor it creates and releases each one as soon as it is replaced, so a
+long generation holds exactly one set of states (on the GPU for WebGPU) and one logits tensor.
+"""
+
+from __future__ import annotations
+
+from qwen35web.runtime import graph_io as io
+from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine, Tensor
+from qwen35web.runtime.manifest import Manifest, TensorSpec
+
+
+def _zero_dims(spec: TensorSpec) -> list[int]:
+    # batch is 1; the only other symbolic axis of a state is the (empty) past.
+    return [1 if i == 0 else (d if isinstance(d, int) else 0) for i, d in enumerate(spec.shape)]
+
+
+class ModelRunner:
+    def __init__(self, engine: Engine, manifest: Manifest):
+        self.engine = engine
+        self.state_specs = [t for t in manifest.inputs if io.is_state_input(t.name)]
+        self.present_names = [io.present_for(t.name) for t in self.state_specs]
+        self.past_len = 0
+        self.states: list[Tensor] = []
+        self.logits: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the sequence: zero states, empty KV cache."""
+        self._release_all()
+        self.states = [self.engine.zeros(s.dtype, _zero_dims(s)) for s in self.state_specs]
+        self.past_len = 0
+
+    def _release_all(self) -> None:
+        for tensor in self.states:
+            self.engine.release(tensor)
+        self.states = []
+        if self.logits is not None:
+            self.engine.release(self.logits)
+            self.logits = None
+
+    async def forward(self, ids: list[int]) -> None:
+        """Run `ids` after what the states hold; keeps the logits [1, T, V] for sampling."""
+        if not self.states:
+            self.reset()
+        seq, past = len(ids), self.past_len
+        inputs = {
+            io.INPUT_IDS: self.engine.int64(ids, [1, seq]),
+            io.ATTENTION_MASK: self.engine.ones_int64([1, past + seq]),
+            io.POSITION_IDS: self.engine.int64(list(range(past, past + seq)), [1, seq]),
+        }
+        feeds = dict(inputs)
+        feeds.update({spec.name: state for spec, state in zip(self.state_specs, self.states, strict=True)})
+        outputs = await self.engine.run(MODEL_ROLE, feeds, [io.LOGITS, *self.present_names])
+        self._release_all()
+        for tensor in inputs.values():
+            self.engine.release(tensor)
+        self.states = [outputs[name] for name in self.present_names]
+        self.logits = outputs[io.LOGITS]
+        self.past_len = past + seq
+
+    async def candidates(
+        self, k: int, temperature: float, penalty: float, penalty_ids: list[int]
+    ) -> tuple[list[float], list[int], float]:
+        """The k best next tokens after the last forward: scaled logits, ids, log-normaliser."""
+        assert self.logits is not None, "forward() first"
+        ids = penalty_ids if penalty != 1.0 and penalty_ids else [0]
+        feeds = {
+            io.SAMPLER_LOGITS: self.logits,
+            io.SAMPLER_PENALTY_IDS: self.engine.int64(ids, [1, len(ids)]),
+            io.SAMPLER_PENALTY: self.engine.float32([penalty], [1]),
+            io.SAMPLER_TEMPERATURE: self.engine.float32([temperature], [1]),
+            io.SAMPLER_K: self.engine.int64([k], [1]),
+        }
+        outputs = await self.engine.run(SAMPLER_ROLE, feeds, list(io.SAMPLER_OUTPUTS))
+        top_logits = await self.engine.read(outputs[io.SAMPLER_TOP_LOGITS])
+        top_ids = await self.engine.read(outputs[io.SAMPLER_TOP_IDS])
+        (log_normalizer,) = await self.engine.read(outputs[io.SAMPLER_LOG_NORMALIZER])
+        for name, tensor in feeds.items():
+            if name != io.SAMPLER_LOGITS:
+                self.engine.release(tensor)
+        for tensor in outputs.values():
+            self.engine.release(tensor)
+        return top_logits, [int(i) for i in top_ids], float(log_normalizer)
+
+    async def last_logits(self) -> list[float]:
+        """Full logits of the last position (parity tests; O(vocab), never on the token path)."""
+        assert self.logits is not None, "forward() first"
+        return await self.engine.read_last_row(self.logits)
+
+    def close(self) -> None:
+        self._release_all()

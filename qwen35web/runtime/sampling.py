@@ -1,0 +1,134 @@
+"""Sampling settings and the choice of the next token from k candidates (O(k) per token).
+
+The candidates come from the bundle's sampler graph: the k largest scaled logits, their ids and
+the log-normaliser over the whole vocabulary, so probabilities here are exact, not renormalised
+over the candidates. The random numbers come from Python's own Mersenne Twister
+(`random.Random(seed)`), the same algorithm in CPython and in Pyodide: a seed gives the same
+draws natively and in the browser.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from qwen35web.runtime.errors import GenerationInputError
+
+# Without top_k, candidates are the 256 most likely tokens; the mass beyond them is not sampled.
+MAX_CANDIDATES = 256
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k cut (MAX_CANDIDATES still bounds the candidates)
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    max_new_tokens: int = 128
+    stop_strings: tuple[str, ...] = field(default_factory=tuple)
+    min_new_tokens: int = 0  # end-of-sequence ids are never chosen before this many tokens
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                _finite(self.temperature) and self.temperature > 0,
+                f"temperature must be > 0, got {self.temperature}",
+            ),
+            (
+                isinstance(self.top_k, int) and self.top_k >= 0,
+                f"top_k must be an integer >= 0, got {self.top_k}",
+            ),
+            (_finite(self.top_p) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            (
+                _finite(self.repetition_penalty) and self.repetition_penalty > 0,
+                f"repetition_penalty must be > 0, got {self.repetition_penalty}",
+            ),
+            (
+                isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
+                f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens}",
+            ),
+            (self.seed is None or isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}"),
+            (
+                isinstance(self.min_new_tokens, int) and self.min_new_tokens >= 0,
+                f"min_new_tokens must be an integer >= 0, got {self.min_new_tokens}",
+            ),
+            (
+                all(isinstance(s, str) and s for s in self.stop_strings),
+                "stop strings must be non-empty strings",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise GenerationInputError(message)
+
+    @property
+    def candidates(self) -> int:
+        """How many candidates the sampler graph must return."""
+        if self.greedy:
+            return 1
+        return min(self.top_k, MAX_CANDIDATES) if self.top_k else MAX_CANDIDATES
+
+    @property
+    def effective_temperature(self) -> float:
+        return 1.0 if self.greedy else self.temperature
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def nucleus(top_logits: list[float], log_normalizer: float, params: SamplingParams) -> list[float]:
+    """Probabilities of the kept candidates (descending order), after top-k and top-p cuts.
+
+    Same order as transformers' warpers: temperature, then top-k, then top-p over the
+    renormalised top-k distribution. Without top-k the normaliser is the whole vocabulary's.
+    """
+    probs = [math.exp(v - log_normalizer) for v in top_logits[: params.candidates]]
+    if params.top_k:
+        total = sum(probs)
+        probs = [p / total for p in probs]
+    if params.top_p < 1.0:
+        total, kept = 0.0, 0
+        for p in probs:
+            kept += 1
+            total += p
+            if total >= params.top_p:
+                break
+        probs = probs[:kept]
+    return probs
+
+
+def without_tokens(
+    top_logits: list[float], top_ids: list[int], log_normalizer: float, banned: frozenset[int], keep: int
+) -> tuple[list[float], list[int], float]:
+    """The candidates minus `banned` ids, at most `keep` of them, renormalised as if the banned
+    logits were -inf before the softmax (transformers' min_new_tokens)."""
+    kept = [(logit, token) for logit, token in zip(top_logits, top_ids, strict=True) if token not in banned]
+    removed = [logit for logit, token in zip(top_logits, top_ids, strict=True) if token in banned]
+    mass = sum(math.exp(logit - log_normalizer) for logit in removed)
+    renormalised = log_normalizer + math.log1p(-min(mass, 1 - 1e-12))
+    kept = kept[:keep]
+    return [logit for logit, _ in kept], [token for _, token in kept], renormalised
+
+
+def choose(
+    top_logits: list[float],
+    top_ids: list[int],
+    log_normalizer: float,
+    params: SamplingParams,
+    rng: random.Random,
+) -> int:
+    """The next token: the first candidate when greedy, else a draw from the kept candidates."""
+    if params.greedy:
+        return top_ids[0]
+    probs = nucleus(top_logits, log_normalizer, params)
+    threshold = rng.random() * sum(probs)
+    running = 0.0
+    for token, p in zip(top_ids, probs, strict=False):
+        running += p
+        if running > threshold:
+            return token
+    return top_ids[len(probs) - 1]

@@ -1,0 +1,217 @@
+"""The page's way into the runtime: what web/static/worker.js calls through Pyodide.
+
+Standard library only. The engine and the worker's file store arrive as arguments (JS objects
+behind Pyodide proxies), and every call takes and returns JSON text, so the FFI boundary carries
+only strings, numbers and one streaming callback. Failures come back as `{"error": message}` with
+a sentence meant for the page, never as a Python traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
+from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
+from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
+from qwen35web.runtime.manifest import MODEL_FILE, SAMPLER_FILE, TOKENIZER_FILE, Manifest, parse_manifest_text
+from qwen35web.runtime.runtime import Runtime
+from qwen35web.runtime.sampling import SamplingParams
+
+logger = logging.getLogger(__name__)
+
+# Request fields of generate() (the page's camelCase) -> SamplingParams fields.
+_SAMPLING_FIELDS = {
+    "greedy": "greedy",
+    "temperature": "temperature",
+    "topK": "top_k",
+    "topP": "top_p",
+    "repetitionPenalty": "repetition_penalty",
+    "seed": "seed",
+    "maxNewTokens": "max_new_tokens",
+    "minNewTokens": "min_new_tokens",
+}
+
+
+class FileStore(Protocol):
+    """The worker's verified bundle files (downloaded and checked against the manifest's sha256)."""
+
+    def text(self, path: str) -> str: ...
+
+
+def external_data_files(manifest: Manifest) -> list[str]:
+    """The model graph's external-data files, as the manifest lists them."""
+    return list(manifest.external_data)
+
+
+def download_plan(manifest_text: str) -> str:
+    """JSON list of the files the page fetches to run the bundle: path, size, sha256, externalData."""
+    try:
+        manifest = parse_manifest_text(manifest_text)
+        if SAMPLER_FILE not in manifest.files:
+            raise BundleError(f"the bundle has no {SAMPLER_FILE} (exported by an older tool?)")
+    except RuntimeUserError as err:
+        return _error(err)
+    external = external_data_files(manifest)
+    plan = []
+    for path in (MODEL_FILE, *external, SAMPLER_FILE, TOKENIZER_FILE):
+        entry = manifest.files[path]
+        plan.append(
+            {
+                "path": path,
+                "size": entry.size,
+                "sha256": entry.sha256,
+                "externalData": external if path == MODEL_FILE else [],
+            }
+        )
+    return json.dumps({"files": plan})
+
+
+def _error(err: BaseException) -> str:
+    if isinstance(err, RuntimeUserError):
+        message = str(err)
+    else:  # a bug or an engine failure: keep the details in the console, show one line
+        logger.exception("unexpected failure in the runtime")
+        message = f"{type(err).__name__}: {err}"
+    return json.dumps({"error": message})
+
+
+def _sampling_params(request: dict[str, Any]) -> SamplingParams:
+    values = {field: request[key] for key, field in _SAMPLING_FIELDS.items() if request.get(key) is not None}
+    stop = request.get("stop") or []
+    if not isinstance(stop, list):
+        raise GenerationInputError("stop must be a list of strings")
+    return SamplingParams(**values, stop_strings=tuple(stop))
+
+
+def _parse_request(request_json: str) -> dict[str, Any]:
+    try:
+        request = json.loads(request_json)
+    except ValueError:
+        raise GenerationInputError("the request is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise GenerationInputError("the request must be an object")
+    return request
+
+
+class WebSession:
+    """One loaded bundle in the page: generate (streaming), stop, logits, tokenize."""
+
+    def __init__(self, runtime: Runtime, model_name: str):
+        self.runtime = runtime
+        self.model_name = model_name
+        self._cancel: CancelToken | None = None
+
+    def describe(self) -> str:
+        manifest = self.runtime.manifest
+        facts = manifest.model
+        weight_bytes = sum(manifest.files[p].size for p in (MODEL_FILE, *manifest.external_data))
+        return json.dumps(
+            {
+                "model": self.model_name,
+                "backend": self.runtime.engine.name,
+                "dtype": manifest.dtype,
+                "ops": manifest.ops,
+                "vocabSize": manifest.vocab_size,
+                "layers": facts["num_layers"],
+                "hiddenSize": facts["hidden_size"],
+                "weightBytes": weight_bytes,
+                "chat": manifest.chat_template is not None,
+            }
+        )
+
+    def _prompt_ids(self, request: dict[str, Any]) -> list[int]:
+        messages = request.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            raise GenerationInputError("messages must be a list of {role, content} objects")
+        prompt = request.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise GenerationInputError("the prompt must be text")
+        return self.runtime.prompt_ids(prompt, chat=bool(request.get("chat")), messages=messages)
+
+    async def generate(self, request_json: str, on_text: Callable[[str], Any]) -> str:
+        """Generate for the request; `on_text(piece)` receives the text as it streams."""
+        cancel = self._cancel = CancelToken()
+        try:
+            request = _parse_request(request_json)
+            params = _sampling_params(request)
+            prompt_ids = self._prompt_ids(request)
+            async for piece in self.runtime.stream(prompt_ids, params, cancel):
+                on_text(piece)
+        except Exception as err:  # the page shows one sentence; see _error
+            return _error(err)
+        finally:
+            self._cancel = None
+        result = self.runtime.generator.result
+        return json.dumps(
+            {
+                "tokens": result.tokens,
+                "text": result.text,
+                "backend": self.runtime.engine.name,
+                "model": self.model_name,
+                "promptTokens": result.prompt_tokens,
+                "stopReason": result.stop_reason,
+                "prefillMs": result.prefill_ms,
+                "decodeMs": result.decode_ms,
+                "decodeTokensPerSecond": result.decode_tokens_per_s,
+                "pythonShare": result.python_share,
+            }
+        )
+
+    def cancel(self) -> bool:
+        """Stop the running generation before its next token; False when none runs."""
+        if self._cancel is None:
+            return False
+        self._cancel.cancel()
+        return True
+
+    async def logits(self, ids_json: str) -> str:
+        try:
+            ids = json.loads(ids_json)
+            if not isinstance(ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in ids
+            ):
+                raise GenerationInputError("token ids must be a list of integers")
+            vocab = self.runtime.manifest.vocab_size
+            if any(i < 0 or i >= vocab for i in ids):
+                raise GenerationInputError(f"token ids must lie in [0, {vocab})")
+            return json.dumps({"logits": await self.runtime.logits(ids)})
+        except Exception as err:
+            return _error(err)
+
+    def tokenize(self, text: str) -> str:
+        try:
+            return json.dumps({"ids": self.runtime.tokenizer.encode(text)})
+        except Exception as err:
+            return _error(err)
+
+    def stats(self) -> str:
+        runner = self.runtime.runner
+        held = len(runner.states) + (runner.logits is not None)
+        return json.dumps({"liveTensors": self.runtime.engine.live_tensors(), "heldTensors": held})
+
+
+async def open_session(
+    manifest_text: str,
+    engine: Engine,
+    files: FileStore,
+    model_name: str,
+    prefill_chunk: int | None = None,
+) -> WebSession | str:
+    """Open the bundle on `engine`: the session, or the error JSON (a str) when it cannot be opened."""
+    from qwen35web.runtime.tokenizer import Tokenizer
+
+    try:
+        manifest = parse_manifest_text(manifest_text)
+        try:
+            tokenizer = Tokenizer.from_json(files.text(TOKENIZER_FILE))
+        except (ValueError, KeyError) as err:
+            raise BundleError(f"{TOKENIZER_FILE}: {err}") from None
+        await engine.open(MODEL_ROLE, MODEL_FILE)
+        await engine.open(SAMPLER_ROLE, SAMPLER_FILE)
+        runtime = Runtime(manifest, tokenizer, engine, prefill_chunk=prefill_chunk or DEFAULT_PREFILL_CHUNK)
+    except Exception as err:
+        return _error(err)
+    return WebSession(runtime, model_name)

@@ -1,5 +1,0 @@
-import sys
-
-from runtime_py.cli import main
-
-sys.exit(main())
