@@ -9,7 +9,7 @@ import pytest
 
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model, write_text_checkpoint, write_vl_checkpoint
 
-logging.getLogger("export").setLevel(logging.WARNING)
+logging.getLogger("qwen35web.export").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")

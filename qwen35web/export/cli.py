@@ -9,14 +9,19 @@ from pathlib import Path
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.export.errors import ExportError
+from qwen35web.export.model_source import resolve_model
 from qwen35web.export.pipeline import DTYPES, LOGITS, OPS, ExportOptions, run_export
 
-log = logging.getLogger("export")
+log = logging.getLogger("qwen35web.export")
 
 
 def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description="Export a Qwen3.5 checkpoint to an ONNX bundle.")
-    parser.add_argument("model_dir", type=Path, help="Hugging Face checkpoint directory")
+    parser.add_argument(
+        "model",
+        help="a Hugging Face checkpoint directory, or a Hub repo id such as Qwen/Qwen3.5-0.8B "
+        "(downloaded, or read from the local cache with HF_HUB_OFFLINE=1)",
+    )
     parser.add_argument("out_dir", type=Path, help="bundle directory to create")
     parser.add_argument(
         "--ops",
@@ -52,6 +57,9 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
         action="store_true",
         help="q4, q8: keep the embedding and tied LM head in float (stored once)",
     )
+    parser.add_argument(
+        "--revision", default=None, help="with a repo id: the branch, tag or commit to export"
+    )
     parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser
@@ -61,20 +69,8 @@ def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr, force=True)
     log.setLevel(logging.INFO)
-    options = ExportOptions(
-        args.model_dir,
-        args.out_dir,
-        args.ops,
-        args.dtype,
-        args.validate,
-        args.force,
-        block_size=args.block_size,
-        accuracy_level=args.accuracy_level,
-        quantize_embedding=not args.keep_float_embedding,
-        logits=args.logits,
-    )
     try:
-        manifest = run_export(options)
+        manifest = run_export(_options(args, resolve_model(args.model, args.revision)))
     except ExportError as err:
         sys.stderr.write(f"error: {err}\n")
         return err.exit_code
@@ -89,3 +85,18 @@ def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
     size = sum(f["size"] for f in manifest["files"].values())
     log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest["files"]), size / 1e6)
     return 0
+
+
+def _options(args: argparse.Namespace, model_dir: Path) -> ExportOptions:
+    return ExportOptions(
+        model_dir,
+        args.out_dir,
+        args.ops,
+        args.dtype,
+        args.validate,
+        args.force,
+        block_size=args.block_size,
+        accuracy_level=args.accuracy_level,
+        quantize_embedding=not args.keep_float_embedding,
+        logits=args.logits,
+    )

@@ -114,7 +114,7 @@ def _verify_integrity(data: bytes, integrity: str, what: str) -> None:
 
 def _tarball_url(name: str, version: str) -> str:
     # The lock records no `resolved` address here, so use the registry's own layout for tarballs.
-    registry = os.environ.get("npm_config_registry", NPM_REGISTRY).rstrip("/")
+    registry = os.environ.get("npm_config_registry", NPM_REGISTRY).rstrip("/")  # noqa: SIM112
     return f"{registry}/{name}/-/{name.rsplit('/', 1)[-1]}-{version}.tgz"
 
 
