@@ -21,7 +21,7 @@ import torch
 from bench.fidelity import Predictions, Score, failed, perplexity, predictions_from_logits, score
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.chromium import CHROMIUM, CHROMIUM_FLAGS
-from qwen35web.web.serve import serve_in_thread
+from qwen35web.web.serve import serving
 
 log = logging.getLogger("bench.fidelity")
 
@@ -55,12 +55,8 @@ def _served_site(bundles: dict[str, Path]) -> Iterator[str]:
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site"
         build_site(SiteSpec(site, list(bundles.items()), {name: f"fidelity: {name}" for name in bundles}))
-        server, url = serve_in_thread(site)
-        try:
+        with serving(site) as url:
             yield url
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def page_predictions(

@@ -15,6 +15,8 @@ import os
 import re
 import threading
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -211,13 +213,18 @@ def make_server(
     return server
 
 
-def serve_in_thread(
+@contextmanager
+def serving(
     site_dir: Path, host: str = DEFAULT_HOST, port: int = 0, coop_coep: bool = False
-) -> tuple[ThreadingHTTPServer, str]:
-    """Start serving in a daemon thread (tests); returns the server and its base URL."""
+) -> Iterator[str]:
+    """Serve `site_dir` from a daemon thread while the block runs (tests, benchmarks); yields its base URL."""
     server = make_server(site_dir, host, port, coop_coep)
     threading.Thread(target=server.serve_forever, name="site-server", daemon=True).start()
-    return server, url_of(server)
+    try:
+        yield url_of(server)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def url_of(server: ThreadingHTTPServer) -> str:

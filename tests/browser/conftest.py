@@ -19,7 +19,7 @@ import pytest
 
 from qwen35web.web.build import SiteSpec, build_site, locate_vendored
 from qwen35web.web.chromium import CHROMIUM, CHROMIUM_FLAGS
-from qwen35web.web.serve import serve_in_thread
+from qwen35web.web.serve import serving
 from tests.browser.pages import (
     MODEL_NAME,
     READY_TIMEOUT_MS,
@@ -58,10 +58,8 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> Path:
 
 @pytest.fixture(scope="session")
 def base_url(site_dir: Path) -> Iterator[str]:
-    server, url = serve_in_thread(site_dir)
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(site_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

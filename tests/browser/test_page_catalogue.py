@@ -21,7 +21,7 @@ import pytest
 
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.chromium import CHROMIUM, OFFLINE_FLAGS
-from qwen35web.web.serve import serve_in_thread
+from qwen35web.web.serve import serving
 from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, WatchedPage, open_page, watch
 
 pytestmark = pytest.mark.browser
@@ -117,10 +117,8 @@ def doctored_url(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> Ite
     build_site(SiteSpec(site, [(MODEL_NAME, bundle), *((name, bundle) for name in DOCTORS)]))
     for name, doctor in DOCTORS.items():
         doctor(site / "models" / name)
-    server, url = serve_in_thread(site)
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(site) as url:
+        yield url
 
 
 def _weights_size(bundle: Path) -> int:

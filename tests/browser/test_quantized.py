@@ -18,7 +18,7 @@ from qwen35web.export.ort_runner import GraphRunner
 from qwen35web.export.passes.quantize_int8 import fake_quantize_module_int8
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.web.build import SiteSpec, build_site
-from qwen35web.web.serve import serve_in_thread
+from qwen35web.web.serve import serving
 from tests.browser.pages import WatchedPage, open_page
 from tests.browser.references import max_abs_difference, native_tokens, torch_last_logits
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model
@@ -56,10 +56,8 @@ def site_url(q8_bundle: Path, export_bundle, tmp_path_factory: pytest.TempPathFa
         wasm_bundles={BUNDLE_NAME: q8_bundle},
     )
     build_site(spec)
-    server, url = serve_in_thread(site)
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

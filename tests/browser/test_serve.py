@@ -7,6 +7,7 @@ import http.client
 import os
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from qwen35web.web.serve import (
     DEFAULT_HOST,
     make_server,
     parse_range,
-    serve_in_thread,
+    serving,
 )
 
 FILES = {
@@ -48,10 +49,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def address(site: Path) -> Iterator[tuple[str, int]]:
-    server, _ = serve_in_thread(site)
-    yield str(server.server_address[0]), server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(site) as url:
+        yield _host_port(url)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    return str(parts.hostname), int(parts.port or 80)
 
 
 def request(
@@ -182,12 +186,8 @@ def test_unchanged_files_answer_304(address, site: Path) -> None:
 
 
 def test_cross_origin_isolation_headers_when_asked(site: Path) -> None:
-    server, _ = serve_in_thread(site, coop_coep=True)
-    try:
-        _, headers, _ = request((str(server.server_address[0]), server.server_address[1]), "/")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(site, coop_coep=True) as url:
+        _, headers, _ = request(_host_port(url), "/")
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
 

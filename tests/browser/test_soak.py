@@ -18,8 +18,11 @@ STEPS, GENERATIONS = (1000, 50) if FULL else (200, 12)
 
 
 def _heap_mb(watched: WatchedPage) -> float:
-    # The page's own heap; the worker's is reflected in the tensor counts.
-    return watched.page.evaluate("performance.memory ? performance.memory.usedJSHeapSize / 1e6 : 0")
+    # The page's own JS heap (Chromium's performance.memory; missing it is a failure, not a pass). The worker's
+    # memory is covered by the live-tensor counts and the wasm heap sizes of app.stats().
+    used = watched.page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null")
+    assert used is not None, "performance.memory is missing: this browser cannot measure its heap"
+    return float(used) / 1e6
 
 
 def test_soak_live_tensors_and_heap_stay_flat(wasm_page: WatchedPage, browser_report) -> None:

@@ -18,7 +18,7 @@ from transformers import Qwen3_5ForCausalLM
 
 from devtools.train_tiny.evaluate import CONTINUATION_PROMPT, SAMPLE_NEW_TOKENS, chat_prompt, greedy_sample
 from qwen35web.web.build import SiteSpec, build_site
-from qwen35web.web.serve import serve_in_thread
+from qwen35web.web.serve import serving
 from tests.browser.pages import WatchedPage, open_page
 
 pytestmark = pytest.mark.browser
@@ -53,10 +53,8 @@ def trained_site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     run_export(ExportOptions(CHECKPOINT, bundle, ops="fused", dtype="fp32"))
     site = tmp_path_factory.mktemp("trained-web") / "site"
     build_site(SiteSpec(site, [(BUNDLE_NAME, bundle)], {BUNDLE_NAME: "Trained tiny model (test)."}))
-    server, url = serve_in_thread(site)
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
