@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.artifacts import Variant
 from bench.graph_spec import describe, spec_json
-from qwen35web.web.chromium import CHROMIUM, OFFLINE_FLAGS
+from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from bench.fidelity import Predictions, Score, failed, perplexity, predictions_from_logits, score
+from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS
 from qwen35web.web.build import SiteSpec, build_site
-from qwen35web.web.chromium import CHROMIUM, CHROMIUM_FLAGS
 from qwen35web.web.serve import serving
 
 log = logging.getLogger("bench.fidelity")

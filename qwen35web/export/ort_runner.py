@@ -1,6 +1,6 @@
 """A minimal onnxruntime driver for an exported graph: zero states, prefill, feed states back.
 
-Used by `--validate` and by tests. The generation runtime proper lives in runtime_py; this is
+Used by `--validate` and by tests. The generation runtime proper lives in qwen35web.runtime; this is
 only the graph-level loop, driven by the graph's own input/output metadata.
 """
 

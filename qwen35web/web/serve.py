@@ -1,4 +1,4 @@
-"""`python -m web serve SITE_DIR [--port 8000] [--host 127.0.0.1] [--coop-coep]`: serve the built site.
+"""`qwen35web site serve SITE_DIR [--port 8000] [--host 127.0.0.1] [--coop-coep]`: serve the built site.
 
 A small static server for the demo and the browser tests: the right MIME types (wasm must be
 application/wasm for streaming compilation), a strict Content-Security-Policy (no inline script,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS
 from qwen35web.web.build import SiteSpec, build_site, locate_vendored
-from qwen35web.web.chromium import CHROMIUM, CHROMIUM_FLAGS
 from qwen35web.web.serve import serving
 from tests.browser.pages import (
     MODEL_NAME,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
 from qwen35web.web.build import SiteSpec, build_site
-from qwen35web.web.chromium import CHROMIUM, OFFLINE_FLAGS
 from qwen35web.web.serve import serving
 from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, WatchedPage, open_page, watch
 
