@@ -18,8 +18,8 @@ STEPS, GENERATIONS = (1000, 50) if FULL else (200, 12)
 
 
 def _heap_mb(watched: WatchedPage) -> float:
-    # The page's own JS heap (Chromium's performance.memory; missing it is a failure, not a pass). The worker's
-    # memory is covered by the live-tensor counts and the wasm heap sizes of app.stats().
+    # The page's own JS heap (Chromium's performance.memory; missing it is a failure, not a pass).
+    # The worker's memory is covered by the live-tensor counts of app.stats().
     used = watched.page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null")
     assert used is not None, "performance.memory is missing: this browser cannot measure its heap"
     return float(used) / 1e6
