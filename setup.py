@@ -5,6 +5,7 @@ node_modules when `npm ci` has run there, else from the npm registry tarballs th
 each checked against the lock's sha512 integrity (qwen35web/web/vendor.py).
 """
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ ROOT = Path(__file__).resolve().parent
 
 class BuildWithVendoredPage(build_py):
     def run(self) -> None:
+        # setuptools reuses build/lib between builds: a module deleted from the source would ship again.
+        shutil.rmtree(Path(self.build_lib) / "qwen35web", ignore_errors=True)
         super().run()
         if self.editable_mode:  # an editable install reads node_modules of the checkout directly
             return
