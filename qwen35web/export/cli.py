@@ -9,7 +9,8 @@ from pathlib import Path
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.export.errors import ExportError
-from qwen35web.export.pipeline import DTYPES, LOGITS, OPS, ExportOptions, run_export
+from qwen35web.export.pipeline import DTYPES, ExportOptions, run_export
+from qwen35web.runtime.bundle_format import LOGITS, OPS
 
 log = logging.getLogger("export")
 
@@ -86,6 +87,6 @@ def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
             raise
         sys.stderr.write(f"error: internal error: {type(err).__name__}: {err} (rerun with --debug)\n")
         return 1
-    size = sum(f["size"] for f in manifest["files"].values())
-    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest["files"]), size / 1e6)
+    size = sum(entry.size for entry in manifest.files.values())
+    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest.files), size / 1e6)
     return 0
