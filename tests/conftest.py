@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model, write_text_checkpoint, write_vl_checkpoint
+from tests.old_bundles import copy_as_format_1
 
 logging.getLogger("qwen35web.export").setLevel(logging.WARNING)
 
@@ -47,3 +48,9 @@ def export_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_text_dir: Path,
         return _BUNDLES[key]
 
     return get
+
+
+@pytest.fixture()
+def format_1_bundle(export_bundle, tmp_path: Path) -> Path:
+    """A copy of the tiny fused bundle whose manifest is format 1 (before MRoPE position rows)."""
+    return copy_as_format_1(export_bundle("text", "fused"), tmp_path / "format-1")

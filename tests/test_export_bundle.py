@@ -14,7 +14,8 @@ import torch
 from qwen35web.export import validate
 from qwen35web.export.cli import main
 from qwen35web.export.config import read_config_json, spec_from_config
-from qwen35web.runtime.graph_io import input_names, output_names
+from qwen35web.runtime.bundle_format import FORMAT_VERSION, Manifest
+from qwen35web.runtime.graph_io import input_names, output_names, past_states
 
 
 def _manifest(bundle: Path) -> dict:
@@ -37,7 +38,7 @@ def test_manifest_lists_every_file_with_size_and_sha256(export_bundle):
     for name, entry in manifest["files"].items():
         data = (bundle / name).read_bytes()
         assert entry["size"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
-    assert manifest["format_version"] == 1 and manifest["ops"] == "fused" and manifest["dtype"] == "fp32"
+    assert manifest["format_version"] == 2 and manifest["ops"] == "fused" and manifest["dtype"] == "fp32"
     assert manifest["provenance"]["libraries"]["torch"].startswith("2.13")
     assert "<|im_start|>" in manifest["chat_template"]
 
@@ -53,22 +54,67 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, tiny_text_
     assert by_name["input_ids"] == {
         "name": "input_ids",
         "dtype": "int64",
-        "shape": ["batch", "sequence_length"],
+        "shape": ["batch_size", "sequence_length"],
     }
-    assert by_name["attention_mask"]["shape"] == ["batch", "total_sequence_length"]
+    assert by_name["attention_mask"]["shape"] == ["batch_size", "total_sequence_length"]
+    assert by_name["position_ids"] == {
+        "name": "position_ids",
+        "dtype": "int64",
+        "shape": [3, "batch_size", "sequence_length"],
+    }
     assert by_name["logits"] == {
         "name": "logits",
         "dtype": "float32",
-        "shape": ["batch", "sequence_length", 512],
+        "shape": ["batch_size", "sequence_length", 512],
     }
-    assert by_name["past_conv.0"]["shape"] == ["batch", 160, 3]
+    assert by_name["past_conv.0"]["shape"] == ["batch_size", 160, 3]
     assert by_name["past_recurrent.0"] == {
         "name": "past_recurrent.0",
         "dtype": "float32",
-        "shape": ["batch", 4, 16, 24],
+        "shape": ["batch_size", 4, 16, 24],
     }
-    assert by_name["past_key_values.3.key"]["shape"] == ["batch", 2, "past_sequence_length", 32]
-    assert by_name["present.3.value"]["shape"][2] != "past_sequence_length"
+    assert by_name["past_key_values.3.key"]["shape"] == ["batch_size", 2, "past_sequence_length", 32]
+    assert by_name["present.3.value"]["shape"] == ["batch_size", 2, "total_sequence_length", 32]
+    # The batch dim is named batch_size everywhere (transformers.js resolves only that name).
+    assert all(v["shape"][1 if v["name"] == "position_ids" else 0] == "batch_size" for v in inputs + outputs)
+
+
+@pytest.mark.parametrize(("ops", "dtype"), [("fused", "fp32"), ("portable", "fp32"), ("fused", "fp16")])
+def test_state_inputs_are_past_states_of_the_model_facts(export_bundle, ops, dtype):
+    """One derivation of the states: the traced graph, the manifest and both runners agree with it."""
+    from qwen35web.export.ort_runner import GraphRunner
+    from qwen35web.runtime.engine_native import NativeEngine
+    from qwen35web.runtime.manifest import load_local_manifest
+    from qwen35web.runtime.runner import ModelRunner
+
+    bundle = export_bundle("text", ops, dtype)
+    manifest = load_local_manifest(bundle)
+    states = past_states(manifest.model, "float16" if dtype == "fp16" else "float32")
+    assert manifest.past_states() == states
+    graph = {i.name: i for i in onnx.load(str(bundle / "model.onnx"), load_external_data=False).graph.input}
+    for state in states:
+        dims = graph[state.name].type.tensor_type.shape.dim
+        assert tuple(d.dim_value or d.dim_param for d in dims) == state.shape
+        assert (
+            onnx.helper.tensor_dtype_to_np_dtype(graph[state.name].type.tensor_type.elem_type).name
+            == state.dtype
+        )
+    zeros = GraphRunner(bundle / "model.onnx").zero_states(2)
+    assert [(z.shape, z.dtype.name) for z in zeros] == [(tuple(s.dims(2)), s.dtype) for s in states]
+    runner = ModelRunner(NativeEngine(), manifest)
+    runner.reset()
+    assert [(z.shape, z.dtype.name) for z in runner.states] == [(tuple(s.dims(1)), s.dtype) for s in states]
+
+
+def test_manifest_round_trips_through_the_typed_module(export_bundle):
+    """What the exporter wrote is what the reader's types hold, field for field."""
+    text = (export_bundle("text", "fused") / "manifest.json").read_text()
+    manifest = Manifest.from_json(json.loads(text))
+    assert manifest.to_json() == json.loads(text)
+    assert Manifest.from_json(json.loads(json.dumps(manifest.to_json()))) == manifest
+    assert manifest.format_version == FORMAT_VERSION == 2
+    assert manifest.model.mrope_section == (2, 1, 1) and manifest.activation_dtype == "float32"
+    assert manifest.sampler.file == "sampler.onnx" and manifest.logits == "all"
 
 
 def _domains(model: onnx.ModelProto) -> set[str]:
@@ -137,9 +183,9 @@ def test_weights_split_into_data_files_of_bounded_size(tiny_text_dir, tiny_refer
     limit = 300_000
     out = tmp_path / "split"
     manifest = run_export(ExportOptions(tiny_text_dir, out, max_data_file_bytes=limit))
-    data_files = manifest["external_data"]
+    data_files = manifest.external_data
     assert len(data_files) >= 3
-    assert all(manifest["files"][name]["size"] <= limit for name in data_files)
+    assert all(manifest.files[name].size <= limit for name in data_files)
     assert set(data_files) == {p.name for p in out.iterdir() if ".data" in p.name}
     prompt = np.arange(5, 45, dtype=np.int64)
     logits, _ = GraphRunner(out / "model.onnx").step(
@@ -158,7 +204,7 @@ def test_a_weight_bigger_than_the_file_limit_is_stored_in_row_blocks(tiny_text_d
     limit = 50_000
     out = tmp_path / "blocks"
     manifest = run_export(ExportOptions(tiny_text_dir, out, max_data_file_bytes=limit, validate=True))
-    assert all(manifest["files"][name]["size"] <= limit for name in manifest["external_data"])
+    assert all(manifest.files[name].size <= limit for name in manifest.external_data)
     graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
     blocks = [i.name for i in graph.initializer if i.name.startswith("model.embed_tokens.weight.rows")]
     assert len(blocks) == 3
@@ -204,7 +250,7 @@ def test_last_position_logits_validate_and_generate_the_same_tokens(tiny_text_di
     assert main([str(tiny_text_dir), str(out), "--logits", "last", "--validate"]) == 0
     manifest = _manifest(out)
     logits = next(o for o in manifest["io"]["outputs"] if o["name"] == "logits")
-    assert manifest["logits"] == "last" and logits["shape"] == ["batch", 1, 512]
+    assert manifest["logits"] == "last" and logits["shape"] == ["batch_size", 1, 512]
     report = json.loads((out / "validation.json").read_text())
     assert report["passed"] and report["worst"]["max_abs"] < 1e-5
     prompt = "The quick brown fox jumps over the lazy dog. " * 3

@@ -73,7 +73,7 @@ def test_local_path_wins_and_revision_needs_a_repo_id(tiny_text_dir: Path, tmp_p
     assert resolve_model(str(tiny_text_dir)) == tiny_text_dir
     with pytest.raises(BadInputError, match="--revision"):
         resolve_model(str(tiny_text_dir), revision="main")
-    with pytest.raises(BadInputError, match="neither a checkpoint directory nor"):
+    with pytest.raises(BadInputError, match="does not exist"):
         resolve_model(str(tmp_path / "missing" / "deeper" / "x"))
 
 

@@ -25,6 +25,8 @@ from qwen35web.export.passes.fuse_norms import fuse_rms_norms
 from qwen35web.export.passes.fuse_rotary import fuse_rotary
 from qwen35web.export.passes.fusions import apply_fusions, remove_dead_nodes
 from qwen35web.export.trace import trace_to_onnx
+from qwen35web.export.validate import image_prompt_positions
+from qwen35web.runtime.graph_io import text_positions
 
 TOL = 1e-5
 # Fused vs the same graph unfused: only rounding order differs.
@@ -173,6 +175,28 @@ def test_batched_chunk_after_a_past_takes_the_fallback(fused: GraphRunner, tiny_
         np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=f"row {row}")
 
 
+def test_distinct_mrope_rows_through_rotary_and_gqa(fused: GraphRunner, tiny_reference):
+    """The kernels read cos/sin caches made from this call's own interleaved angles: an image's
+    distinct position rows stay exact through RotaryEmbedding, GQA (decode) and the fallback branch."""
+    ids = _prompt(44, seed=6)
+    positions = np.concatenate(
+        [image_prompt_positions(36), np.array(text_positions(37, 8))], axis=1
+    )  # [3, 44]
+    with torch.no_grad():
+        position_ids = torch.from_numpy(positions)[:, None]
+        ref = tiny_reference(torch.from_numpy(ids)[None], position_ids=position_ids).logits[0].numpy()
+    logits, states = fused.step(ids[None, :36], 0, fused.zero_states(1), positions=positions[:, None, :36])
+    np.testing.assert_allclose(logits[0], ref[:36], rtol=0, atol=TOL)
+    for i in range(36, 44):
+        logits, states = fused.step(ids[None, i : i + 1], i, states, positions=positions[:, None, i : i + 1])
+        np.testing.assert_allclose(logits[0, 0], ref[i], rtol=0, atol=TOL, err_msg=f"decode step {i}")
+    rows = np.stack([ids, ids])  # batch 2, several tokens on a past: the If's standard-ops branch
+    batch_positions = np.broadcast_to(positions[:, None], (3, 2, 44))
+    _, states = fused.step(rows[:, :30], 0, fused.zero_states(2), positions=batch_positions[:, :, :30])
+    second, _ = fused.step(rows[:, 30:], 30, states, positions=batch_positions[:, :, 30:])
+    np.testing.assert_allclose(second, np.stack([ref[30:], ref[30:]]), rtol=0, atol=TOL)
+
+
 def _unfused_copy(graphs: dict[str, Path]) -> ir.Model:
     return ir.load(graphs["unfused"])
 
@@ -186,6 +210,10 @@ def _run_against_unfused(model: ir.Model, graphs: dict[str, Path], path: Path) -
     np.testing.assert_allclose(got_logits, want_logits, rtol=0, atol=SELF_TOL)
     got_logits, _ = got.step(prompt[None, :1], 33, got_states)
     assert np.isfinite(got_logits).all()
+    image = image_prompt_positions(33)[:, None]  # distinct MRoPE rows
+    got_logits, _ = got.step(prompt[None], 0, got.zero_states(1), positions=image)
+    want_logits, _ = want.step(prompt[None], 0, want.zero_states(1), positions=image)
+    np.testing.assert_allclose(got_logits, want_logits, rtol=0, atol=SELF_TOL)
 
 
 def test_rotary_alone_on_the_traced_layout(graphs: dict[str, Path], tmp_path: Path):

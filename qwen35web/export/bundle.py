@@ -23,18 +23,24 @@ import onnx_ir as ir
 from tqdm import tqdm
 
 from qwen35web.export.errors import BadInputError
+from qwen35web.runtime.bundle_format import (
+    CHAT_TEMPLATE_FILE,
+    CONFIG_FILE,
+    MANIFEST,
+    MODEL_DATA_FILE,
+    MODEL_FILE,
+    OPTIONAL_MODEL_FILES,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILES,
+    FileEntry,
+    Manifest,
+)
 from qwen35web.runtime.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-MODEL_FILE = "model.onnx"
-SAMPLER_FILE = "sampler.onnx"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Browsers fetch and cache files of up to about a GiB comfortably; larger weights are split.
 MAX_DATA_FILE_BYTES = 1 << 30
-OPTIONAL_COPIED_FILES = ("generation_config.json", "chat_template.jinja", "special_tokens_map.json")
 _PROVENANCE_PACKAGES = (
     "torch",
     "transformers",
@@ -111,7 +117,7 @@ def save_graph(model: ir.Model, bundle: Path, max_data_file_bytes: int = MAX_DAT
         ir.save(
             model,
             bundle / MODEL_FILE,
-            external_data=MODEL_FILE + ".data",
+            external_data=MODEL_DATA_FILE,
             max_shard_size_bytes=max_data_file_bytes,
             callback=progress,
         )
@@ -119,31 +125,29 @@ def save_graph(model: ir.Model, bundle: Path, max_data_file_bytes: int = MAX_DAT
 
 
 def copy_model_files(model_dir: Path, bundle: Path) -> None:
-    for name in ("config.json", *TOKENIZER_FILES, *OPTIONAL_COPIED_FILES):
+    for name in (CONFIG_FILE, *TOKENIZER_FILES, *OPTIONAL_MODEL_FILES):
         if (model_dir / name).is_file():
             shutil.copyfile(model_dir / name, bundle / name)
 
 
 def chat_template(model_dir: Path) -> str | None:
-    jinja = model_dir / "chat_template.jinja"
+    jinja = model_dir / CHAT_TEMPLATE_FILE
     if jinja.is_file():
         return jinja.read_text(encoding="utf-8")
     try:
-        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config = json.loads((model_dir / TOKENIZER_CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     template = config.get("chat_template") if isinstance(config, dict) else None
     return template if isinstance(template, str) else None
 
 
-def file_table(bundle: Path) -> dict[str, dict[str, Any]]:
+def file_table(bundle: Path) -> dict[str, FileEntry]:
     """Every file of the bundle but the manifest, with its size and sha256."""
     table = {}
     for path in sorted(p for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST):
-        table[path.relative_to(bundle).as_posix()] = {
-            "size": path.stat().st_size,
-            "sha256": sha256_file(path),
-        }
+        name = path.relative_to(bundle).as_posix()
+        table[name] = FileEntry(name, path.stat().st_size, sha256_file(path))
     return table
 
 
@@ -166,12 +170,9 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_manifest(bundle: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        **fields,
-        "files": file_table(bundle),
-        "provenance": provenance(),
-    }
-    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return manifest
+def write_manifest(bundle: Path, manifest: Manifest) -> None:
+    """Write manifest.json, after reading it back as every reader will (a writer bug fails here)."""
+    data = manifest.to_json()
+    if Manifest.from_json(data) != manifest:
+        raise AssertionError("the manifest does not survive its own reader")
+    (bundle / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -10,7 +10,8 @@ from pathlib import Path
 from qwen35web.cli_support import OneLineParser
 from qwen35web.export.errors import ExportError
 from qwen35web.export.model_source import resolve_model
-from qwen35web.export.pipeline import DTYPES, LOGITS, OPS, ExportOptions, run_export
+from qwen35web.export.pipeline import DTYPES, ExportOptions, run_export
+from qwen35web.runtime.bundle_format import LOGITS, OPS
 
 log = logging.getLogger("qwen35web.export")
 
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
             raise
         sys.stderr.write(f"error: internal error: {type(err).__name__}: {err} (rerun with --debug)\n")
         return 1
-    size = sum(f["size"] for f in manifest["files"].values())
-    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest["files"]), size / 1e6)
+    size = sum(entry.size for entry in manifest.files.values())
+    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest.files), size / 1e6)
     return 0
 
 

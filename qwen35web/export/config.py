@@ -8,64 +8,22 @@ vision-language `qwen3_5` config (Qwen3_5ForConditionalGeneration), whose text p
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from qwen35web.export.errors import BadInputError
-from qwen35web.runtime.graph_io import FULL_ATTENTION, LINEAR_ATTENTION
+from qwen35web.runtime.bundle_format import ModelFacts
+from qwen35web.runtime.graph_io import FULL_ATTENTION, LINEAR_ATTENTION, MROPE_ROWS
 
 TEXT_MODEL_TYPE = "qwen3_5_text"
 VL_MODEL_TYPE = "qwen3_5"
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything the exporter and the runtimes need to know about one Qwen3.5 text decoder."""
+# The model facts the exporter reads from config.json are exactly those the manifest records.
+ModelSpec = ModelFacts
 
-    model_type: str  # of the checkpoint: qwen3_5_text or qwen3_5
-    weight_prefix: str  # "model." or "model.language_model."
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    layer_types: tuple[str, ...]
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    linear_num_key_heads: int
-    linear_num_value_heads: int
-    linear_key_head_dim: int
-    linear_value_head_dim: int
-    conv_kernel: int
-    rms_norm_eps: float
-    rope_theta: float
-    partial_rotary_factor: float
-    tie_word_embeddings: bool
-    eos_token_ids: tuple[int, ...]
-    pad_token_id: int | None
-    max_position_embeddings: int
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.layer_types)
-
-    @property
-    def conv_dim(self) -> int:
-        """Channels of the depthwise conv: q | k | v."""
-        key_dim = self.linear_num_key_heads * self.linear_key_head_dim
-        return 2 * key_dim + self.linear_num_value_heads * self.linear_value_head_dim
-
-    @property
-    def rotary_dim(self) -> int:
-        return int(self.head_dim * self.partial_rotary_factor)
-
-    def to_json(self) -> dict[str, Any]:
-        facts = asdict(self)
-        facts["layer_types"] = list(self.layer_types)
-        facts["eos_token_ids"] = list(self.eos_token_ids)
-        facts["num_layers"] = self.num_layers
-        facts["conv_dim"] = self.conv_dim
-        return facts
+# transformers' Qwen3.5 default when rope_parameters gives no mrope_section.
+DEFAULT_MROPE_SECTION = (11, 11, 10)
 
 
 def read_config_json(model_dir: Path) -> dict[str, Any]:
@@ -131,7 +89,8 @@ def _layer_types(text: dict[str, Any]) -> tuple[str, ...]:
     return tuple(layer_types)
 
 
-def _rope(text: dict[str, Any]) -> tuple[float, float]:
+def _rope(text: dict[str, Any]) -> tuple[float, float, tuple[int, ...]]:
+    """rope_theta, partial_rotary_factor and the MRoPE section of the rotary frequencies."""
     rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
     if not isinstance(rope, dict):
         raise BadInputError("config.json: 'rope_parameters' must be an object")
@@ -141,7 +100,30 @@ def _rope(text: dict[str, Any]) -> tuple[float, float]:
     theta = rope.get("rope_theta", text.get("rope_theta", 10000.0))
     partial = rope.get("partial_rotary_factor", text.get("partial_rotary_factor", 1.0))
     merged = {"rope_theta": theta, "partial_rotary_factor": partial}
-    return _field(merged, "rope_theta", float), _field(merged, "partial_rotary_factor", float)
+    return (
+        _field(merged, "rope_theta", float),
+        _field(merged, "partial_rotary_factor", float),
+        _mrope_section(rope),
+    )
+
+
+def _mrope_section(rope: dict[str, Any]) -> tuple[int, ...]:
+    """How many rotary frequencies each position row (t, h, w) owns, interleaved t h w t h w ...
+
+    transformers' Qwen3.5 always interleaves (it never reads `mrope_interleaved`); a config that
+    asks for the chunked layout of older Qwen-VL models is refused rather than run differently.
+    """
+    section = rope.get("mrope_section", list(DEFAULT_MROPE_SECTION))
+    valid = isinstance(section, list) and len(section) == MROPE_ROWS
+    if not valid or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in section):
+        raise BadInputError(
+            f"config.json: mrope_section must be {MROPE_ROWS} non-negative ints, got {section!r}"
+        )
+    if rope.get("mrope_interleaved", True) is not True:
+        raise BadInputError(
+            "config.json: mrope_interleaved must be true (Qwen3.5 interleaves its MRoPE rows)"
+        )
+    return tuple(section)
 
 
 def _eos_ids(text: dict[str, Any]) -> tuple[int, ...]:
@@ -153,7 +135,7 @@ def _eos_ids(text: dict[str, Any]) -> tuple[int, ...]:
 
 
 def _text_spec(model_type: str, prefix: str, text: dict[str, Any]) -> ModelSpec:
-    theta, partial = _rope(text)
+    theta, partial, mrope_section = _rope(text)
     pad = text.get("pad_token_id")
     spec = ModelSpec(
         model_type=model_type,
@@ -173,6 +155,7 @@ def _text_spec(model_type: str, prefix: str, text: dict[str, Any]) -> ModelSpec:
         rms_norm_eps=_field(text, "rms_norm_eps", float),
         rope_theta=theta,
         partial_rotary_factor=partial,
+        mrope_section=mrope_section,
         tie_word_embeddings=bool(text.get("tie_word_embeddings", False)),
         eos_token_ids=_eos_ids(text),
         pad_token_id=pad if isinstance(pad, int) else None,

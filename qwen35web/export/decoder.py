@@ -12,7 +12,6 @@ from tqdm import tqdm
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import ModelSpec
 from qwen35web.export.modeling import DecoderLayer, ZeroCenteredRMSNorm
-from qwen35web.runtime.graph_io import state_io
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +30,27 @@ def rotary_inv_freq(spec: ModelSpec) -> torch.Tensor:
     return 1.0 / (spec.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
 
 
+def mrope_rows(spec: ModelSpec) -> list[int]:
+    """The position row (0 t, 1 h, 2 w) each rotary frequency reads, as transformers interleaves them.
+
+    transformers' Qwen3.5 computes the angles of all three rows and then, for rows 1 and 2, overwrites
+    frequencies offset, offset+3, ... below 3 * mrope_section[row] with that row's angles: with
+    section (11, 11, 10) frequency j reads row j % 3 up to j = 32, so t h w t h w ... (rows clip at
+    rot/2 frequencies, as Python slices do).
+    """
+    rows = [0] * (spec.rotary_dim // 2)
+    for row in (1, 2):
+        for j in range(row, min(3 * spec.mrope_section[row], len(rows)), 3):
+            rows[j] = row
+    return rows
+
+
+def set_rotary_buffers(decoder: Qwen35Decoder) -> None:
+    """The rotary tables are computed, never read from a checkpoint (also for a fake decoder)."""
+    decoder.inv_freq = rotary_inv_freq(decoder.spec)
+    decoder.mrope_rows = torch.tensor(mrope_rows(decoder.spec), dtype=torch.long)
+
+
 class Qwen35Decoder(nn.Module):
     """Graph-shaped Qwen3.5 text decoder; `state_dict()` names follow `Qwen3_5ForCausalLM`."""
 
@@ -41,14 +61,22 @@ class Qwen35Decoder(nn.Module):
         if not spec.tie_word_embeddings:
             self.lm_head = nn.Linear(spec.hidden_size, spec.vocab_size, bias=False)
         self.inv_freq: torch.Tensor
+        self.mrope_rows: torch.Tensor
         self.register_buffer("inv_freq", rotary_inv_freq(spec), persistent=False)
+        self.register_buffer("mrope_rows", torch.tensor(mrope_rows(spec), dtype=torch.long), persistent=False)
         # Generation only ever samples from the last position: computing the head for it alone
         # skips a [T, D] x [D, V] product in prefill (a third of a 0.8B wasm prefill).
         self.last_position_only = False
 
     def _rope(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # Text-only MRoPE: all three position rows are equal, so the interleave is the identity.
-        freqs = position_ids.float().unsqueeze(-1) * self.inv_freq  # [B, T, rot/2]
+        """cos, sin [B, 1, T, rot] from position_ids [3, B, T] (MRoPE rows t, h, w), interleaved.
+
+        Each frequency j takes its angle from row mrope_rows[j]: picking the position first and
+        multiplying once is the same float32 product transformers picks after computing all three.
+        For text the rows are equal and this is plain RoPE.
+        """
+        rows = position_ids.index_select(0, self.mrope_rows)  # [rot/2, B, T]
+        freqs = rows.permute(1, 2, 0).float() * self.inv_freq  # [B, T, rot/2]
         emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)  # [B, 1, T, rot]
         # Angles in fp32 (positions reach 262k), applied in the activations' dtype as transformers does.
         return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -88,29 +116,6 @@ class Qwen35Decoder(nn.Module):
         return (logits, *present)
 
 
-def state_shapes(spec: ModelSpec, batch: int, past: int) -> list[tuple[int, ...]]:
-    """Shapes of the past-state inputs in graph order (docs/graph-io.md)."""
-    shapes: list[tuple[int, ...]] = []
-    for state in state_io(list(spec.layer_types)):
-        if state.kind == "conv":
-            shapes.append((batch, spec.conv_dim, spec.conv_kernel - 1))
-        elif state.kind == "recurrent":
-            dims = (spec.linear_num_value_heads, spec.linear_key_head_dim, spec.linear_value_head_dim)
-            shapes.append((batch, *dims))
-        else:
-            shapes.append((batch, spec.num_key_value_heads, past, spec.head_dim))
-    return shapes
-
-
-def zero_states(spec: ModelSpec, batch: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
-    """The first call's states: zeros, an empty KV cache; the recurrent state is always fp32."""
-    kinds = [s.kind for s in state_io(list(spec.layer_types))]
-    return [
-        torch.zeros(shape, dtype=torch.float32 if kind == "recurrent" else dtype)
-        for kind, shape in zip(kinds, state_shapes(spec, batch, 0), strict=True)
-    ]
-
-
 def checkpoint_name(spec: ModelSpec, name: str) -> str:
     """Our parameter name -> the checkpoint's (the text model sits under a layout-dependent prefix)."""
     return spec.weight_prefix + name.removeprefix("model.") if name.startswith("model.") else name
@@ -130,6 +135,6 @@ def load_decoder(
         module_name, _, attr = name.rpartition(".")
         setattr(decoder.get_submodule(module_name), attr, nn.Parameter(tensor, requires_grad=False))
         del param
-    decoder.inv_freq = rotary_inv_freq(spec)
+    set_rotary_buffers(decoder)
     log.info("loaded %d tensors from %s", len(expected), checkpoint.model_dir)
     return decoder.eval()

@@ -26,7 +26,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import ModelSpec
-from qwen35web.export.decoder import Qwen35Decoder, checkpoint_name, rotary_inv_freq
+from qwen35web.export.decoder import Qwen35Decoder, checkpoint_name, set_rotary_buffers
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def weightless_decoder(spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dty
         torch.set_default_dtype(default)
     expected = {checkpoint_name(spec, n): tuple(p.shape) for n, p in decoder.named_parameters()}
     checkpoint.check_expected(expected)
-    decoder.inv_freq = rotary_inv_freq(spec)  # a real fp32 buffer: computed, not read
+    set_rotary_buffers(decoder)  # real buffers: computed, not read
     return decoder.eval()
 
 

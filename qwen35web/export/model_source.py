@@ -34,9 +34,7 @@ def resolve_model(model: str, revision: str | None = None) -> Path:
             raise BadInputError(f"{model} is not a directory (give a checkpoint directory or a repo id)")
         return path
     if not is_repo_id(model):
-        raise BadInputError(
-            f"{model} is neither a checkpoint directory nor a Hugging Face repo id (owner/name)"
-        )
+        raise BadInputError(f"{model} does not exist (give a checkpoint directory or a Hub repo id)")
     return _from_hub(model, revision)
 
 

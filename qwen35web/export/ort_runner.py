@@ -1,7 +1,8 @@
 """A minimal onnxruntime driver for an exported graph: zero states, prefill, feed states back.
 
-Used by `--validate` and by tests. The generation runtime proper lives in qwen35web.runtime; this is
-only the graph-level loop, driven by the graph's own input/output metadata.
+Used by `--validate` and by tests. The generation runtime proper lives in qwen35web.runtime; this
+is only the graph-level loop. The states follow from the model facts the graph carries in its
+metadata (bundle_format.graph_metadata), through graph_io.past_states like everywhere else.
 """
 
 from __future__ import annotations
@@ -11,16 +12,22 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from qwen35web.runtime.bundle_format import facts_from_graph_metadata
 from qwen35web.runtime.graph_io import (
     ATTENTION_MASK,
     INPUT_IDS,
     LOGITS,
+    MROPE_ROWS,
     POSITION_IDS,
-    is_state_input,
-    present_for,
+    past_states,
+    text_positions,
 )
 
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+def batch_text_positions(batch: int, start: int, count: int) -> np.ndarray:
+    """position_ids [3, B, T] of text for every row: graph_io.text_positions, broadcast over B."""
+    rows = np.array(text_positions(start, count), dtype=np.int64)  # [3, T]
+    return np.ascontiguousarray(np.broadcast_to(rows[:, None, :], (MROPE_ROWS, batch, count)))
 
 
 class GraphRunner:
@@ -30,36 +37,40 @@ class GraphRunner:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        self.state_inputs = [i for i in self.session.get_inputs() if is_state_input(i.name)]
+        facts, activation_dtype = facts_from_graph_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.states = past_states(facts, activation_dtype)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def zero_states(self, batch: int) -> list[np.ndarray]:
-        """Zero conv/recurrent states and an empty KV cache, shaped from the graph's inputs."""
-        states = []
-        for meta in self.state_inputs:
-            dims = [d if isinstance(d, int) else 0 for d in meta.shape]
-            dims[0] = batch
-            states.append(np.zeros(dims, dtype=_ORT_DTYPES[meta.type]))
-        return states
+        """Zero conv/recurrent states and an empty KV cache for `batch` rows."""
+        return [np.zeros(state.dims(batch), dtype=state.dtype) for state in self.states]
 
     def step(
-        self, ids: np.ndarray, past_len: int, states: list[np.ndarray], mask: np.ndarray | None = None
+        self,
+        ids: np.ndarray,
+        past_len: int,
+        states: list[np.ndarray],
+        mask: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Run `ids` [B, T] after `past_len` tokens; returns logits [B, T, V] and the new states."""
+        """Run `ids` [B, T] after `past_len` tokens; returns logits [B, T, V] and the new states.
+
+        `positions` [3, B, T] are the MRoPE rows; by default text positions past_len.. in all three.
+        """
         batch, seq = ids.shape
         if mask is None:
             mask = np.ones((batch, past_len + seq), dtype=np.int64)
-        positions = np.broadcast_to(np.arange(past_len, past_len + seq, dtype=np.int64), (batch, seq))
+        if positions is None:
+            positions = batch_text_positions(batch, past_len, seq)
         feeds = {
             INPUT_IDS: ids.astype(np.int64),
             ATTENTION_MASK: mask,
-            POSITION_IDS: np.ascontiguousarray(positions),
+            POSITION_IDS: np.ascontiguousarray(positions, dtype=np.int64),
         }
-        feeds.update({meta.name: s for meta, s in zip(self.state_inputs, states, strict=True)})
+        feeds.update({state.name: s for state, s in zip(self.states, states, strict=True)})
         outputs = self.session.run(self.output_names, feeds)
         by_name = dict(zip(self.output_names, outputs, strict=True))
-        new_states = [by_name[present_for(meta.name)] for meta in self.state_inputs]
-        return by_name[LOGITS], new_states
+        return by_name[LOGITS], [by_name[state.present] for state in self.states]
 
     def greedy(
         self, prompt: np.ndarray, new_tokens: int, chunk: int | None = None, suppress: tuple[int, ...] = ()

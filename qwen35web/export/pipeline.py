@@ -27,7 +27,18 @@ from qwen35web.export.passes.quantize import fake_quantize_module, quantize_weig
 from qwen35web.export.passes.quantize_int8 import fake_quantize_module_int8, quantize_weights_int8
 from qwen35web.export.passes.split_initializers import split_large_initializers
 from qwen35web.export.sampler_graph import sampler_model
-from qwen35web.export.trace import trace_to_onnx
+from qwen35web.export.trace import activation_dtype_name, trace_to_onnx
+from qwen35web.runtime.bundle_format import (
+    LOGITS,
+    MODEL_FILE,
+    OPS,
+    SAMPLER_FILE,
+    VALIDATION_FILE,
+    GraphIO,
+    Manifest,
+    SamplerInfo,
+)
+from qwen35web.runtime.graph_io import TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +51,6 @@ DTYPES = {
     "q8": torch.float32,
 }
 QUANTIZED = ("q4", "q4f16")  # int4 (MatMulNBits); q8 is int8 (DynamicQuantizeMatMul)
-OPS = ("fused", "portable")
-LOGITS = ("all", "last")  # logits for every position [B, T, V], or the last one only [B, 1, V]
 
 
 @dataclass(frozen=True)
@@ -59,18 +68,15 @@ class ExportOptions:
     logits: str = "all"
 
 
-def io_contract(model: ir.Model) -> dict[str, list[dict[str, Any]]]:
+def io_contract(model: ir.Model) -> GraphIO:
     """Names, element types and (symbolic) shapes of the graph's inputs and outputs."""
 
-    def describe(value: ir.Value) -> dict[str, Any]:
-        shape = [d if isinstance(d, int) else str(d) for d in (value.shape or [])]
-        dtype = np.dtype(value.dtype.numpy()).name if value.dtype is not None else None  # "float32"
-        return {"name": value.name, "dtype": dtype, "shape": shape}
+    def describe(value: ir.Value) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) else str(d) for d in (value.shape or []))
+        dtype = np.dtype(value.dtype.numpy()).name if value.dtype is not None else "undefined"  # "float32"
+        return TensorSpec(value.name or "", dtype, shape)
 
-    return {
-        "inputs": [describe(v) for v in model.graph.inputs],
-        "outputs": [describe(v) for v in model.graph.outputs],
-    }
+    return GraphIO(tuple(map(describe, model.graph.inputs)), tuple(map(describe, model.graph.outputs)))
 
 
 def _check_options(options: ExportOptions) -> None:
@@ -84,18 +90,20 @@ def _check_options(options: ExportOptions) -> None:
         raise BadInputError(f"--block-size must be 16, 32, 64, 128 or 256, got {options.block_size}")
 
 
-def _manifest_fields(
-    spec: ModelSpec, model: ir.Model, options: ExportOptions, data_files: list[str]
-) -> dict[str, Any]:
-    return {
-        "model": spec.to_json(),
-        "io": io_contract(model),
-        "external_data": data_files,
-        "sampler": {"file": bundle.SAMPLER_FILE, **io_contract(ir.serde.deserialize_model(sampler_model()))},
-        "ops": options.ops,
-        "dtype": options.dtype,
-        "logits": options.logits,
-        "quantization": {
+def _manifest(
+    spec: ModelSpec, model: ir.Model, options: ExportOptions, data_files: list[str], staging: Path
+) -> Manifest:
+    """The finished bundle's manifest (every file written, so the file table is complete)."""
+    return Manifest(
+        model=spec,
+        io=io_contract(model),
+        external_data=tuple(data_files),
+        sampler=SamplerInfo(SAMPLER_FILE, io_contract(ir.serde.deserialize_model(sampler_model()))),
+        ops=options.ops,
+        dtype=options.dtype,
+        activation_dtype=activation_dtype_name(DTYPES[options.dtype]),
+        logits=options.logits,
+        quantization={
             "bits": 4,
             "block_size": options.block_size,
             "accuracy_level": options.accuracy_level,
@@ -109,13 +117,15 @@ def _manifest_fields(
         }
         if options.dtype == "q8"
         else None,
-        "chat_template": bundle.chat_template(options.model_dir),
-        "eos_token_ids": list(spec.eos_token_ids),
-        "pad_token_id": spec.pad_token_id,
-    }
+        chat_template=bundle.chat_template(options.model_dir),
+        eos_token_ids=spec.eos_token_ids,
+        pad_token_id=spec.pad_token_id,
+        files=bundle.file_table(staging),
+        provenance=bundle.provenance(),
+    )
 
 
-def run_export(options: ExportOptions) -> dict[str, Any]:
+def run_export(options: ExportOptions) -> Manifest:
     """Export one checkpoint to a bundle; returns the manifest. Raises ExportError subclasses."""
     _check_options(options)
     config = read_config_json(options.model_dir)
@@ -147,20 +157,19 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         data_files = bundle.save_graph(model, staging, options.max_data_file_bytes)
         del model, decoder
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating
-        onnx.save(sampler_model(), str(staging / bundle.SAMPLER_FILE))
+        onnx.save(sampler_model(), str(staging / SAMPLER_FILE))
         bundle.copy_model_files(options.model_dir, staging)
         if options.validate:
             report = _validate(staging, spec, config, checkpoint, options)
-            (staging / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
-        manifest = bundle.write_manifest(
-            staging, _manifest_fields(spec, _load_io(staging), options, data_files)
-        )
+            (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        manifest = _manifest(spec, _load_io(staging), options, data_files, staging)
+        bundle.write_manifest(staging, manifest)
     if report is not None and not report["passed"]:
         worst = report["worst"]
         raise ValidationFailedError(
             f"validation failed: max-abs {worst['max_abs']:.3g}, KL {worst['kl']:.3g}, greedy agreement "
             f"{worst['greedy_agreement']:.2f} (tolerance {report['tolerance']}); see "
-            f"{options.out_dir / 'validation.json'}"
+            f"{options.out_dir / VALIDATION_FILE}"
         )
     return manifest
 
@@ -181,7 +190,7 @@ def _validate(
             fake_quantize_module, block_size=options.block_size, quantize_embedding=options.quantize_embedding
         )
     return compare(
-        staging / bundle.MODEL_FILE,
+        staging / MODEL_FILE,
         lambda: load_reference(spec, config, checkpoint),
         spec.vocab_size,
         options.dtype,
@@ -192,5 +201,5 @@ def _validate(
 
 def _load_io(staging: Path) -> ir.Model:
     # Only the graph's I/O is needed: load without the external weights.
-    proto = onnx.load(str(staging / bundle.MODEL_FILE), load_external_data=False)
+    proto = onnx.load(str(staging / MODEL_FILE), load_external_data=False)
     return ir.serde.deserialize_model(proto)

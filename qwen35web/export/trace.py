@@ -5,33 +5,53 @@ from __future__ import annotations
 import logging
 import warnings
 
+import numpy as np
 import onnx_ir as ir
 import torch
 from torch.export import Dim
 
 from qwen35web.export.config import ModelSpec
-from qwen35web.export.decoder import Qwen35Decoder, state_shapes
+from qwen35web.export.decoder import Qwen35Decoder
 from qwen35web.export.ops.domain import ONNX_OPSET
 from qwen35web.export.ops.registry import translation_table
-from qwen35web.runtime.graph_io import input_names, output_names, state_io
+from qwen35web.runtime.bundle_format import graph_metadata
+from qwen35web.runtime.graph_io import (
+    BATCH,
+    MROPE_ROWS,
+    PAST,
+    SEQUENCE,
+    TensorSpec,
+    graph_inputs,
+    graph_outputs,
+    input_names,
+    output_names,
+    past_states,
+)
 
 log = logging.getLogger(__name__)
 
 # Trace with sizes of at least 2 so that torch.export keeps every axis symbolic (0 and 1 specialise).
 _TRACE_BATCH, _TRACE_SEQ, _TRACE_PAST = 2, 3, 2
-BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence_length", "past_sequence_length", "total_sequence_length"
+
+
+def activation_dtype_name(dtype: torch.dtype) -> str:
+    """torch.float16 -> "float16": the contract's name of the dtype the decoder is traced in."""
+    return str(dtype).removeprefix("torch.")
 
 
 def example_inputs(spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     batch, seq, past = _TRACE_BATCH, _TRACE_SEQ, _TRACE_PAST
-    kinds = [s.kind for s in state_io(list(spec.layer_types))]
     states = [
-        torch.zeros(shape, dtype=torch.float32 if kind == "recurrent" else dtype)
-        for kind, shape in zip(kinds, state_shapes(spec, batch, past), strict=True)
+        torch.zeros(state.dims(batch, past), dtype=getattr(torch, state.dtype))
+        for state in past_states(spec, activation_dtype_name(dtype))
     ]
     ids = torch.zeros((batch, seq), dtype=torch.long)
     mask = torch.ones((batch, past + seq), dtype=torch.long)
-    positions = torch.arange(past, past + seq).expand(batch, seq).contiguous()
+    # Distinct MRoPE rows, so nothing in the trace can assume they are equal.
+    text = torch.arange(past, past + seq)
+    positions = (
+        torch.stack([text, text + 1, text + 2]).unsqueeze(1).expand(MROPE_ROWS, batch, seq).contiguous()
+    )
     return (ids, mask, positions, *states)
 
 
@@ -39,32 +59,44 @@ def dynamic_shapes(spec: ModelSpec) -> tuple[object, ...]:
     batch, seq = Dim(BATCH), Dim(SEQUENCE)
     # total = past + seq is a relation torch.export cannot state between two free dims; AUTO lets
     # it infer the past axis from the attention mask's.
-    total = Dim.AUTO
-    states: list[dict[int, Dim]] = []
-    for state in state_io(list(spec.layer_types)):
-        states.append({0: batch, 2: Dim.AUTO} if state.kind in ("key", "value") else {0: batch})
+    axes = {BATCH: batch, PAST: Dim.AUTO}
+    states = tuple(
+        {axis: axes[d] for axis, d in enumerate(state.shape) if isinstance(d, str)}
+        for state in past_states(spec, "float32")
+    )
     # forward(ids, mask, positions, *past): the varargs are one element of the structure.
-    return ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, tuple(states))
+    return ({0: batch, 1: seq}, {0: batch, 1: Dim.AUTO}, {1: batch, 2: seq}, states)
 
 
-def rename_dynamic_dims(model: ir.Model, spec: ModelSpec) -> None:
-    """Give the graph's symbolic I/O dims the contract's names (the tracer invents its own)."""
+def _declare(value: ir.Value, spec: TensorSpec) -> None:
+    """Give a graph input/output the contract's dims (the tracer invents its own symbol names)."""
+    shape = value.shape
+    dtype = np.dtype(value.dtype.numpy()).name if value.dtype is not None else None
+    assert shape is not None and len(shape) == len(spec.shape), (
+        f"{value.name}: rank differs from the contract"
+    )
+    assert (value.name, dtype) == (spec.name, spec.dtype), (
+        f"{value.name} {dtype} is not the contract's {spec}"
+    )
+    for traced, declared in zip(shape, spec.shape, strict=True):
+        assert isinstance(traced, int) == isinstance(declared, int), f"{value.name}: {shape} vs {spec.shape}"
+        assert not isinstance(declared, int) or traced == declared, f"{value.name}: {shape} vs {spec.shape}"
+    value.shape = ir.Shape(list(spec.shape))
+
+
+def apply_io_contract(
+    model: ir.Model, spec: ModelSpec, activation_dtype: str, last_position_only: bool
+) -> None:
+    """Check the traced I/O against graph_io's contract, name its dims, and record the model facts."""
     graph = model.graph
-    names: dict[str, str] = {}
-    ids, mask = graph.inputs[0].shape, graph.inputs[1].shape
-    assert ids is not None and mask is not None, "the tracer always records input shapes"
-    names[str(ids[0])] = BATCH
-    names[str(ids[1])] = SEQUENCE
-    names[str(mask[1])] = TOTAL
-    for value in graph.inputs:
-        if value.name and value.name.endswith(".key") and value.shape is not None:
-            names[str(value.shape[2])] = PAST
-            break
-    for value in [*graph.inputs, *graph.outputs]:
-        if value.shape is None:
-            continue
-        dims = [names.get(str(d), d) if isinstance(d, ir.SymbolicDim) else d for d in value.shape]
-        value.shape = ir.Shape(dims)
+    inputs, outputs = (
+        graph_inputs(spec, activation_dtype),
+        graph_outputs(spec, activation_dtype, last_position_only),
+    )
+    assert len(graph.inputs) == len(inputs) and len(graph.outputs) == len(outputs), "I/O count differs"
+    for value, declared in zip([*graph.inputs, *graph.outputs], [*inputs, *outputs], strict=True):
+        _declare(value, declared)
+    model.metadata_props.update(graph_metadata(spec, activation_dtype))
 
 
 def trace_to_onnx(
@@ -91,5 +123,5 @@ def trace_to_onnx(
         )
     assert program is not None
     model = program.model
-    rename_dynamic_dims(model, spec)
+    apply_io_contract(model, spec, activation_dtype_name(dtype), decoder.last_position_only)
     return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.runtime.graph_io import grid_positions, text_positions
 
 log = logging.getLogger(__name__)
 
@@ -68,65 +70,97 @@ def reference_greedy(reference: Any, prompt: np.ndarray, new_tokens: int) -> lis
     return out[0, ids.shape[1] :].tolist()
 
 
-def _rows(piece: np.ndarray, start: int, length: int) -> tuple[np.ndarray, list[int]]:
-    """A step's logits [T or 1, V] and the prompt positions they belong to (all, or the last only)."""
-    positions = list(range(start, start + length)) if piece.shape[0] == length else [start + length - 1]
-    return piece, positions
+def image_prompt_positions(length: int) -> np.ndarray:
+    """MRoPE rows [3, T] of a prompt holding an image: text, a patch grid (h x 2h), text.
+
+    The grid takes about half the prompt, so height and width rows differ from each other and
+    from the temporal row; very short prompts keep the grid's first patches only.
+    """
+    before = length // 4
+    height = max(1, math.isqrt(length // 4))
+    width = 2 * height
+    after = max(0, length - before - height * width)
+    rows = [
+        text_positions(0, before),
+        grid_positions(before, height, width),
+        text_positions(before + max(height, width), after),
+    ]
+    return np.concatenate([np.array(r, dtype=np.int64).reshape(3, -1) for r in rows], axis=1)[:, :length]
+
+
+def _prefill(
+    runner: GraphRunner, prompt: np.ndarray, positions: np.ndarray, chunk: int
+) -> tuple[np.ndarray, list[int]]:
+    """Logits rows of `prompt` fed in chunks with its MRoPE `positions` [3, T], and their indices.
+
+    A graph exported with `--logits last` returns one row per step: it is compared at the
+    positions it produced (the last of each chunk).
+    """
+    rows, indices = [], []
+    states, past = runner.zero_states(1), 0
+    for start in range(0, len(prompt), chunk):
+        piece = prompt[start : start + chunk]
+        logits, states = runner.step(
+            piece[None], past, states, positions=positions[:, None, start : start + chunk]
+        )
+        rows.append(logits[0])
+        indices += (
+            list(range(start, start + len(piece)))
+            if logits.shape[1] == len(piece)
+            else [past + len(piece) - 1]
+        )
+        past += len(piece)
+    return np.concatenate(rows), indices
 
 
 def _onnx_side(model_path: Path, prompts: list[np.ndarray], eos_ids: tuple[int, ...]) -> list[dict[str, Any]]:
     """Everything onnxruntime computes for the prompts; the session is gone when this returns.
 
-    A graph exported with `--logits last` returns one row per step: it is compared at the
-    positions it produced (the last of the prompt, the last of each chunk).
+    Each prompt runs whole and in chunks, with text positions and with an image's distinct MRoPE rows.
     """
     runner = GraphRunner(model_path)
     outputs = []
     for prompt in prompts:
-        logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
-        whole, positions = _rows(logits[0], 0, len(prompt))
-        chunked, chunked_positions = [], []
-        states, past = runner.zero_states(1), 0
-        for start in range(0, len(prompt), PREFILL_CHUNK):
-            piece = prompt[start : start + PREFILL_CHUNK]
-            step_logits, states = runner.step(piece[None], past, states)
-            rows, rows_positions = _rows(step_logits[0], start, len(piece))
-            chunked.append(rows)
-            chunked_positions += rows_positions
-            past += len(piece)
-        outputs.append(
-            {
-                "logits": whole,
-                "positions": positions,
-                "chunked": np.concatenate(chunked),
-                "chunked_positions": chunked_positions,
-                "tokens": runner.greedy(prompt, GREEDY_TOKENS, suppress=eos_ids),
-            }
-        )
+        runs: dict[str, tuple[np.ndarray, list[int]]] = {}
+        for layout, positions in (
+            ("text", np.array(text_positions(0, len(prompt)), dtype=np.int64)),
+            ("image", image_prompt_positions(len(prompt))),
+        ):
+            runs[layout] = _prefill(runner, prompt, positions, len(prompt))
+            runs[f"{layout}_chunked"] = _prefill(runner, prompt, positions, PREFILL_CHUNK)
+        outputs.append({"runs": runs, "tokens": runner.greedy(prompt, GREEDY_TOKENS, suppress=eos_ids)})
     return outputs
+
+
+def _reference_logits(reference: Any, prompt: np.ndarray, positions: np.ndarray | None) -> np.ndarray:
+    """transformers' logits [T, V] of `prompt`, with MRoPE `positions` [3, T] when given."""
+    ids = torch.from_numpy(prompt)[None]
+    position_ids = None if positions is None else torch.from_numpy(positions)[:, None]
+    with torch.no_grad():
+        return reference(ids, position_ids=position_ids).logits[0].float().numpy()  # type: ignore[no-any-return]
 
 
 def _against(reference: Any, prompts: list[np.ndarray], onnx_outputs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-prompt and worst-case differences between onnxruntime's outputs and `reference`'s."""
     cases: list[dict[str, Any]] = []
     for prompt, out in zip(prompts, onnx_outputs, strict=True):
+        refs = {"text": _reference_logits(reference, prompt, None)}
+        refs["image"] = _reference_logits(reference, prompt, image_prompt_positions(len(prompt)))
         with torch.no_grad():
-            ref = reference(torch.from_numpy(prompt)[None]).logits[0].float().numpy()  # [T, V]
             ref_tokens = reference_greedy(reference, prompt, GREEDY_TOKENS)
-        cases.append(
-            {
-                "prompt_tokens": len(prompt),
-                "max_abs": float(np.abs(out["logits"] - ref[out["positions"]]).max()),
-                "chunked_max_abs": float(np.abs(out["chunked"] - ref[out["chunked_positions"]]).max()),
-                "kl": _kl(ref[out["positions"]], out["logits"]),
-                "greedy_agreement": float(np.mean(np.array(out["tokens"]) == np.array(ref_tokens))),
-                "greedy_tokens": out["tokens"],
-                "reference_greedy_tokens": ref_tokens,
-            }
-        )
+        case: dict[str, Any] = {"prompt_tokens": len(prompt)}
+        for run, (logits, indices) in out["runs"].items():
+            ref = refs[run.removesuffix("_chunked")][indices]
+            case[f"{run}_max_abs"] = float(np.abs(logits - ref).max())
+            if not run.endswith("_chunked"):
+                case[f"{run}_kl"] = _kl(ref, logits)
+        case["greedy_agreement"] = float(np.mean(np.array(out["tokens"]) == np.array(ref_tokens)))
+        case["greedy_tokens"] = out["tokens"]
+        case["reference_greedy_tokens"] = ref_tokens
+        cases.append(case)
     worst = {
-        "max_abs": max(max(c["max_abs"], c["chunked_max_abs"]) for c in cases),
-        "kl": max(c["kl"] for c in cases),
+        "max_abs": max(v for c in cases for k, v in c.items() if k.endswith("_max_abs")),
+        "kl": max(v for c in cases for k, v in c.items() if k.endswith("_kl")),
         "greedy_agreement": min(c["greedy_agreement"] for c in cases),
     }
     return {"worst": worst, "cases": cases}

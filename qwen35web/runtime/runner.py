@@ -7,29 +7,29 @@ long generation holds exactly one set of states (on the GPU for WebGPU) and one 
 from __future__ import annotations
 
 from qwen35web.runtime import graph_io as io
+from qwen35web.runtime.bundle_format import Manifest
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine, Tensor
-from qwen35web.runtime.manifest import Manifest, TensorSpec
+from qwen35web.runtime.errors import GenerationInputError
 
-
-def _zero_dims(spec: TensorSpec) -> list[int]:
-    # batch is 1; the only other symbolic axis of a state is the (empty) past.
-    return [1 if i == 0 else (d if isinstance(d, int) else 0) for i, d in enumerate(spec.shape)]
+Positions = list[list[int]]  # MRoPE rows [3][T]: temporal, height, width
 
 
 class ModelRunner:
     def __init__(self, engine: Engine, manifest: Manifest):
         self.engine = engine
-        self.state_specs = [t for t in manifest.inputs if io.is_state_input(t.name)]
-        self.present_names = [io.present_for(t.name) for t in self.state_specs]
-        self.past_len = 0
+        self.state_specs = manifest.past_states()
+        self.present_names = [s.present for s in self.state_specs]
+        self.past_len = 0  # tokens the states hold (the KV cache's length)
+        self.next_position = 0  # where text continues: one past the largest position fed so far
         self.states: list[Tensor] = []
         self.logits: Tensor | None = None
 
     def reset(self) -> None:
         """Forget the sequence: zero states, empty KV cache."""
         self._release_all()
-        self.states = [self.engine.zeros(s.dtype, _zero_dims(s)) for s in self.state_specs]
+        self.states = [self.engine.zeros(s.dtype, s.dims(batch=1)) for s in self.state_specs]
         self.past_len = 0
+        self.next_position = 0
 
     def _release_all(self) -> None:
         for tensor in self.states:
@@ -39,15 +39,23 @@ class ModelRunner:
             self.engine.release(self.logits)
             self.logits = None
 
-    async def forward(self, ids: list[int]) -> None:
-        """Run `ids` after what the states hold; keeps the logits [1, T, V] for sampling."""
+    async def forward(self, ids: list[int], positions: Positions | None = None) -> None:
+        """Run `ids` after what the states hold; keeps the logits [1, T, V] for sampling.
+
+        `positions` are the new tokens' MRoPE rows [3][T] (an image's tokens have distinct rows);
+        by default text, whose three rows count on from `next_position`. Text fed afterwards
+        continues one past the largest position, as transformers' Qwen3.5 does after an image.
+        """
         if not self.states:
             self.reset()
         seq, past = len(ids), self.past_len
+        rows = io.text_positions(self.next_position, seq) if positions is None else positions
+        if len(rows) != io.MROPE_ROWS or any(len(row) != seq for row in rows):
+            raise GenerationInputError(f"positions must be {io.MROPE_ROWS} rows of {seq} ints, one per token")
         inputs = {
             io.INPUT_IDS: self.engine.int64(ids, [1, seq]),
             io.ATTENTION_MASK: self.engine.ones_int64([1, past + seq]),
-            io.POSITION_IDS: self.engine.int64(list(range(past, past + seq)), [1, seq]),
+            io.POSITION_IDS: self.engine.int64([p for row in rows for p in row], [io.MROPE_ROWS, 1, seq]),
         }
         feeds = dict(inputs)
         feeds.update({spec.name: state for spec, state in zip(self.state_specs, self.states, strict=True)})
@@ -58,6 +66,7 @@ class ModelRunner:
         self.states = [outputs[name] for name in self.present_names]
         self.logits = outputs[io.LOGITS]
         self.past_len = past + seq
+        self.next_position = max([self.next_position, *(p + 1 for row in rows for p in row)])
 
     async def candidates(
         self, k: int, temperature: float, penalty: float, penalty_ids: list[int]

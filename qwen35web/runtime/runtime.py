@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.chat import Message, render_chat
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult, Generator
-from qwen35web.runtime.manifest import MODEL_FILE, SAMPLER_FILE, TOKENIZER_FILE, Manifest, load_local_manifest
+from qwen35web.runtime.manifest import load_local_manifest
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import SamplingParams
 
@@ -87,13 +88,11 @@ async def open_native(
     from qwen35web.runtime.tokenizer import Tokenizer
 
     manifest = load_local_manifest(bundle_dir, verify_hashes=verify_hashes)
-    if SAMPLER_FILE not in manifest.files:
-        raise BundleError(f"bundle {bundle_dir} has no {SAMPLER_FILE} (exported by an older tool?)")
     try:
         tokenizer = Tokenizer.from_file(bundle_dir / TOKENIZER_FILE)
     except ValueError as err:
         raise BundleError(f"{TOKENIZER_FILE}: {err}") from None
     engine = NativeEngine(threads)
     await engine.open(MODEL_ROLE, str(bundle_dir / MODEL_FILE))
-    await engine.open(SAMPLER_ROLE, str(bundle_dir / SAMPLER_FILE))
+    await engine.open(SAMPLER_ROLE, str(bundle_dir / manifest.sampler.file))
     return Runtime(manifest, tokenizer, engine, prefill_chunk=prefill_chunk)

@@ -13,10 +13,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
-from qwen35web.runtime.manifest import MODEL_FILE, SAMPLER_FILE, TOKENIZER_FILE, Manifest, parse_manifest_text
+from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 
@@ -50,13 +51,11 @@ def download_plan(manifest_text: str) -> str:
     """JSON list of the files the page fetches to run the bundle: path, size, sha256, externalData."""
     try:
         manifest = parse_manifest_text(manifest_text)
-        if SAMPLER_FILE not in manifest.files:
-            raise BundleError(f"the bundle has no {SAMPLER_FILE} (exported by an older tool?)")
     except RuntimeUserError as err:
         return _error(err)
     external = external_data_files(manifest)
     plan = []
-    for path in (MODEL_FILE, *external, SAMPLER_FILE, TOKENIZER_FILE):
+    for path in (MODEL_FILE, *external, manifest.sampler.file, TOKENIZER_FILE):
         entry = manifest.files[path]
         plan.append(
             {
@@ -115,8 +114,8 @@ class WebSession:
                 "dtype": manifest.dtype,
                 "ops": manifest.ops,
                 "vocabSize": manifest.vocab_size,
-                "layers": facts["num_layers"],
-                "hiddenSize": facts["hidden_size"],
+                "layers": facts.num_layers,
+                "hiddenSize": facts.hidden_size,
                 "weightBytes": weight_bytes,
                 "chat": manifest.chat_template is not None,
             }
@@ -210,7 +209,7 @@ async def open_session(
         except (ValueError, KeyError) as err:
             raise BundleError(f"{TOKENIZER_FILE}: {err}") from None
         await engine.open(MODEL_ROLE, MODEL_FILE)
-        await engine.open(SAMPLER_ROLE, SAMPLER_FILE)
+        await engine.open(SAMPLER_ROLE, manifest.sampler.file)
         runtime = Runtime(manifest, tokenizer, engine, prefill_chunk=prefill_chunk or DEFAULT_PREFILL_CHUNK)
     except Exception as err:
         return _error(err)

@@ -17,6 +17,7 @@ it (it holds the marker file), never an arbitrary directory given by mistake.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -29,8 +30,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from qwen35web.runtime.bundle_format import MANIFEST, ModelFacts
 from qwen35web.runtime.errors import BundleError
-from qwen35web.runtime.manifest import MANIFEST, load_local_manifest
+from qwen35web.runtime.manifest import load_local_manifest
 from qwen35web.web.vendor import VENDORED, VendorError, VendorPackage, locate
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,9 @@ def locate_vendored(npm_root: Path | None) -> dict[str, VendorPackage]:
         raise BuildError(str(err)) from None
 
 
-def _model_facts(model: dict) -> dict:
+def _model_facts(model: ModelFacts) -> ModelFacts:
     """A manifest's model facts without the checkpoint layout the export read them from."""
-    return {key: value for key, value in model.items() if key not in ("model_type", "weight_prefix")}
+    return dataclasses.replace(model, model_type="", weight_prefix="")
 
 
 def _check_bundles(spec: SiteSpec) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from qwen35web.web.build import STATIC_DIR, BuildError, SiteSpec, build_site
+from tests.old_bundles import FORMAT_1_MESSAGE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,6 +169,13 @@ def test_corrupt_bundle_is_refused(tmp_path: Path, export_bundle) -> None:
         done.stderr
         == "error: bundle 'm': model.onnx.data: sha256 does not match the manifest (corrupt file)\n"
     )
+    assert not (tmp_path / "site").exists()
+
+
+def test_format_1_bundle_is_refused_in_one_line(tmp_path: Path, format_1_bundle: Path) -> None:
+    done = run_cli("build", str(tmp_path / "site"), "--bundle", f"m={format_1_bundle}")
+    assert done.returncode == 2
+    assert done.stderr == f"error: bundle 'm': {FORMAT_1_MESSAGE}\n"
     assert not (tmp_path / "site").exists()
 
 

@@ -23,6 +23,7 @@ from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving
 from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, WatchedPage, open_page, watch
+from tests.old_bundles import FORMAT_1_MESSAGE, format_1_manifest
 
 pytestmark = pytest.mark.browser
 
@@ -88,6 +89,11 @@ def _unknown_format(bundle: Path) -> None:
     _edit_manifest(bundle, lambda m: m.update(format_version=99))
 
 
+def _format_1(bundle: Path) -> None:
+    old = format_1_manifest(json.loads((bundle / "manifest.json").read_text()))
+    _replace(bundle / "manifest.json", json.dumps(old, indent=2).encode())
+
+
 def _missing_file(bundle: Path) -> None:
     (bundle / "sampler.onnx").unlink()
 
@@ -103,6 +109,7 @@ def _escaping_path(bundle: Path) -> None:
 
 DOCTORS: dict[str, Callable[[Path], None]] = {
     "unknown-format": _unknown_format,
+    "format-1": _format_1,
     "missing-file": _missing_file,
     "truncated-weights": _truncated_weights,
     "escaping-path": _escaping_path,
@@ -128,7 +135,11 @@ def _weights_size(bundle: Path) -> int:
 def _expected_messages(bundle: Path) -> dict[str, str]:
     size = _weights_size(bundle)
     return {
-        "unknown-format": "manifest.json: unknown format_version 99 (this runtime reads 1)",
+        "unknown-format": (
+            "manifest.json: the bundle has format_version 99; this qwen35web reads format 2: "
+            "re-export the model with `qwen35web export`"
+        ),
+        "format-1": FORMAT_1_MESSAGE,
         "missing-file": "sampler.onnx: the server answered HTTP 404",
         "truncated-weights": (
             f"{WEIGHTS}: {size // 2} bytes received, the manifest says {size} (truncated download?)"

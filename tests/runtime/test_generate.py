@@ -18,6 +18,7 @@ from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
+from tests.old_bundles import FORMAT_1_MESSAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT_IDS = [17, 250, 3, 99, 412, 64, 64, 7, 311, 150, 42, 8]
@@ -186,3 +187,43 @@ def test_cli_bad_input_is_one_line(export_bundle, args):
 def test_cli_missing_bundle(tmp_path):
     proc = _cli("generate", str(tmp_path / "nope"), "--prompt", "x")
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_refuses_a_format_1_bundle_in_one_line(format_1_bundle):
+    proc = _cli("generate", str(format_1_bundle), "--prompt", "x")
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {FORMAT_1_MESSAGE}\n"
+
+
+def test_runner_feeds_explicit_mrope_rows_and_text_continues_after_them(export_bundle, tiny_reference):
+    """forward(ids, positions) takes an image's 3 rows; text then continues one past their largest."""
+    import torch
+
+    from qwen35web.export.validate import image_prompt_positions
+
+    ids = [int(i) for i in np.random.default_rng(9).integers(0, 500, size=24)]
+    image = image_prompt_positions(20)  # [3, 20], distinct rows
+    resume = int(image.max()) + 1
+    positions = np.concatenate([image, np.array([list(range(resume, resume + 4))] * 3)], axis=1)
+    with torch.no_grad():
+        ref = tiny_reference(torch.tensor([ids]), position_ids=torch.from_numpy(positions)[:, None]).logits[0]
+
+    async def go():
+        runtime = await open_native(export_bundle("text", "fused"))
+        runner = runtime.runner
+        try:
+            runner.reset()
+            await runner.forward(ids[:20], image.tolist())
+            got = [await runner.last_logits()]
+            assert (runner.past_len, runner.next_position) == (20, resume)
+            for token in ids[20:]:
+                await runner.forward([token])  # default: text rows from next_position
+                got.append(await runner.last_logits())
+            with pytest.raises(GenerationInputError, match="3 rows of 2"):
+                await runner.forward([1, 2], [[0, 1], [0, 1]])
+            return got
+        finally:
+            await runtime.close()
+
+    got = np.array(_run(go()))
+    np.testing.assert_allclose(got, ref[19:].numpy(), rtol=0, atol=1e-5)

@@ -7,8 +7,10 @@ import shutil
 
 import pytest
 
+from qwen35web.runtime.bundle_format import Manifest
 from qwen35web.runtime.errors import BundleError
-from qwen35web.runtime.manifest import load_local_manifest, parse_manifest
+from qwen35web.runtime.manifest import load_local_manifest
+from tests.old_bundles import FORMAT_1_MESSAGE
 
 
 @pytest.fixture()
@@ -87,4 +89,28 @@ def test_damaged_bundle_is_one_clear_error(bundle_copy, name, damage, message):
 )
 def test_malformed_manifests(data):
     with pytest.raises(BundleError):
-        parse_manifest(data)
+        Manifest.from_json(data)
+
+
+def test_a_format_1_manifest_is_refused_in_one_line(format_1_bundle):
+    with pytest.raises(BundleError) as refused:
+        load_local_manifest(format_1_bundle)
+    assert str(refused.value) == FORMAT_1_MESSAGE
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["io"]["inputs"][2].update(shape=["batch_size", "sequence_length"]),
+        lambda d: d["io"]["inputs"][3].update(dtype="float16"),
+        lambda d: d.update(activation_dtype="float16"),
+        lambda d: d.update(logits="last"),
+        lambda d: d["model"].update(conv_kernel=3),
+    ],
+    ids=["rank-2-positions", "state-dtype", "activation-dtype", "logits", "model-facts"],
+)
+def test_io_that_is_not_the_contract_of_the_model_is_refused(export_bundle, edit):
+    data = json.loads((export_bundle("text", "fused") / "manifest.json").read_text())
+    edit(data)
+    with pytest.raises(BundleError, match="'io' is not the graph contract"):
+        Manifest.from_json(data)

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qwen35web.runtime.bundle_format import Manifest, check_relative_path
 from qwen35web.runtime.errors import BundleError
-from qwen35web.runtime.manifest import check_relative_path, parse_manifest, parse_manifest_text
+from qwen35web.runtime.manifest import parse_manifest_text
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
@@ -27,6 +28,9 @@ near_valid = st.fixed_dictionaries(
         "io": json_values,
         "model": json_values,
         "ops": st.sampled_from(["fused", "portable", "x"]),
+        "activation_dtype": st.sampled_from(["float32", "float16", "x"]),
+        "logits": st.sampled_from(["all", "last", None]),
+        "sampler": json_values,
         "dtype": json_values,
         "eos_token_ids": json_values,
         "pad_token_id": json_values,
@@ -39,7 +43,7 @@ near_valid = st.fixed_dictionaries(
 @given(json_values | near_valid)
 def test_arbitrary_json_gives_a_manifest_or_bundle_error(data):
     try:
-        parse_manifest(data)
+        Manifest.from_json(data)
     except BundleError as err:
         assert str(err).startswith("manifest.json")
 

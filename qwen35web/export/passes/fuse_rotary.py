@@ -7,12 +7,15 @@ the "rotate half" layout and passes the rest through:
     out = concat(x_rot * cos + concat(-x_rot[..., rot/2:], x_rot[..., :rot/2]) * sin, x_pass)
 
 where cos = Cos(Unsqueeze(Concat(F, F), 1)), sin likewise, and F [B, T, rot/2] are the fp32
-angles position * inv_freq computed from `position_ids`.
+angles computed from `position_ids` [3, B, T]: frequency j takes its position from MRoPE row
+mrope_rows[j] (t h w interleaved, see decoder.mrope_rows), times inv_freq[j].
 
-onnxruntime's kernel looks its cos/sin up in caches by position id. Rather than a table over
-every position the model supports (262k rows), the caches here are this call's own angles,
-`Cos(F)` flattened to [B*T, rot/2], and the "position ids" are row numbers 0..B*T-1 shaped
-[B, T]: bit-identical angles, any positions (left padding, chunks), and no big constant.
+onnxruntime's kernel looks its cos/sin up in caches by one position id per token, so a table
+indexed by position (or a 262k-row constant) cannot express three different rows per token.
+The caches here are instead this call's own interleaved angles, `Cos(F)` flattened to
+[B*T, rot/2], and the kernel's "position ids" are row numbers 0..B*T-1 shaped [B, T]: the
+kernel reads bit-identical angles for any positions (distinct MRoPE rows, left padding,
+chunks), and the graph holds no big constant.
 """
 
 from __future__ import annotations

@@ -1,0 +1,80 @@
+"""A checkpoint's generation_config.json: its end-of-sequence ids and its sampling defaults.
+
+Published Qwen3.5 checkpoints end a turn with either of two ids and recommend sampling settings; the
+bundle records both (`manifest["generation"]`), and the runtime, the CLI and the page use them whenever
+the user gives none. Only the fields the runtime understands are kept; a field of the wrong type is bad
+input (one clear line), not silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from qwen35web.export.errors import BadInputError
+
+GENERATION_CONFIG = "generation_config.json"
+
+# generation_config.json key -> (manifest key, type check, description for the error message)
+_SAMPLING_FIELDS: dict[str, tuple[str, type, str]] = {
+    "do_sample": ("do_sample", bool, "true or false"),
+    "temperature": ("temperature", float, "a number > 0"),
+    "top_p": ("top_p", float, "a number in (0, 1]"),
+    "top_k": ("top_k", int, "an integer >= 0"),
+    "repetition_penalty": ("repetition_penalty", float, "a number > 0"),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid(key: str, value: Any) -> bool:
+    if key == "do_sample":
+        return isinstance(value, bool)
+    if key == "top_k":
+        return _is_int(value) and value >= 0
+    if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+        return False
+    return 0 < value <= 1 if key == "top_p" else value > 0
+
+
+def _eos_ids(value: Any) -> list[int]:
+    ids = value if isinstance(value, list) else [value]
+    if not ids or not all(_is_int(i) and i >= 0 for i in ids):
+        raise BadInputError(
+            f"{GENERATION_CONFIG}: 'eos_token_id' must be an id or a list of ids, not {value!r}"
+        )
+    return list(ids)
+
+
+def read_generation_config(model_dir: Path) -> dict[str, Any]:
+    """The manifest's `generation` section from MODEL_DIR/generation_config.json ({} when there is none)."""
+    path = model_dir / GENERATION_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BadInputError(f"{GENERATION_CONFIG} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{GENERATION_CONFIG} must hold a JSON object")
+    section: dict[str, Any] = {}
+    if data.get("eos_token_id") is not None:
+        section["eos_token_ids"] = _eos_ids(data["eos_token_id"])
+    for key, (manifest_key, kind, description) in _SAMPLING_FIELDS.items():
+        if data.get(key) is None:
+            continue
+        if not _valid(key, data[key]):
+            raise BadInputError(f"{GENERATION_CONFIG}: '{key}' must be {description}, got {data[key]!r}")
+        section[manifest_key] = kind(data[key])
+    return section
+
+
+def merged_eos_ids(config_ids: tuple[int, ...], generation: dict[str, Any]) -> tuple[int, ...]:
+    """config.json's eos ids, then generation_config.json's others, each once, in that order."""
+    merged = list(config_ids)
+    merged += [i for i in generation.get("eos_token_ids", []) if i not in merged]
+    return tuple(merged)
