@@ -20,6 +20,7 @@ from qwen35web.export import bundle
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
 from qwen35web.export.errors import BadInputError, ValidationFailedError
+from qwen35web.export.generation_config import merged_eos_ids, read_generation_config
 from qwen35web.export.lazy_weights import optimize_with_weights, weightless_decoder
 from qwen35web.export.passes.choose_ops import choose_ops
 from qwen35web.export.passes.fusions import apply_fusions
@@ -91,7 +92,12 @@ def _check_options(options: ExportOptions) -> None:
 
 
 def _manifest(
-    spec: ModelSpec, model: ir.Model, options: ExportOptions, data_files: list[str], staging: Path
+    spec: ModelSpec,
+    model: ir.Model,
+    options: ExportOptions,
+    data_files: list[str],
+    staging: Path,
+    generation: dict[str, Any],
 ) -> Manifest:
     """The finished bundle's manifest (every file written, so the file table is complete)."""
     return Manifest(
@@ -118,10 +124,11 @@ def _manifest(
         if options.dtype == "q8"
         else None,
         chat_template=bundle.chat_template(options.model_dir),
-        eos_token_ids=spec.eos_token_ids,
+        eos_token_ids=merged_eos_ids(spec.eos_token_ids, generation),
         pad_token_id=spec.pad_token_id,
         files=bundle.file_table(staging),
         provenance=bundle.provenance(),
+        generation=generation,
     )
 
 
@@ -130,6 +137,7 @@ def run_export(options: ExportOptions) -> Manifest:
     _check_options(options)
     config = read_config_json(options.model_dir)
     spec = spec_from_config(config)
+    generation = read_generation_config(options.model_dir)
     bundle.check_tokenizer_files(options.model_dir)
     bundle.check_output_dir(options.out_dir, options.force)
     checkpoint = Checkpoint(options.model_dir)
@@ -162,7 +170,7 @@ def run_export(options: ExportOptions) -> Manifest:
         if options.validate:
             report = _validate(staging, spec, config, checkpoint, options)
             (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        manifest = _manifest(spec, _load_io(staging), options, data_files, staging)
+        manifest = _manifest(spec, _load_io(staging), options, data_files, staging, generation)
         bundle.write_manifest(staging, manifest)
     if report is not None and not report["passed"]:
         worst = report["worst"]

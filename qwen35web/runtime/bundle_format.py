@@ -22,7 +22,7 @@ import json
 import posixpath
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from qwen35web.runtime import graph_io
@@ -282,6 +282,9 @@ class Manifest:
     external_data: tuple[str, ...]  # model.onnx's weight files, in the bundle
     files: dict[str, FileEntry]  # every file but manifest.json
     provenance: dict[str, Any]  # tool and library versions of the export
+    # The checkpoint's generation_config.json: eos ids and sampling defaults (do_sample, temperature, top_p,
+    # top_k, repetition_penalty); the runtime's defaults when the user gives none.
+    generation: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -320,6 +323,7 @@ class Manifest:
             "pad_token_id": self.pad_token_id,
             "files": {path: entry.to_json() for path, entry in self.files.items()},
             "provenance": self.provenance,
+            "generation": self.generation,
         }
 
     @classmethod
@@ -344,10 +348,38 @@ class Manifest:
             external_data=_external_data(top, entries),
             files=entries,
             provenance=_optional_object(top, "provenance") or {},
+            generation=_generation(top),
             format_version=version,
         )
         _check_consistency(manifest)
         return manifest
+
+
+# manifest `generation` key -> what its value must be
+_GENERATION_FIELDS: dict[str, Any] = {
+    "eos_token_ids": list,
+    "do_sample": bool,
+    "temperature": float,
+    "top_p": float,
+    "top_k": int,
+    "repetition_penalty": float,
+}
+
+
+def _generation(top: dict[str, Any]) -> dict[str, Any]:
+    section = _optional_object(top, "generation") or {}
+    for key, value in section.items():
+        kind = _GENERATION_FIELDS.get(key)
+        _require(kind is not None, f"'generation' has an unknown field {key!r}")
+        if kind is list:
+            _int_list(value, "'generation.eos_token_ids' must be a list of ints")
+        elif kind is float:
+            _require(_is_int(value) or isinstance(value, float), f"'generation.{key}' must be a number")
+        elif kind is int:
+            _require(_is_int(value), f"'generation.{key}' must be an integer")
+        else:
+            _require(isinstance(value, bool), f"'generation.{key}' must be true or false")
+    return dict(section)
 
 
 def check_format_version(top: dict[str, Any]) -> int:
