@@ -23,8 +23,6 @@ from qwen35web.runtime.graph_io import (
     TensorSpec,
     graph_inputs,
     graph_outputs,
-    input_names,
-    output_names,
     past_states,
 )
 
@@ -105,6 +103,7 @@ def trace_to_onnx(
     """`optimize=False` skips torch.onnx's constant folding (a weightless decoder: see lazy_weights)."""
     spec = decoder.spec
     args = example_inputs(spec, dtype)
+    activations, last_only = activation_dtype_name(dtype), decoder.last_position_only
     log.info("tracing the decoder with torch.onnx (dynamo)")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -112,8 +111,8 @@ def trace_to_onnx(
             decoder,
             args,
             dynamo=True,
-            input_names=input_names(list(spec.layer_types)),
-            output_names=output_names(list(spec.layer_types)),
+            input_names=[i.name for i in graph_inputs(spec, activations)],
+            output_names=[o.name for o in graph_outputs(spec, activations, last_only)],
             dynamic_shapes=dynamic_shapes(spec),
             custom_translation_table=translation_table(),
             # The custom ops' function bodies import this opset; the model must match it.
@@ -123,5 +122,5 @@ def trace_to_onnx(
         )
     assert program is not None
     model = program.model
-    apply_io_contract(model, spec, activation_dtype_name(dtype), decoder.last_position_only)
+    apply_io_contract(model, spec, activations, last_only)
     return model

@@ -108,31 +108,6 @@ def state_io(layer_types: list[str]) -> list[StateIO]:
     return states
 
 
-def input_names(layer_types: list[str]) -> list[str]:
-    return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS] + [s.past for s in state_io(layer_types)]
-
-
-def output_names(layer_types: list[str]) -> list[str]:
-    return [LOGITS] + [s.present for s in state_io(layer_types)]
-
-
-_KV_PAST, _KV_PRESENT = "past_key_values.", "present."
-_PAST, _PRESENT = "past_", "present_"
-
-
-def is_state_input(name: str) -> bool:
-    return name.startswith(_PAST)
-
-
-def present_for(past_name: str) -> str:
-    """The output that carries a state input's next value (past_conv.0 -> present_conv.0)."""
-    if past_name.startswith(_KV_PAST):
-        return _KV_PRESENT + past_name.removeprefix(_KV_PAST)
-    if past_name.startswith(_PAST):
-        return _PRESENT + past_name.removeprefix(_PAST)
-    raise ValueError(f"{past_name!r} is not a state input")
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     """One graph input or output as the manifest records it."""
@@ -229,8 +204,7 @@ def graph_outputs(facts: StateFacts, activation_dtype: str, last_position_only: 
 
 def text_positions(start: int, count: int) -> list[list[int]]:
     """position_ids rows for `count` text tokens from position `start`: three equal rows [3, T]."""
-    row = list(range(start, start + count))
-    return [row] * MROPE_ROWS
+    return [list(range(start, start + count)) for _ in range(MROPE_ROWS)]
 
 
 def grid_positions(start: int, height: int, width: int) -> list[list[int]]:
