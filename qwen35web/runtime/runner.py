@@ -22,6 +22,7 @@ class ModelRunner:
         self.state_specs = [t for t in manifest.inputs if io.is_state_input(t.name)]
         self.present_names = [io.present_for(t.name) for t in self.state_specs]
         self.past_len = 0
+        self.token_ids: list[int] = []  # what the states hold, in order (prefix_cache matches on it)
         self.states: list[Tensor] = []
         self.logits: Tensor | None = None
 
@@ -30,6 +31,14 @@ class ModelRunner:
         self._release_all()
         self.states = [self.engine.zeros(s.dtype, _zero_dims(s)) for s in self.state_specs]
         self.past_len = 0
+        self.token_ids = []
+
+    def load_state(self, states: list[Tensor], logits: Tensor | None, token_ids: list[int]) -> None:
+        """Continue from states that hold `token_ids` (a snapshot's); the runner now owns them."""
+        self._release_all()
+        self.states, self.logits = states, logits
+        self.token_ids = list(token_ids)
+        self.past_len = len(token_ids)
 
     def _release_all(self) -> None:
         for tensor in self.states:
@@ -58,6 +67,7 @@ class ModelRunner:
         self.states = [outputs[name] for name in self.present_names]
         self.logits = outputs[io.LOGITS]
         self.past_len = past + seq
+        self.token_ids.extend(ids)
 
     async def candidates(
         self, k: int, temperature: float, penalty: float, penalty_ids: list[int]
