@@ -19,6 +19,7 @@ recently used dropped first.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -60,6 +61,7 @@ class CacheStats:
     held_bytes: int = 0
     budget_bytes: int = 0
     evicted: int = 0
+    remember_ms: float = 0.0  # time spent taking snapshots so far (bookkeeping only: no copies)
     labels: list[str] = field(default_factory=list)
 
 
@@ -101,6 +103,7 @@ class PrefixCache:
         self.logits_keep_bytes = 4 * manifest.vocab_size  # one fp32 row ([1, 1, V])
         self.snapshots: list[Snapshot] = []
         self.evicted = 0
+        self.remember_seconds = 0.0
         self._clock = 0
 
     # -- finding and restoring ----------------------------------------------------------------
@@ -165,6 +168,13 @@ class PrefixCache:
 
     def remember(self, label: str) -> Snapshot | None:
         """Snapshot the runner's current state (no copy: the snapshot holds the same tensors)."""
+        start = time.perf_counter()
+        try:
+            return self._remember(label)
+        finally:
+            self.remember_seconds += time.perf_counter() - start
+
+    def _remember(self, label: str) -> Snapshot | None:
         ids = tuple(self.runner.token_ids)
         if not ids or not self.runner.states:
             return None
@@ -247,5 +257,6 @@ class PrefixCache:
             held_bytes=self.held_bytes(),
             budget_bytes=self.budget_bytes,
             evicted=self.evicted,
+            remember_ms=self.remember_seconds * 1000,
             labels=[s.label for s in self.snapshots],
         )

@@ -210,6 +210,8 @@ class WebSession:
                 "heldTensors": self.runtime.held_tensors(),  # the runner's and the kept snapshots'
                 "snapshots": len(cache.snapshots) if cache is not None else 0,
                 "snapshotBytes": cache.held_bytes() if cache is not None else 0,
+                # Time spent taking them (no copies: the states stay where they are, GPU included).
+                "snapshotMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
             }
         )
 
