@@ -146,8 +146,3 @@ class Conversation:
             pass
         assert self.last is not None
         return self.last
-
-    @property
-    def used_tokens(self) -> int:
-        """Tokens of the conversation the model holds now (prompt and reply of the last turn)."""
-        return self.last.prompt_tokens + len(self.last.tokens) if self.last else 0
