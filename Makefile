@@ -19,9 +19,11 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
-# Debian's Chromium for the Playwright tests (Playwright cannot download its own browsers here).
+# Debian's Chromium for the Playwright tests (Playwright cannot download its own browsers here),
+# and tmux for the test that drives `qwen35web chat` in a real terminal.
 setup-browser: $(NODE_STAMP)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

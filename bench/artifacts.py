@@ -95,6 +95,15 @@ def _genai(vl_ckpt: Path, out: Path, precision: str) -> Path | None:
     return out / "model.onnx"
 
 
+def project_bundle(root: Path, model: str, name: str, ops: str, dtype: str, *extra: str) -> Path | None:
+    """One of this project's bundles for a model shape (checkpoint and export cached under root)."""
+    base = root / model
+    base.mkdir(parents=True, exist_ok=True)
+    text_ckpt = _checkpoint(base / "ckpt-text", model, "text")
+    model_path = _ours(text_ckpt, base / name, ops, dtype, *extra)
+    return model_path.parent if model_path is not None else None
+
+
 def build_variants(root: Path, model: str, with_genai: bool = True) -> tuple[Path, list[Variant]]:
     """Checkpoints + every export for one model shape; returns (text checkpoint, variants that built)."""
     base = root / model

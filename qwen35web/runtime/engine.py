@@ -16,8 +16,13 @@ SAMPLER_ROLE = "sampler"
 
 
 class Engine(Protocol):
-    name: str  # "cpu" natively; "webgpu" or "wasm" in the browser
-    busy_seconds: float  # wall time spent inside run/read so far (the Python share is the rest)
+    @property
+    def name(self) -> str:
+        """ "cpu" natively; "webgpu" or "wasm" in the browser."""
+
+    @property
+    def busy_seconds(self) -> float:
+        """Wall time spent inside run/read so far (the Python share is the rest)."""
 
     async def open(self, role: str, source: str) -> None:
         """Create the session for `role` from a file path (native) or URL (web)."""
@@ -44,5 +49,23 @@ class Engine(Protocol):
 
     def live_tensors(self) -> int:
         """How many tensors this engine created and has not released (leak checks)."""
+
+    # Snapshots (prefix_cache, snapshots): sizes, cutting a KV cache, bytes in and out.
+
+    def nbytes(self, tensor: Tensor) -> int:
+        """Bytes the tensor's elements occupy (memory budgets of kept snapshots)."""
+
+    def can_cut(self, tensor: Tensor) -> bool:
+        """Whether `cut` works on this tensor without a round trip off the device."""
+
+    def cut(self, tensor: Tensor, axis: int, length: int) -> Tensor | None:
+        """A new tensor holding the first `length` entries along `axis` (a KV cache cut to a shorter
+        past), or None when `can_cut` is false."""
+
+    async def to_bytes(self, tensor: Tensor) -> tuple[str, list[int], bytes]:
+        """(dtype, dims, little-endian element bytes), downloaded from the device if needed."""
+
+    def from_bytes(self, dtype: str, dims: list[int], data: bytes) -> Tensor:
+        """A tensor from what `to_bytes` gave (on the CPU: the next run uploads it)."""
 
     async def close(self) -> None: ...

@@ -67,5 +67,23 @@ class NativeEngine:
     def live_tensors(self) -> int:
         return self._live
 
+    def nbytes(self, tensor: Tensor) -> int:
+        return int(np.asarray(tensor).nbytes)
+
+    def can_cut(self, tensor: Tensor) -> bool:
+        return True
+
+    def cut(self, tensor: Tensor, axis: int, length: int) -> Tensor | None:
+        index = (slice(None),) * axis + (slice(0, length),)
+        return np.ascontiguousarray(np.asarray(tensor)[index])
+
+    async def to_bytes(self, tensor: Tensor) -> tuple[str, list[int], bytes]:
+        array = np.ascontiguousarray(tensor)
+        return str(array.dtype), list(array.shape), array.astype(array.dtype.newbyteorder("<")).tobytes()
+
+    def from_bytes(self, dtype: str, dims: list[int], data: bytes) -> Tensor:
+        little_endian = np.dtype(_DTYPES[dtype]).newbyteorder("<")
+        return np.frombuffer(data, dtype=little_endian).astype(_DTYPES[dtype]).reshape(dims)
+
     async def close(self) -> None:
         self.sessions.clear()

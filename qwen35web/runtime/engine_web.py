@@ -31,6 +31,7 @@ BACKENDS = ("webgpu", "wasm")
 # float16 data travels as raw bits in a Uint16Array (onnxruntime-web accepts it): Pyodide cannot
 # hand a Float16Array across the FFI ("Unknown typed array type").
 _TYPED_ARRAYS = {"float32": "Float32Array", "int64": "BigInt64Array", "float16": "Uint16Array"}
+_ITEM_BYTES = {"float32": 4, "int64": 8, "float16": 2}
 
 
 class EngineRunError(RuntimeError):
@@ -169,6 +170,40 @@ class WebEngine:
 
     def live_tensors(self) -> int:
         return len(self._live)
+
+    def nbytes(self, tensor: Tensor) -> int:
+        return int(tensor.size) * _ITEM_BYTES[str(tensor.type)]
+
+    def can_cut(self, tensor: Tensor) -> bool:
+        """CPU tensors only: a GPU tensor would need a slice graph, so on WebGPU the prefix cache keeps
+        each snapshot's own tensors (kept alive, never copied) instead of sharing a longer KV."""
+        entry = self._live.get(id(tensor))
+        return entry is None or not entry[1]
+
+    def cut(self, tensor: Tensor, axis: int, length: int) -> Tensor | None:
+        """KV cut on the CPU (wasm): one typed-array copy per leading row of [B, H, T, D]."""
+        if not self.can_cut(tensor):
+            return None
+        dims = [int(d) for d in tensor.dims.to_py()]
+        outer, inner, old = _element_count(dims[:axis]), _element_count(dims[axis + 1 :]), dims[axis]
+        source = tensor.data
+        target = getattr(js, _TYPED_ARRAYS[str(tensor.type)]).new(outer * length * inner)
+        for row in range(outer):  # [B*H] rows of [T, D]: a handful of heads
+            begin = row * old * inner
+            target.set(source.subarray(begin, begin + length * inner), row * length * inner)
+        return self._tensor(str(tensor.type), target, [*dims[:axis], length, *dims[axis + 1 :]])
+
+    async def to_bytes(self, tensor: Tensor) -> tuple[str, list[int], bytes]:
+        data = await self._data(tensor)
+        raw = js.Uint8Array.new(data.buffer, data.byteOffset, data.byteLength)
+        return str(tensor.type), [int(d) for d in tensor.dims.to_py()], bytes(raw.to_bytes())
+
+    def from_bytes(self, dtype: str, dims: list[int], data: bytes) -> Tensor:
+        raw = to_js(memoryview(data))  # a Uint8Array copy of the bytes
+        copy = js.Uint8Array.new(raw.byteLength)
+        copy.set(raw)  # its own buffer, aligned for the typed-array view below
+        typed = getattr(js, _TYPED_ARRAYS[dtype]).new(copy.buffer)
+        return self._tensor(dtype, typed, dims)
 
     async def close(self) -> None:
         for tensor, _ in list(self._live.values()):

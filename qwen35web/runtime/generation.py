@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
 from qwen35web.runtime.stopping import StopStringFilter
+
+if TYPE_CHECKING:
+    from qwen35web.runtime.prefix_cache import PrefixCache
 
 DEFAULT_PREFILL_CHUNK = 256
 
@@ -53,6 +56,9 @@ class GenerationResult:
     prefill_ms: float = 0.0
     decode_ms: float = 0.0
     engine_ms: float = 0.0  # time inside the engine during decode (the rest is Python)
+    reused_tokens: int = 0  # prompt tokens a kept state already held (prefix_cache)
+    prefilled_tokens: int = 0  # prompt tokens run through the model for this call
+    first_token_ms: float = 0.0  # from the call to the first chosen token
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -68,7 +74,10 @@ class GenerationResult:
             "tokens": self.tokens,
             "text": self.text,
             "prompt_tokens": self.prompt_tokens,
+            "reused_tokens": self.reused_tokens,
+            "prefilled_tokens": self.prefilled_tokens,
             "stop_reason": self.stop_reason,
+            "first_token_ms": round(self.first_token_ms, 3),
             "prefill_ms": round(self.prefill_ms, 3),
             "decode_ms": round(self.decode_ms, 3),
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
@@ -84,6 +93,7 @@ class Generator:
         eos_ids: tuple[int, ...],
         max_context: int,
         prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+        cache: PrefixCache | None = None,
     ):
         if prefill_chunk < 1:
             raise GenerationInputError(f"prefill chunk must be >= 1, got {prefill_chunk}")
@@ -92,6 +102,7 @@ class Generator:
         self.eos_ids = frozenset(eos_ids)
         self.max_context = max_context
         self.prefill_chunk = prefill_chunk
+        self.cache = cache  # None: every call prefills its whole prompt from a fresh state
         self.result = GenerationResult()
 
     def check_prompt(self, prompt_ids: list[int]) -> None:
@@ -102,19 +113,30 @@ class Generator:
                 f"the prompt has {len(prompt_ids)} tokens; the context holds {self.max_context}"
             )
 
-    async def _prefill(self, prompt_ids: list[int]) -> None:
+    async def prefill(self, prompt_ids: list[int], snapshot_at: Sequence[int] = ()) -> int:
+        """Bring the runner to the end of `prompt_ids`; returns how many tokens were reused."""
+        if self.cache is not None:
+            return await self.cache.prefill(prompt_ids, self.prefill_chunk, snapshot_at)
         self.runner.reset()
         for start in range(0, len(prompt_ids), self.prefill_chunk):
             await self.runner.forward(prompt_ids[start : start + self.prefill_chunk])
+        return 0
 
     async def stream(
-        self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        cancel: CancelToken | None = None,
+        snapshot_at: Sequence[int] = (),
     ) -> AsyncIterator[str]:
-        """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards."""
+        """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards.
+        `snapshot_at`: prompt lengths worth a snapshot besides the end (the history before the
+        generation prompt), so the next call can resume there."""
         self.check_prompt(prompt_ids)
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
         started = time.perf_counter()
-        await self._prefill(prompt_ids)
+        result.reused_tokens = await self.prefill(prompt_ids, snapshot_at)
+        result.prefilled_tokens = len(prompt_ids) - result.reused_tokens
         decode_start = time.perf_counter()
         result.prefill_ms = (decode_start - started) * 1000
         rng = random.Random(params.seed)
@@ -138,6 +160,8 @@ class Generator:
                 kept = without_tokens(top_logits, top_ids, log_z, banned, params.candidates)
                 top_logits, top_ids, log_z = kept
             token = choose(top_logits, top_ids, log_z, params, rng)
+            if step == 0:
+                result.first_token_ms = (time.perf_counter() - started) * 1000
             if token in self.eos_ids:
                 result.stop_reason = "eos"
                 break
@@ -162,6 +186,8 @@ class Generator:
             yield tail
         result.decode_ms = (time.perf_counter() - decode_start) * 1000
         result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
+        if self.cache is not None:
+            self.cache.remember("reply")
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None

@@ -157,6 +157,11 @@ class PastState:
     def present(self) -> str:
         return self.io.present
 
+    @property
+    def past_axis(self) -> int | None:
+        """The axis that grows with the sequence (key/value caches), None for fixed-size states."""
+        return self.shape.index(PAST) if PAST in self.shape else None
+
     def dims(self, batch: int, past: int = 0) -> list[int]:
         """Concrete dims of the past input for `batch` rows and `past` cached tokens (0: empty)."""
         sizes = {BATCH: batch, PAST: past}

@@ -21,6 +21,7 @@ class ModelRunner:
         self.present_names = [s.present for s in self.state_specs]
         self.past_len = 0  # tokens the states hold (the KV cache's length)
         self.next_position = 0  # where text continues: one past the largest position fed so far
+        self.token_ids: list[int] = []  # what the states hold, in order (prefix_cache matches on it)
         self.states: list[Tensor] = []
         self.logits: Tensor | None = None
 
@@ -30,6 +31,23 @@ class ModelRunner:
         self.states = [self.engine.zeros(s.dtype, s.dims(batch=1)) for s in self.state_specs]
         self.past_len = 0
         self.next_position = 0
+        self.token_ids = []
+
+    def load_state(
+        self,
+        states: list[Tensor],
+        logits: Tensor | None,
+        token_ids: list[int],
+        next_position: int | None = None,
+    ) -> None:
+        """Continue from states that hold `token_ids` (a snapshot's); the runner now owns them.
+
+        `next_position` is where positions continue (text-only: the token count)."""
+        self._release_all()
+        self.states, self.logits = states, logits
+        self.token_ids = list(token_ids)
+        self.past_len = len(token_ids)
+        self.next_position = len(token_ids) if next_position is None else next_position
 
     def _release_all(self) -> None:
         for tensor in self.states:
@@ -67,6 +85,7 @@ class ModelRunner:
         self.logits = outputs[io.LOGITS]
         self.past_len = past + seq
         self.next_position = max([self.next_position, *(p + 1 for row in rows for p in row)])
+        self.token_ids.extend(ids)
 
     async def candidates(
         self, k: int, temperature: float, penalty: float, penalty_ids: list[int]

@@ -8,6 +8,7 @@ a sentence meant for the page, never as a Python traceback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
 from qwen35web.runtime.manifest import parse_manifest_text
+from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 
@@ -66,6 +68,12 @@ def download_plan(manifest_text: str) -> str:
             }
         )
     return json.dumps({"files": plan})
+
+
+def _sha256_text(text: str | bytes) -> str:
+    """The bundle's identity: sha256 of manifest.json's bytes (the page passes the text it fetched)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
 
 
 def _error(err: BaseException) -> str:
@@ -121,14 +129,18 @@ class WebSession:
             }
         )
 
-    def _prompt_ids(self, request: dict[str, Any]) -> list[int]:
+    def _prompt(self, request: dict[str, Any]) -> Prompt:
         messages = request.get("messages")
         if messages is not None and not isinstance(messages, list):
             raise GenerationInputError("messages must be a list of {role, content} objects")
         prompt = request.get("prompt")
         if prompt is not None and not isinstance(prompt, str):
             raise GenerationInputError("the prompt must be text")
-        return self.runtime.prompt_ids(prompt, chat=bool(request.get("chat")), messages=messages)
+        thinking = request.get("enableThinking")
+        if thinking is not None and not isinstance(thinking, bool):
+            raise GenerationInputError("enableThinking must be true or false")
+        chat = bool(request.get("chat"))
+        return self.runtime.prompt(prompt, chat=chat, messages=messages, enable_thinking=thinking)
 
     async def generate(self, request_json: str, on_text: Callable[[str], Any]) -> str:
         """Generate for the request; `on_text(piece)` receives the text as it streams."""
@@ -136,8 +148,9 @@ class WebSession:
         try:
             request = _parse_request(request_json)
             params = _sampling_params(request)
-            prompt_ids = self._prompt_ids(request)
-            async for piece in self.runtime.stream(prompt_ids, params, cancel):
+            prompt = self._prompt(request)
+            # The prefix cache resumes from the longest kept state: only new tokens are prefilled.
+            async for piece in self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at):
                 on_text(piece)
         except Exception as err:  # the page shows one sentence; see _error
             return _error(err)
@@ -151,6 +164,8 @@ class WebSession:
                 "backend": self.runtime.engine.name,
                 "model": self.model_name,
                 "promptTokens": result.prompt_tokens,
+                "reusedTokens": result.reused_tokens,
+                "prefilledTokens": result.prefilled_tokens,
                 "stopReason": result.stop_reason,
                 "prefillMs": result.prefill_ms,
                 "decodeMs": result.decode_ms,
@@ -187,9 +202,17 @@ class WebSession:
             return _error(err)
 
     def stats(self) -> str:
-        runner = self.runtime.runner
-        held = len(runner.states) + (runner.logits is not None)
-        return json.dumps({"liveTensors": self.runtime.engine.live_tensors(), "heldTensors": held})
+        cache = self.runtime.cache
+        return json.dumps(
+            {
+                "liveTensors": self.runtime.engine.live_tensors(),
+                "heldTensors": self.runtime.held_tensors(),  # the runner's and the kept snapshots'
+                "snapshots": len(cache.snapshots) if cache is not None else 0,
+                "snapshotBytes": cache.held_bytes() if cache is not None else 0,
+                # Time spent taking them (no copies: the states stay where they are, GPU included).
+                "snapshotMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
+            }
+        )
 
 
 async def open_session(
@@ -210,7 +233,13 @@ async def open_session(
             raise BundleError(f"{TOKENIZER_FILE}: {err}") from None
         await engine.open(MODEL_ROLE, MODEL_FILE)
         await engine.open(SAMPLER_ROLE, manifest.sampler.file)
-        runtime = Runtime(manifest, tokenizer, engine, prefill_chunk=prefill_chunk or DEFAULT_PREFILL_CHUNK)
+        runtime = Runtime(
+            manifest,
+            tokenizer,
+            engine,
+            prefill_chunk=prefill_chunk or DEFAULT_PREFILL_CHUNK,
+            manifest_sha256=_sha256_text(manifest_text),
+        )
     except Exception as err:
         return _error(err)
     return WebSession(runtime, model_name)

@@ -1,0 +1,262 @@
+"""`qwen35web chat BUNDLE [--system TEXT] [sampling flags] [--no-thinking] [--json] [--save FILE]
+[--resume FILE]`: hold a conversation with a bundle.
+
+On a terminal it is interactive: replies stream as they come (reasoning dimmed above the answer),
+Ctrl+C stops a reply and keeps the program, and /save [FILE], /reset, /quit are commands. Otherwise
+(stdin is a file or a pipe) every line of stdin is one user message; with --json each turn prints
+one JSON object on its own line. Each turn prefills only what the conversation added since the last
+one (the runtime's prefix cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from qwen35web.cli_support import OneLineParser
+from qwen35web.runtime.cli import add_sampling_arguments, sampling_params
+from qwen35web.runtime.conversation import ContextFullError, Conversation, TurnResult
+from qwen35web.runtime.errors import RuntimeUserError
+from qwen35web.runtime.generation import CancelToken
+from qwen35web.runtime.runtime import Runtime
+from qwen35web.runtime.sampling import SamplingParams
+
+T = TypeVar("T")
+HELP = "commands: /save [FILE]  /reset (new chat)  /quit   (Ctrl+C stops a reply, Ctrl+D quits)"
+
+
+def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
+    chat = OneLineParser(prog=prog, description="Hold a conversation with an exported Qwen3.5 bundle.")
+    chat.add_argument("bundle", type=Path)
+    chat.add_argument("--system", default=None, help="system message of a new conversation")
+    add_sampling_arguments(chat, max_new_tokens=512)
+    chat.add_argument("--no-thinking", action="store_true", help="ask the template for no reasoning")
+    chat.add_argument("--json", action="store_true", help="one JSON object per turn instead of text")
+    chat.add_argument("--save", type=Path, default=None, help="write the conversation here at the end")
+    chat.add_argument("--resume", type=Path, default=None, help="continue a conversation saved with --save")
+    chat.add_argument(
+        "--snapshot-budget-mb", type=float, default=512, help="memory for kept states (0: no reuse)"
+    )
+    return chat
+
+
+class _Style:
+    """ANSI styling on a terminal, plain text elsewhere."""
+
+    def __init__(self, stream: TextIO):
+        self.on = stream.isatty()
+
+    def dim(self, text: str) -> str:
+        return f"\x1b[2m{text}\x1b[0m" if self.on and text else text
+
+    def bold(self, text: str) -> str:
+        return f"\x1b[1m{text}\x1b[0m" if self.on and text else text
+
+
+class ChatSession:
+    def __init__(self, args: argparse.Namespace, runtime: Runtime, loop: asyncio.AbstractEventLoop):
+        self.args = args
+        self.runtime = runtime
+        self.loop = loop
+        self.params: SamplingParams = sampling_params(args)
+        self.out = sys.stdout
+        self.style = _Style(self.out)
+        self.conversation = Conversation(runtime, args.system, enable_thinking=not args.no_thinking)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def resume(self, path: Path) -> None:
+        from qwen35web.runtime.saved_conversation import load_file
+
+        self.conversation.messages = load_file(self.runtime, path)
+
+    def save(self, path: Path) -> int:
+        from qwen35web.runtime.saved_conversation import save_file
+
+        return self.run(save_file(self.runtime, self.conversation.messages, path))
+
+    async def _stream(self, text: str, cancel: CancelToken, show: bool) -> TurnResult:
+        kind = None
+        async for piece in self.conversation.turn(text, self.params, cancel):
+            if not show:
+                continue
+            if piece.kind != kind and kind == "reasoning":
+                self.write("\n")  # the answer starts below the reasoning
+            kind = piece.kind
+            self.write(self.style.dim(piece.text) if piece.kind == "reasoning" else piece.text)
+        assert self.conversation.last is not None
+        return self.conversation.last
+
+    def reply(self, text: str, show: bool) -> TurnResult:
+        """One turn; Ctrl+C while it runs stops the reply (not the program)."""
+        cancel = CancelToken()
+        previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+        try:
+            return self.run(self._stream(text, cancel, show))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def stats_line(self, result: TurnResult) -> str:
+        used = result.prompt_tokens + len(result.tokens)
+        return (
+            f"{result.reused_tokens} tokens reused, {result.prefilled_tokens} prefilled · first token "
+            f"{result.first_token_ms / 1000:.2f} s · {result.decode_tokens_per_s:.1f} tokens/s · "
+            f"context {used}/{result.context_tokens}"
+        )
+
+    def end_of_turn_note(self, result: TurnResult) -> str | None:
+        if result.stop_reason == "cancelled":
+            return "[stopped]"
+        if result.stop_reason == "context_full":
+            return "[the reply reached the end of the context: /reset starts a new chat]"
+        return None
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def _show_transcript(session: ChatSession) -> None:
+    style = session.style
+    for message in session.conversation.messages:
+        role, content = message.get("role"), str(message.get("content", ""))
+        if role == "user":
+            session.write(f"{style.bold('you>')} {content}\n")
+        elif role == "assistant":
+            reasoning = str(message.get("reasoning_content", ""))
+            if reasoning:
+                session.write(style.dim(reasoning) + "\n")
+            session.write(content + "\n\n")
+        elif role == "system":
+            session.write(style.dim(f"system: {content}") + "\n")
+
+
+def _command(session: ChatSession, line: str) -> bool:
+    """Run a /command; False when the program should end."""
+    name, _, argument = line[1:].partition(" ")
+    if name in ("quit", "exit", "q"):
+        return False
+    if name == "reset":
+        session.conversation.reset()
+        session.write(session.style.dim("new chat") + "\n")
+    elif name == "save":
+        target = Path(argument.strip()) if argument.strip() else session.args.save
+        if target is None:
+            session.write("error: /save needs a file name (or start with --save FILE)\n")
+        else:
+            size = session.save(target)
+            session.write(session.style.dim(f"saved to {target} ({_megabytes(size)})") + "\n")
+    else:
+        session.write(HELP + "\n")
+    return True
+
+
+def _interactive_turn(session: ChatSession, line: str) -> None:
+    try:
+        result = session.reply(line, show=True)
+    except ContextFullError as err:
+        session.write(f"context full: {err} with /reset (/save FILE first keeps this one)\n")
+        return
+    note = session.end_of_turn_note(result)
+    session.write((f" {note}" if note else "") + "\n")
+    session.write(session.style.dim(session.stats_line(result)) + "\n\n")
+
+
+def _interactive(session: ChatSession) -> None:
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+    manifest = session.runtime.manifest
+    session.write(
+        session.style.dim(
+            f"{session.args.bundle} · {manifest.dtype} · context {session.runtime.max_context} tokens\n{HELP}"
+        )
+        + "\n\n"
+    )
+    if session.conversation.messages:
+        _show_transcript(session)
+    prompt = session.style.bold("you>") + " "
+    while True:
+        try:
+            line = input(prompt).strip()
+        except EOFError:
+            session.write("\n")
+            return
+        except KeyboardInterrupt:
+            session.write("^C (Ctrl+D or /quit to leave)\n")
+            continue
+        if not line:
+            continue
+        if line.startswith("/") and not line.startswith("//"):
+            if not _command(session, line):
+                return
+            continue
+        _interactive_turn(session, line.removeprefix("/"))
+
+
+def _scripted(session: ChatSession, lines: TextIO) -> None:
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        result = session.reply(line, show=not session.args.json)
+        if session.args.json:
+            session.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        else:
+            session.write("\n")
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from qwen35web.runtime.runtime import open_native
+
+    if args.resume is not None and args.system is not None:
+        raise RuntimeUserError("--system starts a new conversation; a resumed one keeps its own")
+    if args.snapshot_budget_mb < 0:
+        raise RuntimeUserError(f"--snapshot-budget-mb must be >= 0, got {args.snapshot_budget_mb}")
+    sampling_params(args)  # bad flags fail before the bundle loads
+    loop = asyncio.new_event_loop()  # not asyncio.run: its SIGINT handler would end the program
+    budget = int(args.snapshot_budget_mb * 2**20)
+    runtime = loop.run_until_complete(
+        open_native(
+            args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk, snapshot_budget=budget
+        )
+    )
+    session = ChatSession(args, runtime, loop)
+    try:
+        if args.resume is not None:
+            session.resume(args.resume)
+        try:
+            if sys.stdin.isatty() and not args.json:
+                _interactive(session)
+            else:
+                _scripted(session, sys.stdin)
+        finally:
+            if args.save is not None:
+                session.save(args.save)  # what was said so far is kept, whatever ended the session
+    finally:
+        loop.run_until_complete(runtime.close())
+        loop.close()
+    return 0
+
+
+def main(argv: list[str] | None = None, prog: str = "qwen35web chat") -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        return _chat(args)
+    except RuntimeUserError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130

@@ -1,0 +1,104 @@
+"""Save a conversation with the state its next turn continues from; restore it without a prefill.
+
+The state saved is the one the next turn would resume from: the longest kept snapshot (or the
+runner's current state) that prefixes the conversation rendered with one more user turn. That is
+the end of the last reply when the template re-renders it as it was generated, else the end of the
+conversation before it (Qwen's templates re-render past replies without their reasoning).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from qwen35web.runtime.chat import Message
+from qwen35web.runtime.engine import Tensor
+from qwen35web.runtime.prefix_cache import is_prefix, past_axes
+from qwen35web.runtime.runtime import Runtime
+from qwen35web.runtime.snapshots import (
+    SavedConversation,
+    SavedTensor,
+    SnapshotError,
+    check_fits,
+    decode,
+    encode,
+)
+
+logger = logging.getLogger(__name__)
+
+_PROBE_USER_TURN = {"role": "user", "content": "next"}  # any text: the prefix ends before it
+
+
+def _resume_point(runtime: Runtime, messages: list[Message]) -> tuple[tuple[int, ...], list[Tensor], int]:
+    """(token ids, state tensors, past length the KV tensors hold) the next turn would resume from."""
+    if not messages:
+        return (), [], 0
+    probe = runtime.prompt(messages=[*messages, _PROBE_USER_TURN]).ids
+    runner = runtime.runner
+    current = tuple(runner.token_ids)
+    best = runtime.cache.best(probe) if runtime.cache is not None else None
+    current_fits = bool(current) and is_prefix(current, probe) and len(current) < len(probe)
+    if current_fits and (best is None or best.length <= len(current)):
+        return current, list(runner.states), len(current)
+    if best is None:
+        return (), [], 0
+    return best.token_ids, list(best.states), best.kv_tensor_len
+
+
+async def capture(runtime: Runtime, messages: list[Message]) -> SavedConversation:
+    ids, states, kv_len = _resume_point(runtime, messages)
+    engine = runtime.runner.engine
+    axes = runtime.cache.seq_axes if runtime.cache is not None else [None] * len(states)
+    tensors = []
+    for spec, tensor, axis in zip(runtime.runner.state_specs, states, axes, strict=False):
+        if axis is not None and kv_len > len(ids):  # a KV shared with a longer snapshot: cut it
+            cut = engine.cut(tensor, axis, len(ids))
+            assert cut is not None, "only cuttable KV is ever shared"
+            dtype, dims, data = await engine.to_bytes(cut)
+            engine.release(cut)
+        else:
+            dtype, dims, data = await engine.to_bytes(tensor)
+        tensors.append(SavedTensor(spec.name, dtype, dims, data))
+    if messages and not ids:
+        logger.info("no kept state prefixes this conversation: it is saved without one")
+    return SavedConversation(
+        runtime.manifest_sha256, runtime.manifest.dtype, list(messages), list(ids), tensors
+    )
+
+
+def restore(runtime: Runtime, saved: SavedConversation) -> list[Message]:
+    """Load the saved state into the runtime (after every check passed); returns the messages."""
+    specs = runtime.runner.state_specs
+    check_fits(saved, runtime.manifest, runtime.manifest_sha256, specs, past_axes(specs))
+    if saved.tensors:
+        engine = runtime.runner.engine
+        states = [engine.from_bytes(t.dtype, t.shape, t.data) for t in saved.tensors]
+        runtime.runner.load_state(states, None, saved.token_ids)
+        if runtime.cache is not None:
+            runtime.cache.remember("restored")
+    return list(saved.messages)
+
+
+async def save_file(runtime: Runtime, messages: list[Message], path: Path) -> int:
+    """Write the conversation to `path` (atomically: a failed write leaves the old file); bytes written."""
+    blob = encode(await capture(runtime, messages))
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_bytes(blob)
+        partial.replace(path)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise SnapshotError(f"cannot write {path}: {err.strerror or err}") from None
+    return len(blob)
+
+
+def load_file(runtime: Runtime, path: Path) -> list[Message]:
+    """Restore the conversation saved in `path`; one clear error and nothing restored if it does not fit."""
+    try:
+        blob = path.read_bytes()
+    except OSError as err:
+        raise SnapshotError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        return restore(runtime, decode(blob))
+    except SnapshotError as err:
+        raise SnapshotError(f"{path}: {err}") from None

@@ -1,0 +1,205 @@
+"""A conversation saved to one file (or blob): its messages and the model state at its end.
+
+Standard library only (it runs in Pyodide, which has no numpy). Layout, little-endian:
+
+    magic     8 bytes  b"Q35CHAT\\0"
+    version   uint32   FORMAT_VERSION
+    length    uint64   bytes of the header that follows
+    header    JSON     bundle identity (manifest sha256, dtype), messages, token ids, and per
+                       tensor: name, dtype, shape, offset and size of its bytes in the data
+    data      the tensors' elements, one after the other, in header order
+    checksum  32 bytes sha256 of everything before it
+
+Reading checks, in this order, and stops at the first failure with one sentence: magic, version
+(a newer one is named as such), checksum (truncated or corrupted), header, then whether it fits
+the loaded bundle (identity, dtype, every tensor's name, dtype and shape). Nothing is restored
+until everything has been checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwen35web import __version__
+from qwen35web.runtime.bundle_format import Manifest
+from qwen35web.runtime.chat import Message
+from qwen35web.runtime.errors import RuntimeUserError
+from qwen35web.runtime.graph_io import PastState
+
+MAGIC = b"Q35CHAT\x00"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sIQ")
+_DIGEST_BYTES = 32
+_ITEM_BYTES = {"float32": 4, "float16": 2, "int64": 8}
+
+
+class SnapshotError(RuntimeUserError):
+    """A saved conversation that cannot be restored into this bundle (nothing was restored)."""
+
+
+@dataclass
+class SavedTensor:
+    name: str
+    dtype: str
+    shape: list[int]
+    data: bytes
+
+
+@dataclass
+class SavedConversation:
+    bundle_sha256: str
+    bundle_dtype: str
+    messages: list[Message]
+    token_ids: list[int] = field(default_factory=list)  # what the tensors hold (none: no state)
+    tensors: list[SavedTensor] = field(default_factory=list)
+
+
+def _element_count(shape: list[int]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def encode(saved: SavedConversation) -> bytes:
+    entries, offset = [], 0
+    for tensor in saved.tensors:
+        entries.append(
+            {
+                "name": tensor.name,
+                "dtype": tensor.dtype,
+                "shape": tensor.shape,
+                "offset": offset,
+                "nbytes": len(tensor.data),
+            }
+        )
+        offset += len(tensor.data)
+    header = {
+        "created_by": f"qwen35web {__version__}",
+        "bundle": {"manifest_sha256": saved.bundle_sha256, "dtype": saved.bundle_dtype},
+        "messages": saved.messages,
+        "token_ids": saved.token_ids,
+        "tensors": entries,
+    }
+    header_bytes = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = b"".join(
+        [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)), header_bytes]
+        + [t.data for t in saved.tensors]
+    )
+    return body + hashlib.sha256(body).digest()
+
+
+def _fail(message: str) -> None:
+    raise SnapshotError(message)
+
+
+def _check_envelope(blob: bytes) -> tuple[int, int]:
+    """Magic, version, checksum; returns (header start, header length)."""
+    if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
+        _fail("not a saved qwen35web conversation")
+    if len(blob) < _PREFIX.size + _DIGEST_BYTES:
+        _fail("truncated (shorter than its fixed header)")
+    _, version, header_length = _PREFIX.unpack_from(blob)
+    if version > FORMAT_VERSION:
+        _fail(
+            f"written by a newer qwen35web (conversation format {version}; "
+            f"this version reads format {FORMAT_VERSION}): upgrade to restore it"
+        )
+    if version < 1:
+        _fail(f"unknown conversation format {version}")
+    if hashlib.sha256(blob[:-_DIGEST_BYTES]).digest() != blob[-_DIGEST_BYTES:]:
+        _fail("truncated or corrupted (its checksum does not match)")
+    if _PREFIX.size + header_length > len(blob) - _DIGEST_BYTES:
+        _fail("corrupted (its header runs past the end)")
+    return _PREFIX.size, header_length
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tensor_entry(entry: Any, data: bytes, expected_offset: int) -> SavedTensor:
+    if not isinstance(entry, dict):
+        _fail("corrupted (a tensor entry is not an object)")
+    name, dtype, shape = entry.get("name"), entry.get("dtype"), entry.get("shape")
+    offset, nbytes = entry.get("offset"), entry.get("nbytes")
+    valid_shape = isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)
+    if not (isinstance(name, str) and dtype in _ITEM_BYTES and valid_shape):
+        _fail(f"corrupted (tensor entry {name!r} lacks a name, a known dtype or a shape)")
+    if not (_is_int(offset) and _is_int(nbytes)) or offset != expected_offset:
+        _fail(f"corrupted (tensor {name} is not where the header says)")
+    if nbytes != _element_count(shape) * _ITEM_BYTES[dtype] or offset + nbytes > len(data):
+        _fail(f"corrupted (tensor {name} has {nbytes} bytes for shape {shape} {dtype})")
+    return SavedTensor(name, dtype, list(shape), data[offset : offset + nbytes])
+
+
+def decode(blob: bytes) -> SavedConversation:
+    """Parse and check a saved conversation (not yet against a bundle: see `check_fits`)."""
+    start, length = _check_envelope(blob)
+    try:
+        header = json.loads(blob[start : start + length].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise SnapshotError("corrupted (its header is not valid JSON)") from None
+    if not isinstance(header, dict) or not isinstance(header.get("bundle"), dict):
+        _fail("corrupted (its header lacks the bundle it belongs to)")
+    bundle, messages, ids = header["bundle"], header.get("messages"), header.get("token_ids")
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages
+    ):
+        _fail("corrupted (its messages are not a list of {role, content} objects)")
+    if not isinstance(ids, list) or not all(_is_int(i) and i >= 0 for i in ids):
+        _fail("corrupted (its token ids are not a list of integers)")
+    entries = header.get("tensors")
+    if not isinstance(entries, list):
+        _fail("corrupted (its header lists no tensors)")
+    data = blob[start + length : -_DIGEST_BYTES]
+    tensors, offset = [], 0
+    for entry in entries:
+        tensor = _tensor_entry(entry, data, offset)
+        tensors.append(tensor)
+        offset += len(tensor.data)
+    if offset != len(data):
+        _fail(f"corrupted ({len(data) - offset} bytes after the last tensor)")
+    return SavedConversation(
+        str(bundle.get("manifest_sha256")), str(bundle.get("dtype")), messages, ids, tensors
+    )
+
+
+def _check_tensor(tensor: SavedTensor, spec: PastState, past_axis: int | None, past: int) -> None:
+    expected = [1 if axis == 0 else past if axis == past_axis else dim for axis, dim in enumerate(spec.shape)]
+    if tensor.dtype != spec.dtype or tensor.shape != expected:
+        _fail(
+            f"tensor {tensor.name} is {tensor.dtype} {tensor.shape}; "
+            f"this bundle expects {spec.dtype} {expected}"
+        )
+
+
+def check_fits(
+    saved: SavedConversation,
+    manifest: Manifest,
+    manifest_sha256: str,
+    specs: Sequence[PastState],
+    past_axes: Sequence[int | None],
+) -> None:
+    """The saved state belongs to this bundle: same identity and dtype, its states' names, dtypes
+    and shapes (`past_axes`: each state's past axis, None for fixed-size states)."""
+    if saved.bundle_dtype != manifest.dtype:
+        _fail(f"saved with a {saved.bundle_dtype} bundle; this bundle is {manifest.dtype}")
+    if saved.bundle_sha256 != manifest_sha256:
+        _fail(
+            f"saved with another bundle (manifest sha256 {saved.bundle_sha256[:12]}...; "
+            f"this bundle's is {manifest_sha256[:12]}...)"
+        )
+    if not saved.tensors and not saved.token_ids:
+        return
+    if [t.name for t in saved.tensors] != [s.name for s in specs]:
+        _fail("its tensors are not this bundle's states")
+    if any(i >= manifest.vocab_size for i in saved.token_ids) or not saved.token_ids:
+        _fail(f"its token ids do not fit this bundle's vocabulary of {manifest.vocab_size}")
+    for tensor, spec, axis in zip(saved.tensors, specs, past_axes, strict=True):
+        _check_tensor(tensor, spec, axis, len(saved.token_ids))

@@ -1,0 +1,118 @@
+"""Conversations: each turn renders the whole chat, reuses what the model already holds, and gives
+exactly what a fresh prefill of the same rendered prompt gives — also when the template renders a
+past reply differently from the tokens that were generated."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from qwen35web.runtime.conversation import ContextFullError, Conversation
+from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.sampling import SamplingParams
+
+# Like Qwen's templates: the generation prompt opens the reasoning, and a past assistant turn is
+# rendered from its (stripped) content only, without the reasoning the model wrote.
+STRIPPING_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "<|im_start|>assistant\n{{ message['content'] | trim }}<|im_end|>\n"
+    "{% else %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+)
+USER_TURNS = ["Hello there, who are you?", "Tell me about json.", "And pathlib?"]
+PARAMS = SamplingParams(temperature=1.0, seed=4, max_new_tokens=24)
+
+
+def _run(coro):
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _converse(bundle, template: str | None, budget: int, system: str | None = "Be brief."):
+    runtime = await open_native(bundle, snapshot_budget=budget)
+    if template is not None:
+        runtime.manifest = dataclasses.replace(runtime.manifest, chat_template=template)
+    conversation = Conversation(runtime, system=system)
+    turns = []
+    for text in USER_TURNS:
+        prompt = conversation.prompt_for(text)
+        turns.append((prompt, await conversation.say(text, PARAMS)))
+    await runtime.close()
+    return conversation.messages, turns
+
+
+@pytest.mark.parametrize("template", [None, STRIPPING_TEMPLATE], ids=["bundle-template", "stripping"])
+def test_turns_equal_fresh_prefills_of_the_same_prompts(export_bundle, template):
+    bundle = export_bundle("text", "fused")
+    messages, turns = _run(_converse(bundle, template, budget=64 << 20))
+    fresh_messages, fresh_turns = _run(_converse(bundle, template, budget=0))
+    assert messages == fresh_messages
+    for (prompt, result), (fresh_prompt, fresh) in zip(turns, fresh_turns, strict=True):
+        assert prompt.ids == fresh_prompt.ids
+        assert result.tokens == fresh.tokens
+        assert fresh.reused_tokens == 0 and fresh.prefilled_tokens == len(prompt.ids)
+        assert result.reused_tokens + result.prefilled_tokens == result.prompt_tokens == len(prompt.ids)
+    for (previous, _), (_, result) in itertools.pairwise(turns):
+        # At least the conversation before the previous generation prompt is reused.
+        assert result.reused_tokens >= previous.history_tokens > 0
+
+
+def test_a_re_rendered_reply_resumes_from_the_state_before_it(export_bundle):
+    messages, turns = _run(_converse(export_bundle("text", "fused"), STRIPPING_TEMPLATE, 64 << 20))
+    for prompt, result in turns:
+        assert prompt.opens_reasoning
+        assert result.reasoning and result.text == ""  # the tiny model never closes its <think>
+    for message in messages:
+        if message["role"] == "assistant":
+            assert message["content"] == "" and message["reasoning_content"]
+    for (previous, _), (_, result) in itertools.pairwise(turns):
+        # The generated "<think>\n…" is not what the template renders next time: the turn resumes
+        # exactly where the previous conversation ended, before its generation prompt.
+        assert result.reused_tokens == previous.history_tokens
+
+
+def test_a_full_context_is_said_never_truncated(export_bundle):
+    async def go():
+        runtime = await open_native(export_bundle("text", "fused"))
+        conversation = Conversation(runtime)
+        with pytest.raises(ContextFullError, match="start a new chat"):
+            await conversation.say("json " * 5000, PARAMS)
+        untouched = list(conversation.messages)
+        conversation.runtime.generator.max_context = 80
+        result = await conversation.say("Hi", SamplingParams(seed=1, max_new_tokens=500, min_new_tokens=500))
+        await runtime.close()
+        return untouched, result
+
+    untouched, result = _run(go())
+    assert untouched == []  # the refused message was not recorded
+    assert result.stop_reason == "context_full"
+    assert result.prompt_tokens + len(result.tokens) == 80
+
+
+def test_thinking_off_reaches_the_template(export_bundle):
+    template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n"
+        "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+        "{% else %}<think>\n{% endif %}{% endif %}"
+    )
+
+    async def go():
+        runtime = await open_native(export_bundle("text", "fused"))
+        runtime.manifest = dataclasses.replace(runtime.manifest, chat_template=template)
+        thinking = Conversation(runtime).prompt_for("Hi")
+        plain = Conversation(runtime, enable_thinking=False).prompt_for("Hi")
+        await runtime.close()
+        return runtime.tokenizer, thinking, plain
+
+    tokenizer, thinking, plain = _run(go())
+    assert thinking.opens_reasoning and not plain.opens_reasoning
+    assert tokenizer.decode(plain.ids).endswith("<think>\n\n</think>\n\n")

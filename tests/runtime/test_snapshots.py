@@ -1,0 +1,170 @@
+"""Saved conversations: a bit-exact round trip, and every bad file refused with one sentence and
+nothing restored."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qwen35web.runtime import snapshots
+from qwen35web.runtime.conversation import Conversation
+from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.saved_conversation import capture, load_file, save_file
+from qwen35web.runtime.snapshots import SavedConversation, SnapshotError, decode, encode
+
+PARAMS = SamplingParams(greedy=True, max_new_tokens=12)
+TURNS = ["Hello there", "What is json?"]
+NEXT = "And pathlib?"
+
+
+def _run(coro):
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _two_turns(bundle: Path):
+    runtime = await open_native(bundle)
+    conversation = Conversation(runtime, system="Be brief.")
+    for text in TURNS:
+        await conversation.say(text, PARAMS)
+    return runtime, conversation
+
+
+@pytest.fixture(scope="module")
+def saved(export_bundle, tmp_path_factory) -> tuple[Path, dict]:
+    """A two-turn conversation saved to a file, and what its next turn gives without saving."""
+
+    async def go():
+        runtime, conversation = await _two_turns(export_bundle("text", "fused"))
+        path = tmp_path_factory.mktemp("chats") / "chat.q35"
+        await save_file(runtime, conversation.messages, path)
+        captured = await capture(runtime, conversation.messages)
+        following = await conversation.say(NEXT, PARAMS)
+        await runtime.close()
+        return path, {"captured": captured, "next": following, "messages": conversation.messages}
+
+    return _run(go())
+
+
+def test_round_trip_is_bit_exact_and_the_next_turn_prefills_only_itself(saved, export_bundle):
+    path, original = saved
+
+    async def go():
+        runtime = await open_native(export_bundle("text", "fused"))
+        conversation = Conversation(runtime, messages=load_file(runtime, path))
+        restored = [np.array(t).copy() for t in runtime.runner.states]
+        ids = list(runtime.runner.token_ids)
+        result = await conversation.say(NEXT, PARAMS)
+        await runtime.close()
+        return ids, restored, result, conversation.messages
+
+    ids, restored, result, messages = _run(go())
+    captured: SavedConversation = original["captured"]
+    assert ids == captured.token_ids and len(ids) > 0
+    for tensor, state in zip(captured.tensors, restored, strict=True):
+        assert state.dtype.name == tensor.dtype and list(state.shape) == tensor.shape
+        assert state.tobytes() == tensor.data  # bit for bit
+    assert result.tokens == original["next"].tokens
+    assert result.reused_tokens == len(ids)
+    assert result.prefilled_tokens == result.prompt_tokens - len(ids)
+    assert messages == original["messages"]
+
+
+def _rewrite(blob: bytes, **changes) -> bytes:
+    """A well-formed file (valid checksum) with header fields changed."""
+    saved = decode(blob)
+    for key, value in changes.items():
+        setattr(saved, key, value(saved) if callable(value) else value)
+    return encode(saved)
+
+
+def _newer_version(blob: bytes) -> bytes:
+    body = blob[:8] + struct.pack("<I", snapshots.FORMAT_VERSION + 1) + blob[12:-32]
+    return body + hashlib.sha256(body).digest()
+
+
+def _flip(blob: bytes, at: int) -> bytes:
+    return blob[:at] + bytes([blob[at] ^ 0x10]) + blob[at + 1 :]
+
+
+def _wrong_shape(saved: SavedConversation):
+    tensors = list(saved.tensors)
+    first = tensors[0]
+    tensors[0] = snapshots.SavedTensor(first.name, first.dtype, [1, len(first.data) // 4], first.data)
+    return tensors
+
+
+BAD_FILES = {
+    "empty": (lambda b: b"", "not a saved qwen35web conversation"),
+    "not-ours": (lambda b: b"PK\x03\x04" + b"\x00" * 100, "not a saved qwen35web conversation"),
+    "truncated-prefix": (lambda b: b[:14], "truncated"),
+    "truncated-half": (lambda b: b[: len(b) // 2], "truncated or corrupted"),
+    "truncated-checksum": (lambda b: b[:-1], "truncated or corrupted"),
+    "corrupted-data": (lambda b: _flip(b, len(b) - 100), "truncated or corrupted"),
+    "corrupted-header": (lambda b: _flip(b, 30), "truncated or corrupted"),
+    "newer-version": (_newer_version, "newer qwen35web"),
+    "other-bundle": (lambda b: _rewrite(b, bundle_sha256="0" * 64), "another bundle"),
+    "other-dtype": (lambda b: _rewrite(b, bundle_dtype="q4"), "q4 bundle"),
+    "missing-tensor": (lambda b: _rewrite(b, tensors=lambda s: s.tensors[:-1]), "not this bundle's states"),
+    "wrong-shape": (lambda b: _rewrite(b, tensors=_wrong_shape), "this bundle expects"),
+    "ids-beyond-vocab": (lambda b: _rewrite(b, token_ids=lambda s: [10**6] * len(s.token_ids)), "vocabulary"),
+    "ids-not-kv-length": (lambda b: _rewrite(b, token_ids=lambda s: s.token_ids[:-1]), "this bundle expects"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_files_restore_nothing(saved, export_bundle, tmp_path, case):
+    path, _ = saved
+    damage, message = BAD_FILES[case]
+    bad = tmp_path / "bad.q35"
+    bad.write_bytes(damage(path.read_bytes()))
+
+    async def go():
+        runtime = await open_native(export_bundle("text", "fused"))
+        await runtime.generate([5, 6, 7], PARAMS)
+        before = (list(runtime.runner.token_ids), len(runtime.cache.snapshots))
+        try:
+            with pytest.raises(SnapshotError) as caught:
+                load_file(runtime, bad)
+            after = (list(runtime.runner.token_ids), len(runtime.cache.snapshots))
+        finally:
+            await runtime.close()
+        return caught.value, before, after
+
+    error, before, after = _run(go())
+    assert message in str(error) and str(bad) in str(error)
+    assert "\n" not in str(error)
+    assert after == before
+
+
+def test_a_file_of_another_bundle_is_refused(saved, export_bundle):
+    path, _ = saved
+
+    async def go():
+        runtime = await open_native(export_bundle("text", "portable"))
+        try:
+            load_file(runtime, path)
+        finally:
+            await runtime.close()
+
+    with pytest.raises(SnapshotError, match="another bundle"):
+        _run(go())
+
+
+def test_a_missing_file_is_one_sentence(export_bundle, tmp_path):
+    async def go():
+        runtime = await open_native(export_bundle("text", "fused"))
+        try:
+            load_file(runtime, tmp_path / "nope.q35")
+        finally:
+            await runtime.close()
+
+    with pytest.raises(SnapshotError, match="cannot read"):
+        _run(go())
