@@ -75,3 +75,31 @@ def test_export_records_the_generation_section(tmp_path: Path, tiny_text_dir: Pa
     assert manifest.generation["top_k"] == 20 and manifest.generation["temperature"] == 0.6
     assert set(manifest.eos_token_ids) >= {7, 9}
     assert "generation_config.json" in manifest.files
+
+
+def test_cli_takes_the_bundle_defaults_unless_told_otherwise(tmp_path: Path, tiny_text_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    checkpoint = _with_generation_config(tiny_text_dir, tmp_path / "ckpt", {"do_sample": False})
+    bundle = tmp_path / "bundle"
+    run_export(ExportOptions(checkpoint, bundle))
+    root = Path(__file__).resolve().parent.parent
+
+    def tokens(*flags: str) -> list[int]:
+        done = subprocess.run(
+            [sys.executable, "-m", "qwen35web", "generate", str(bundle), "--prompt", "ab", "--json", *flags],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["tokens"]
+
+    greedy = tokens("--greedy", "--max-new-tokens", "12")
+    assert tokens("--max-new-tokens", "12") == greedy  # do_sample: false -> greedy by default
+    sampled = [tokens("--sample", "--seed", str(seed), "--max-new-tokens", "12") for seed in (1, 2, 3)]
+    assert any(run != greedy for run in sampled)

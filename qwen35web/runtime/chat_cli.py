@@ -65,7 +65,7 @@ class ChatSession:
         self.args = args
         self.runtime = runtime
         self.loop = loop
-        self.params: SamplingParams = sampling_params(args)
+        self.params: SamplingParams = sampling_params(args, runtime.manifest.generation)
         self.out = sys.stdout
         self.style = _Style(self.out)
         self.conversation = Conversation(runtime, args.system, enable_thinking=not args.no_thinking)
@@ -224,7 +224,7 @@ def _chat(args: argparse.Namespace) -> int:
         raise RuntimeUserError("--system starts a new conversation; a resumed one keeps its own")
     if args.snapshot_budget_mb < 0:
         raise RuntimeUserError(f"--snapshot-budget-mb must be >= 0, got {args.snapshot_budget_mb}")
-    sampling_params(args)  # bad flags fail before the bundle loads
+    sampling_params(args, {})  # bad flags fail before the bundle loads
     loop = asyncio.new_event_loop()  # not asyncio.run: its SIGINT handler would end the program
     budget = int(args.snapshot_budget_mb * 2**20)
     runtime = loop.run_until_complete(

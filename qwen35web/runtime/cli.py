@@ -7,36 +7,58 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.errors import RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
+from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.sampling import SamplingParams
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 128) -> None:
-    """The sampling and engine flags `generate` and `chat` share."""
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    parser.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-sequence before N tokens")
-    parser.add_argument("--greedy", action="store_true")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--repetition-penalty", type=float, default=1.0)
-    parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--prefill-chunk", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=None)
+    """The sampling and engine flags `generate` and `chat` share.
+
+    Sampling flags left out take the bundle's defaults (the checkpoint's generation_config.json, recorded
+    in the manifest), else the runtime's own, shown in brackets."""
+    add = parser.add_argument
+    add(
+        "--max-new-tokens",
+        type=int,
+        default=max_new_tokens,
+        help=f"most tokens to generate [{max_new_tokens}]",
+    )
+    add("--min-new-tokens", type=int, default=0, help="no end-of-sequence before N tokens [0]")
+    add("--greedy", action="store_true", default=None, help="always take the most likely token")
+    add("--sample", dest="greedy", action="store_false", help="sample even if the bundle defaults to greedy")
+    add("--temperature", type=float, default=None, help="softmax temperature, > 0 [bundle, else 1.0]")
+    add(
+        "--top-k",
+        type=int,
+        default=None,
+        help="sample among the K most likely tokens; 0 = off [bundle, else 0]",
+    )
+    add("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1] [bundle, else 1.0]")
+    add("--repetition-penalty", type=float, default=None, help="> 1 discourages repeats [bundle, else 1.0]")
+    add("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
+    add("--seed", type=int, default=None, help="seed for sampling (same seed, same tokens)")
+    add("--prefill-chunk", type=int, default=256, help="prompt tokens per graph call [256]")
+    add("--threads", type=int, default=None, help="onnxruntime intra-op threads [onnxruntime's choice]")
 
 
-def sampling_params(args: argparse.Namespace) -> SamplingParams:
+def sampling_params(args: argparse.Namespace, generation: Mapping[str, Any]) -> SamplingParams:
+    """The flags given, over the bundle's sampling defaults (`generation`: the manifest's section)."""
+    user = {
+        "greedy": args.greedy,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "repetition_penalty": args.repetition_penalty,
+    }
     return SamplingParams(
-        greedy=args.greedy,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
+        **with_bundle_defaults(user, generation),
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         min_new_tokens=args.min_new_tokens,
@@ -46,8 +68,8 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
 
 def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
     gen = OneLineParser(prog=prog, description="Generate text with an exported Qwen3.5 bundle.")
-    gen.add_argument("bundle", type=Path)
-    gen.add_argument("--prompt", required=True)
+    gen.add_argument("bundle", type=Path, help="a bundle directory written by `qwen35web export`")
+    gen.add_argument("--prompt", required=True, help="the text to continue (with --chat: the user message)")
     gen.add_argument("--chat", action="store_true", help="wrap the prompt in the bundle's chat template")
     add_sampling_arguments(gen)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
@@ -57,8 +79,9 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
 async def _generate(args: argparse.Namespace) -> int:
     from qwen35web.runtime.runtime import open_native
 
-    params = sampling_params(args)
+    sampling_params(args, {})  # bad flags fail before the bundle loads
     runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)
+    params = sampling_params(args, runtime.manifest.generation)
     prompt_ids = runtime.prompt_ids(args.prompt, chat=args.chat)
     cancel = CancelToken()
     try:

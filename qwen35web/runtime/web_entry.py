@@ -18,6 +18,7 @@ from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
+from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.runtime import Runtime
@@ -85,8 +86,10 @@ def _error(err: BaseException) -> str:
     return json.dumps({"error": message})
 
 
-def _sampling_params(request: dict[str, Any]) -> SamplingParams:
-    values = {field: request[key] for key, field in _SAMPLING_FIELDS.items() if request.get(key) is not None}
+def _sampling_params(request: dict[str, Any], generation: dict[str, Any]) -> SamplingParams:
+    """The request's settings (a missing or null field is not given) over the bundle's defaults."""
+    given = {field: request.get(key) for key, field in _SAMPLING_FIELDS.items()}
+    values = with_bundle_defaults(given, generation)
     stop = request.get("stop") or []
     if not isinstance(stop, list):
         raise GenerationInputError("stop must be a list of strings")
@@ -147,7 +150,7 @@ class WebSession:
         cancel = self._cancel = CancelToken()
         try:
             request = _parse_request(request_json)
-            params = _sampling_params(request)
+            params = _sampling_params(request, self.runtime.manifest.generation)
             prompt = self._prompt(request)
             # The prefix cache resumes from the longest kept state: only new tokens are prefilled.
             async for piece in self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at):
