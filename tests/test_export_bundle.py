@@ -89,6 +89,10 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, layout):
     assert by_name["present.3.value"]["shape"] == ["batch_size", 2, "total_sequence_length", 32]
     # The batch dim is named batch_size everywhere (transformers.js resolves only that name).
     assert all(v["shape"][1 if v["name"] == "position_ids" else 0] == "batch_size" for v in inputs + outputs)
+    sampler = manifest["sampler"]["inputs"] + manifest["sampler"]["outputs"]
+    assert [v["shape"][0] for v in sampler if v["name"] not in ("penalty", "temperature", "k")] == [
+        "batch_size"
+    ] * 5
 
 
 @pytest.mark.parametrize(("ops", "dtype"), [("fused", "fp32"), ("portable", "fp32"), ("fused", "fp16")])

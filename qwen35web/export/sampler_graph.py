@@ -4,10 +4,10 @@ Per-token Python work in the runtime must not grow with the vocabulary (248k ent
 penalty, the temperature, the top-k selection and the softmax normaliser run in onnxruntime; the
 runtime reads back k logits, k ids and one number. With WebGPU the logits never leave the GPU.
 
-  inputs : logits [batch, seq, vocab] f32, penalty_ids [batch, n] i64 (n >= 1), penalty [1] f32,
-           temperature [1] f32, k [1] i64
-  outputs: top_logits [batch, k] f32 (scaled, descending), top_ids [batch, k] i64,
-           log_normalizer [batch, 1] f32 (logsumexp of all scaled logits)
+  inputs : logits [batch_size, sequence_length, vocab] f32, penalty_ids [batch_size, n] i64 (n >= 1),
+           penalty [1] f32, temperature [1] f32, k [1] i64
+  outputs: top_logits [batch_size, k] f32 (scaled, descending), top_ids [batch_size, k] i64,
+           log_normalizer [batch_size, 1] f32 (logsumexp of all scaled logits)
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ def sampler_model() -> onnx.ModelProto:
     assert tuple(i.name for i in model.graph.input) == io.SAMPLER_INPUTS
     assert tuple(o.name for o in model.graph.output) == io.SAMPLER_OUTPUTS
     shapes = {
-        io.SAMPLER_LOGITS: ["batch", "sequence_length", "vocab"],
-        io.SAMPLER_PENALTY_IDS: ["batch", "num_penalised"],
+        io.SAMPLER_LOGITS: [io.BATCH, io.SEQUENCE, "vocab"],
+        io.SAMPLER_PENALTY_IDS: [io.BATCH, "num_penalised"],
         io.SAMPLER_PENALTY: [1],
         io.SAMPLER_TEMPERATURE: [1],
         io.SAMPLER_K: [1],
-        io.SAMPLER_TOP_LOGITS: ["batch", "k"],
-        io.SAMPLER_TOP_IDS: ["batch", "k"],
-        io.SAMPLER_LOG_NORMALIZER: ["batch", 1],
+        io.SAMPLER_TOP_LOGITS: [io.BATCH, "k"],
+        io.SAMPLER_TOP_IDS: [io.BATCH, "k"],
+        io.SAMPLER_LOG_NORMALIZER: [io.BATCH, 1],
     }
     elem_types = {
         io.SAMPLER_TOP_LOGITS: onnx.TensorProto.FLOAT,
