@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.package-lock.json
+TJS_DIR := tests/transformers_js
+TJS_STAMP := $(TJS_DIR)/node_modules/.package-lock.json
 
 DEMO := build/demo
 
-.PHONY: setup setup-python setup-browser test bench fidelity soak check lint typecheck demo train-tiny clean
+.PHONY: setup setup-python setup-browser setup-transformers-js test bench fidelity soak check lint typecheck demo train-tiny clean
 
-setup: setup-python setup-browser
+setup: setup-python setup-browser setup-transformers-js
 
 setup-python: $(STAMP)
 
@@ -18,6 +20,15 @@ setup-python: $(STAMP)
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
+
+# transformers.js and onnxruntime-node for tests/test_transformers_js.py, pinned by their own lock file.
+# onnxruntime-node's package bundles the CPU binary; its install script only fetches what it does not
+# bundle (the CUDA provider), so it is skipped, both ways; no other package needs its scripts either.
+$(TJS_STAMP): $(TJS_DIR)/package.json $(TJS_DIR)/package-lock.json
+	cd $(TJS_DIR) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+setup-transformers-js: $(TJS_STAMP)
 
 # Debian's Chromium for the Playwright tests (Playwright cannot download its own browsers here),
 # and tmux for the test that drives `qwen35web chat` in a real terminal.

@@ -10,7 +10,7 @@ from pathlib import Path
 from qwen35web.cli_support import OneLineParser
 from qwen35web.export.errors import ExportError
 from qwen35web.export.model_source import resolve_model
-from qwen35web.export.pipeline import DTYPES, ExportOptions, run_export
+from qwen35web.export.pipeline import DTYPES, LAYOUTS, ExportOptions, run_export
 from qwen35web.runtime.bundle_format import LOGITS, OPS
 
 log = logging.getLogger("qwen35web.export")
@@ -43,6 +43,13 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
         help="all: logits [B, T, V] (validation, perplexity); last: [B, 1, V], faster prefill for generation",
     )
     parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="bundle",
+        help="bundle: this project's (default); transformers.js: a folder @huggingface/transformers "
+        "4.3 loads as a text model (onnx/model<dtype suffix>.onnx, config.json for it; no manifest)",
+    )
+    parser.add_argument(
         "--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance"
     )
     parser.add_argument("--block-size", type=int, default=32, help="int4 block size (q4, q4f16)")
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr, force=True)
     log.setLevel(logging.INFO)
     try:
-        manifest = run_export(_options(args, resolve_model(args.model, args.revision)))
+        run_export(_options(args, resolve_model(args.model, args.revision)))
     except ExportError as err:
         sys.stderr.write(f"error: {err}\n")
         return err.exit_code
@@ -83,8 +90,9 @@ def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
             raise
         sys.stderr.write(f"error: internal error: {type(err).__name__}: {err} (rerun with --debug)\n")
         return 1
-    size = sum(entry.size for entry in manifest.files.values())
-    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(manifest.files), size / 1e6)
+    files = [path for path in args.out_dir.rglob("*") if path.is_file()]
+    size = sum(path.stat().st_size for path in files)
+    log.info("wrote %s (%d files, %.1f MB)", args.out_dir, len(files), size / 1e6)
     return 0
 
 
@@ -100,4 +108,5 @@ def _options(args: argparse.Namespace, model_dir: Path) -> ExportOptions:
         accuracy_level=args.accuracy_level,
         quantize_embedding=not args.keep_float_embedding,
         logits=args.logits,
+        layout=args.layout,
     )

@@ -16,7 +16,7 @@ import onnx
 import onnx_ir as ir
 import torch
 
-from qwen35web.export import bundle
+from qwen35web.export import bundle, layout_transformers_js
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
 from qwen35web.export.errors import BadInputError, ValidationFailedError
@@ -52,6 +52,8 @@ DTYPES = {
     "q8": torch.float32,
 }
 QUANTIZED = ("q4", "q4f16")  # int4 (MatMulNBits); q8 is int8 (DynamicQuantizeMatMul)
+# Where the files go: the bundle (bundle_format.py), or transformers.js's folder (layout_transformers_js.py).
+LAYOUTS = ("bundle", layout_transformers_js.LAYOUT)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class ExportOptions:
     accuracy_level: int = 4  # MatMulNBits compute: 1 fp32, 2 fp16, 4 int8
     quantize_embedding: bool = True  # int4 embedding + tied head too (stored once)
     logits: str = "all"
+    layout: str = "bundle"
 
 
 def io_contract(model: ir.Model) -> GraphIO:
@@ -89,6 +92,8 @@ def _check_options(options: ExportOptions) -> None:
         raise BadInputError(f"--logits must be one of {', '.join(LOGITS)}, got {options.logits!r}")
     if options.block_size not in (16, 32, 64, 128, 256):
         raise BadInputError(f"--block-size must be 16, 32, 64, 128 or 256, got {options.block_size}")
+    if options.layout not in LAYOUTS:
+        raise BadInputError(f"--layout must be one of {', '.join(LAYOUTS)}, got {options.layout!r}")
 
 
 def _manifest(
@@ -132,12 +137,17 @@ def _manifest(
     )
 
 
-def run_export(options: ExportOptions) -> Manifest:
-    """Export one checkpoint to a bundle; returns the manifest. Raises ExportError subclasses."""
+def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.TransformersJsFolder:
+    """Export one checkpoint to a bundle (returns its manifest) or another layout (what it wrote).
+
+    Raises ExportError subclasses.
+    """
     _check_options(options)
     config = read_config_json(options.model_dir)
     spec = spec_from_config(config)
     generation = read_generation_config(options.model_dir)
+    if options.layout == layout_transformers_js.LAYOUT:
+        layout_transformers_js.check_supported(config, options.dtype)
     bundle.check_tokenizer_files(options.model_dir)
     bundle.check_output_dir(options.out_dir, options.force)
     checkpoint = Checkpoint(options.model_dir)
@@ -165,13 +175,17 @@ def run_export(options: ExportOptions) -> Manifest:
         data_files = bundle.save_graph(model, staging, options.max_data_file_bytes)
         del model, decoder
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating
-        onnx.save(sampler_model(), str(staging / SAMPLER_FILE))
         bundle.copy_model_files(options.model_dir, staging)
         if options.validate:
             report = _validate(staging, spec, config, checkpoint, options)
             (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        manifest = _manifest(spec, _load_io(staging), options, data_files, staging, generation)
-        bundle.write_manifest(staging, manifest)
+        written: Manifest | layout_transformers_js.TransformersJsFolder
+        if options.layout == layout_transformers_js.LAYOUT:
+            written = layout_transformers_js.arrange(staging, data_files, config, spec, options.dtype)
+        else:
+            onnx.save(sampler_model(), str(staging / SAMPLER_FILE))
+            written = _manifest(spec, _load_io(staging), options, data_files, staging, generation)
+            bundle.write_manifest(staging, written)
     if report is not None and not report["passed"]:
         worst = report["worst"]
         raise ValidationFailedError(
@@ -179,7 +193,7 @@ def run_export(options: ExportOptions) -> Manifest:
             f"{worst['greedy_agreement']:.2f} (tolerance {report['tolerance']}); see "
             f"{options.out_dir / VALIDATION_FILE}"
         )
-    return manifest
+    return written
 
 
 def _validate(
