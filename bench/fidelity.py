@@ -3,10 +3,12 @@
   python -m bench.fidelity [--no-browser] [--browser-positions 256] [--webgpu-positions 32]
 
 Scores models/tiny-qwen35 on its held-out split (the model card's stream, windows of 256) with PyTorch
-fp32 and with each exported bundle under native onnxruntime; then, on a prefix subset of the first
-window (the page's `app.logits` returns only the last position), in Chromium on wasm and on WebGPU.
-Top-1 agreement is the share of positions whose argmax equals PyTorch fp32's. Writes
-bench/results/fidelity.{json,md}. Bundles are exported under build/fidelity/ (reused when present).
+fp32 and with each exported bundle under native onnxruntime: the formats with their default recipes,
+and every recipe candidate (bench.fidelity_recipes), from which each quantized format's per-size
+default is chosen; then, on a prefix subset of the first window (the page's `app.logits` returns
+only the last position), in Chromium on wasm and on WebGPU. Top-1 agreement is the share of
+positions whose argmax equals PyTorch fp32's. Writes bench/results/fidelity.{json,md}. Bundles are
+exported under build/fidelity/ (reused when present).
 """
 
 from __future__ import annotations
@@ -20,13 +22,27 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer
 from transformers import Qwen3_5ForCausalLM
 
+from bench.fidelity_browser import browser_scores
+from bench.fidelity_recipes import CANDIDATES, Candidate, choose_defaults, size_specs
+from bench.fidelity_recipes import markdown as recipes_markdown
+from bench.fidelity_scores import (
+    Predictions,
+    Score,
+    bundle_format,
+    concat,
+    failed,
+    predictions_from_logits,
+    score,
+    verdict,
+)
 from devtools.train_tiny.batches import evaluation_batches, token_stream
 from devtools.train_tiny.corpus import build_corpus
+from qwen35web.export.config import read_config_json, spec_from_config
+from qwen35web.export.formats import choose
 from qwen35web.export.ort_runner import GraphRunner
 from qwen35web.export.pipeline import ExportOptions, run_export
 
@@ -44,93 +60,38 @@ BATCH = 8  # PyTorch reference windows per forward
 ONNX_BATCH = 1
 SEPARATOR_ID = 0  # <|endoftext|>: precedes every held-out document in the card's stream
 
-# Targets from the issue: fp32 paths vs PyTorch, quantized (q4, q8) vs the fp32 bundle.
-FP32_RELATIVE_PPL = 1e-5
-Q4_PPL_INCREASE = 0.02
-Q4_TOP1 = 0.95
-
 
 @dataclass(frozen=True)
 class BundleSpec:
+    """One bundle to export; a knob left None takes the registry's default (formats.py)."""
+
     name: str
     ops: str = "fused"
     dtype: str = "fp32"
-    block_size: int = 32
-    accuracy_level: int = 4
-    keep_float_embedding: bool = False
+    block_size: int | None = None
+    accuracy_level: int | None = None
+    embedding: str | None = None
 
 
+def candidate_bundle(candidate: Candidate) -> BundleSpec:
+    return BundleSpec(candidate.name, dtype=candidate.dtype, **candidate.recipe.knobs())
+
+
+# The formats as a plain `--dtype` export gives them (quantized ones with their default recipe).
 BUNDLES = [
     BundleSpec("fp32-fused"),
     BundleSpec("fp32-portable", ops="portable"),
     BundleSpec("fp16-fused", dtype="fp16"),
     BundleSpec("q4-fused", dtype="q4"),
+    BundleSpec("q4f16-fused", dtype="q4f16"),
     BundleSpec("q8-fused", dtype="q8"),
-    BundleSpec("q8-float-embedding", dtype="q8", keep_float_embedding=True),
 ]
-# Tried only when the default q4 bundle misses a target.
-Q4_ALTERNATIVES = [
-    BundleSpec("q4-block16", dtype="q4", block_size=16),
-    BundleSpec("q4-block64", dtype="q4", block_size=64),
-    BundleSpec("q4-acc1", dtype="q4", accuracy_level=1),
-    BundleSpec("q4-float-embedding", dtype="q4", keep_float_embedding=True),
-    BundleSpec("q4-block16-float-embedding", dtype="q4", block_size=16, keep_float_embedding=True),
-    BundleSpec(
-        "q4-block16-float-embedding-acc1",
-        dtype="q4",
-        block_size=16,
-        accuracy_level=1,
-        keep_float_embedding=True,
-    ),
-]
-
-# The alternative that meets the q4 targets natively: the browser table scores it next to the default.
-Q4_BROWSER_ALTERNATIVE = Q4_ALTERNATIVES[4]
-
-
-@dataclass
-class Predictions:
-    """Per-position results of one path over a token stream's positions."""
-
-    nll: np.ndarray  # [N] float64, -log p(target)
-    argmax: np.ndarray  # [N] int64
-
-
-@dataclass
-class Score:
-    path: str  # e.g. "onnxruntime fp32-fused"
-    runtime: str  # pytorch | onnxruntime | wasm | webgpu
-    bundle: str | None
-    subset: str  # "held-out" (all positions) or "first-N" (browser prefix subset)
-    tokens: int
-    perplexity: float
-    reference_perplexity: float  # PyTorch fp32 on the same positions
-    relative_perplexity_change: float  # (ppl - reference) / reference
-    top1_agreement: float  # vs PyTorch fp32's argmax on the same positions
-    seconds: float | None = None
-    error: str | None = None
-    native_perplexity: float | None = (
-        None  # browser rows: the same bundle in native onnxruntime, same positions
-    )
 
 
 def held_out_stream(tokenizer: Tokenizer) -> torch.Tensor:
     """[N] int64: the card's held-out stream (separator, doc, separator, ...)."""
     corpus = build_corpus()
     return token_stream(tokenizer, corpus.held_out, SEPARATOR_ID)
-
-
-def predictions_from_logits(logits: np.ndarray, targets: np.ndarray) -> Predictions:
-    """logits [N, V] (any float dtype), targets [N]; NLL in float64 so every path is scored alike."""
-    wide = logits.astype(np.float64)
-    shifted = wide - wide.max(axis=-1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=-1))  # [N]
-    nll = log_norm - shifted[np.arange(len(targets)), targets]
-    return Predictions(nll, wide.argmax(axis=-1))
-
-
-def _concat(parts: list[Predictions]) -> Predictions:
-    return Predictions(np.concatenate([p.nll for p in parts]), np.concatenate([p.argmax for p in parts]))
 
 
 @torch.no_grad()
@@ -140,7 +101,7 @@ def pytorch_predictions(stream: torch.Tensor) -> Predictions:
     for inputs, targets in evaluation_batches(stream, CONTEXT, BATCH):
         logits = model(input_ids=inputs, use_cache=False).logits  # [b, t, V]
         parts.append(predictions_from_logits(logits.flatten(0, 1).numpy(), targets.flatten().numpy()))
-    return _concat(parts)
+    return concat(parts)
 
 
 def onnx_predictions(model_path: Path, stream: torch.Tensor) -> Predictions:
@@ -150,13 +111,28 @@ def onnx_predictions(model_path: Path, stream: torch.Tensor) -> Predictions:
         ids = inputs.numpy()  # [b, t]
         logits, _ = runner.step(ids, 0, runner.zero_states(ids.shape[0]))  # [b, t, V]
         parts.append(predictions_from_logits(logits.reshape(-1, logits.shape[-1]), targets.flatten().numpy()))
-    return _concat(parts)
+    return concat(parts)
+
+
+def _is_current(out: Path, spec: BundleSpec) -> bool:
+    """A bundle left by an earlier run, in the format and recipe this spec resolves to today."""
+    if not (out / "manifest.json").exists():
+        return False
+    dtype, recorded = bundle_format(out)
+    knobs = {
+        "block_size": spec.block_size,
+        "accuracy_level": spec.accuracy_level,
+        "embedding": spec.embedding,
+    }
+    wanted = choose(spec.dtype, spec_from_config(read_config_json(CHECKPOINT)), **knobs).recipe.knobs()
+    return dtype == spec.dtype and all((recorded or {}).get(k) == v for k, v in wanted.items())
 
 
 def ensure_bundle(spec: BundleSpec) -> Path:
     out = WORK / "bundles" / spec.name
-    if not (out / "manifest.json").exists():
+    if not _is_current(out, spec):
         log.info("exporting %s", spec.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
         options = ExportOptions(
             CHECKPOINT,
             out,
@@ -165,62 +141,10 @@ def ensure_bundle(spec: BundleSpec) -> Path:
             force=True,
             block_size=spec.block_size,
             accuracy_level=spec.accuracy_level,
-            quantize_embedding=not spec.keep_float_embedding,
+            embedding=spec.embedding,
         )
         run_export(options)
     return out
-
-
-def perplexity(nll: np.ndarray) -> float:
-    return math.exp(float(nll.mean()))
-
-
-def score(path: str, runtime: str, bundle: str | None, got: Predictions, reference: Predictions) -> Score:
-    """`got` covers the first len(got.nll) positions of `reference`."""
-    count = len(got.nll)
-    ref_nll, ref_argmax = reference.nll[:count], reference.argmax[:count]
-    ppl, ref_ppl = perplexity(got.nll), perplexity(ref_nll)
-    subset = "held-out" if count == len(reference.nll) else f"first-{count}"
-    return Score(
-        path=path,
-        runtime=runtime,
-        bundle=bundle,
-        subset=subset,
-        tokens=count,
-        perplexity=ppl,
-        reference_perplexity=ref_ppl,
-        relative_perplexity_change=(ppl - ref_ppl) / ref_ppl,
-        top1_agreement=float((got.argmax == ref_argmax).mean()),
-    )
-
-
-def failed(path: str, runtime: str, bundle: str | None, error: str) -> Score:
-    nan = float("nan")
-    return Score(path, runtime, bundle, "-", 0, nan, nan, nan, nan, error=error)
-
-
-def verdict(entry: Score) -> str:
-    """The issue's target for this path, and whether it holds: fp32 paths and q4 have one, fp16 none."""
-    if entry.error:
-        return "error"
-    if entry.runtime == "pytorch":
-        return "reference"
-    dtype = (entry.bundle or "").split("-")[0]
-    if dtype == "fp32":
-        held = abs(entry.relative_perplexity_change) <= FP32_RELATIVE_PPL
-        return f"{'pass' if held else 'FAIL'} (abs Δppl ≤ 1e-5)"
-    if dtype in ("q4", "q8"):
-        ppl_held = entry.relative_perplexity_change <= Q4_PPL_INCREASE
-        top1_held = entry.top1_agreement >= Q4_TOP1
-        return (
-            f"{'pass' if ppl_held and top1_held else 'FAIL'} "
-            f"(Δppl ≤ +2 %: {'yes' if ppl_held else 'no'}; top-1 ≥ 95 %: {'yes' if top1_held else 'no'})"
-        )
-    return "no target"
-
-
-def q4_misses(scores: list[Score]) -> bool:
-    return any(s.runtime == "onnxruntime" and s.bundle == "q4-fused" and "FAIL" in verdict(s) for s in scores)
 
 
 def native_scores(
@@ -231,14 +155,16 @@ def native_scores(
     for spec in specs:
         path = f"onnxruntime {spec.name}"
         try:
-            model_path = ensure_bundle(spec) / "model.onnx"
+            bundle = ensure_bundle(spec)
+            dtype, recipe = bundle_format(bundle)
             started = time.monotonic()
-            got = kept[spec.name] = onnx_predictions(model_path, stream)
-            entry = score(path, "onnxruntime", spec.name, got, reference)
+            got = kept[spec.name] = onnx_predictions(bundle / "model.onnx", stream)
+            entry = score(path, "onnxruntime", spec.name, dtype, got, reference)
             entry.seconds = time.monotonic() - started
+            entry.recipe = recipe
         except Exception as err:  # a bundle that fails to export or run is a row of the table, not a crash
             log.exception("%s failed", path)
-            entry = failed(path, "onnxruntime", spec.name, f"{type(err).__name__}: {err}")
+            entry = failed(path, "onnxruntime", spec.name, spec.dtype, f"{type(err).__name__}: {err}")
         log.info("%s: ppl %.6f, top-1 %.4f", path, entry.perplexity, entry.top1_agreement)
         scores.append(entry)
     return scores
@@ -248,7 +174,7 @@ def _cell(value: float, fmt: str) -> str:
     return "—" if math.isnan(value) else format(value, fmt)
 
 
-def markdown(scores: list[Score], meta: dict) -> str:
+def markdown(scores: list[Score], meta: dict, recipes: str) -> str:
     lines = [
         "# Fidelity of the exported tiny-qwen35",
         "",
@@ -274,15 +200,19 @@ def markdown(scores: list[Score], meta: dict) -> str:
     errors = [f"- {s.path}: `{s.error}`" for s in scores if s.error]
     if errors:
         lines += ["", "## Errors", "", *errors]
-    lines += ["", f"Versions: {json.dumps(meta['versions'])}", ""]
+    lines += ["", recipes, f"Versions: {json.dumps(meta['versions'])}", ""]
     return "\n".join(lines)
 
 
-def write_results(scores: list[Score], meta: dict) -> None:
+def write_results(scores: list[Score], meta: dict, recipes: dict, recipes_text: str) -> str:
+    """Writes fidelity.json (rows, and the chosen recipe per format and size) and fidelity.md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = [{**asdict(s), "verdict": verdict(s)} for s in scores]
-    (RESULTS / "fidelity.json").write_text(json.dumps({"meta": meta, "scores": rows}, indent=2) + "\n")
-    (RESULTS / "fidelity.md").write_text(markdown(scores, meta))
+    document = {"meta": meta, "scores": rows, "recipes": recipes}
+    (RESULTS / "fidelity.json").write_text(json.dumps(document, indent=2) + "\n")
+    text = markdown(scores, meta, recipes_text)
+    (RESULTS / "fidelity.md").write_text(text)
+    return text
 
 
 def _versions() -> dict[str, str]:
@@ -296,7 +226,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-browser", action="store_true", help="native onnxruntime and PyTorch only")
     parser.add_argument("--browser-positions", type=int, default=256, help="wasm: prefixes of window 0")
     parser.add_argument("--webgpu-positions", type=int, default=32, help="WebGPU (SwiftShader): fewer")
-    parser.add_argument("--all-q4", action="store_true", help="score the q4 alternatives even if q4 passes")
     return parser.parse_args(argv)
 
 
@@ -308,23 +237,25 @@ def main(argv: list[str] | None = None) -> int:
     stream = held_out_stream(tokenizer)
     started = time.monotonic()
     reference = pytorch_predictions(stream)
-    scores = [score("PyTorch fp32", "pytorch", None, reference, reference)]
+    scores = [score("PyTorch fp32", "pytorch", None, None, reference, reference)]
     scores[0].seconds = time.monotonic() - started
     native: dict[str, Predictions] = {}
-    scores += native_scores(BUNDLES, stream, reference, native)
-    if args.all_q4 or q4_misses(scores):
-        scores += native_scores(Q4_ALTERNATIVES, stream, reference, native)
+    candidates = [candidate_bundle(c) for c in CANDIDATES]
+    scores += native_scores([*BUNDLES, *candidates], stream, reference, native)
+    specs = size_specs()
+    by_bundle = {s.bundle: s for s in scores if s.runtime == "onnxruntime" and s.bundle}
+    recipes = choose_defaults(by_bundle, specs)
+    recipes_text = recipes_markdown(by_bundle, recipes, specs)
     if not args.no_browser:
-        from bench.fidelity_browser import browser_scores
-
-        bundles = {spec.name: ensure_bundle(spec) for spec in [*BUNDLES, Q4_BROWSER_ALTERNATIVE]}
+        bundles = {spec.name: ensure_bundle(spec) for spec in [*BUNDLES, *candidates]}
         scores += browser_scores(
             bundles, stream, reference, native, (args.browser_positions, args.webgpu_positions)
         )
     meta = {"held_out_tokens": len(reference.nll), "context": CONTEXT, "versions": _versions()}
-    write_results(scores, meta)
-    print(markdown(scores, meta))
-    return 1 if any("FAIL" in verdict(s) or s.error for s in scores) else 0
+    print(write_results(scores, meta, recipes, recipes_text))
+    # Candidates may miss, in any runtime (that is what they are measured for); the defaults may not.
+    judged = [s for s in scores if s.bundle not in {c.name for c in candidates}]
+    return 1 if any("FAIL" in verdict(s) or s.error for s in judged) else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.fidelity import Predictions, Score, failed, perplexity, predictions_from_logits, score
+from bench.fidelity_scores import (
+    Predictions,
+    Score,
+    bundle_format,
+    failed,
+    perplexity,
+    predictions_from_logits,
+    score,
+)
 from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving
@@ -33,9 +41,9 @@ BROWSER_PATHS = [
     ("wasm", "fp32-portable"),
     ("wasm", "fp16-fused"),
     ("wasm", "q4-fused"),
-    ("wasm", "q4-block16-float-embedding"),
+    ("wasm", "q4-b16-float"),
     ("wasm", "q8-fused"),
-    ("wasm", "q8-float-embedding"),
+    ("wasm", "q8-float"),
     ("webgpu", "fp32-fused"),
     ("webgpu", "fp32-portable"),
 ]
@@ -97,7 +105,8 @@ def browser_scores(
         try:
             for backend, model in BROWSER_PATHS:
                 count = positions[0] if backend == "wasm" else positions[1]
-                entry = _one_path(browser, url, backend, model, stream, reference, count)
+                dtype = bundle_format(bundles[model])[0]
+                entry = _one_path(browser, url, backend, (model, dtype), stream, reference, count)
                 if model in native and not entry.error:
                     entry.native_perplexity = perplexity(native[model].nll[:count])
                 scores.append(entry)
@@ -107,20 +116,28 @@ def browser_scores(
 
 
 def _one_path(
-    browser: Any, url: str, backend: str, model: str, stream: torch.Tensor, reference: Predictions, count: int
+    browser: Any,
+    url: str,
+    backend: str,
+    bundle: tuple[str, str],
+    stream: torch.Tensor,
+    reference: Predictions,
+    count: int,
 ) -> Score:
+    """`bundle` is (name, weight format)."""
+    model, dtype = bundle
     path = f"{backend} {model}"
     started = time.monotonic()
     try:
         got, ready = page_predictions(browser, url, backend, model, stream, count)
         if ready.get("backend") != backend:
             raise RuntimeError(f"the page fell back to {ready.get('backend')}")
-        entry = score(path, backend, model, got, reference)
+        entry = score(path, backend, model, dtype, got, reference)
     except Exception as err:  # a path the page cannot run is a row of the table, not a crash
         log.exception("%s failed", path)
         # Playwright's message starts "Page.evaluate: Error: " and may carry a JS stack after line 1.
         message = str(err).splitlines()[0].removeprefix("Page.evaluate: ").replace("|", "/")
-        entry = failed(path, backend, model, message)
+        entry = failed(path, backend, model, dtype, message)
     entry.seconds = time.monotonic() - started
     log.info("%s: ppl %.6f, top-1 %.4f (%.0f s)", path, entry.perplexity, entry.top1_agreement, entry.seconds)
     return entry

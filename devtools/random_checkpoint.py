@@ -19,11 +19,8 @@ from typing import Any
 
 import torch
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from devtools.byte_tokenizer import write_tokenizer
+from devtools.random_streamed import write_streamed_checkpoint
 
 TINY_TEXT_CONFIG: dict[str, Any] = {
     "model_type": "qwen3_5_text",
@@ -56,41 +53,6 @@ TINY_TEXT_CONFIG: dict[str, Any] = {
     "pad_token_id": 0,
     "bos_token_id": None,
 }
-
-
-def _corpus() -> list[str]:
-    import collections
-    import functools
-    import itertools
-    import json as json_module
-    import pathlib
-
-    modules = [collections, functools, itertools, json_module, pathlib, torch.nn.functional]
-    docs = [getattr(m, name).__doc__ or "" for m in modules for name in dir(m) if not name.startswith("_")]
-    return [d for d in docs if d] + ["Hello world! 你好，世界。 🙂 emoji and numbers 12345."]
-
-
-def write_tokenizer(out_dir: Path, vocab_size: int = 500) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_corpus(), trainer)
-    tokenizer.save(str(out_dir / "tokenizer.json"))
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|endoftext|>",
-        "chat_template": CHAT_TEMPLATE,
-    }
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
 def random_model(config: dict[str, Any], seed: int = 0):
@@ -163,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     if config is not None:
         config.pop("torch_dtype", None)
     if args.streamed:
-        from devtools.random_streamed import write_streamed_checkpoint
-
         write_streamed_checkpoint(args.out_dir, config or TINY_TEXT_CONFIG, seed=args.seed)
         return 0
     writer = write_text_checkpoint if args.layout == "text" else write_vl_checkpoint

@@ -1,6 +1,6 @@
 """Random checkpoints of the real shapes, written tensor by tensor (4B and 9B do not fit in memory).
 
-`random_checkpoint.random_model` builds transformers' model with its own initialisation: right for
+`devtools.random_checkpoint.random_model` builds transformers' model with its own initialisation: right for
 the tests, but 36 GB of fp32 at 9B. Here the parameter names and shapes come from the model built on
 the meta device, and each tensor is drawn on its own from a generator seeded by (seed, index), with
 the distributions transformers' `_init_weights` uses (plus the tests' perturbation of the norms), and
@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+
+from devtools.byte_tokenizer import write_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,6 @@ def write_streamed_checkpoint(
 ) -> Path:
     """A sharded safetensors checkpoint with config, index and the test tokenizer; returns out_dir."""
     from safetensors.torch import save_file
-
-    from devtools.random_checkpoint import write_tokenizer
 
     config = copy.deepcopy(config)
     shapes = parameter_shapes(config)

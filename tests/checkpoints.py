@@ -1,11 +1,10 @@
 """Test checkpoints: the seeded random models of devtools.random_checkpoint."""
 
+from devtools.byte_tokenizer import CHAT_TEMPLATE, write_tokenizer
 from devtools.random_checkpoint import (
-    CHAT_TEMPLATE,
     TINY_TEXT_CONFIG,
     random_model,
     write_text_checkpoint,
-    write_tokenizer,
     write_vl_checkpoint,
 )
 

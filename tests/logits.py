@@ -1,4 +1,4 @@
-"""Shared helpers of the quantization tests: seeded prompts, PyTorch's logits, KL between two sets."""
+"""Shared helpers of the quantization tests: seeded prompts and PyTorch's logits (KL: logit_stats)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,3 @@ def seeded_ids(n: int, seed: int = 7) -> np.ndarray:
 def reference_logits(reference, ids: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return reference(torch.from_numpy(ids)[None]).logits[0].numpy()  # [T, V]
-
-
-def kl(ref_logits: np.ndarray, logits: np.ndarray) -> float:
-    """Mean KL(reference || logits) over positions, in float64."""
-    ref = torch.log_softmax(torch.from_numpy(ref_logits).double(), -1)
-    out = torch.log_softmax(torch.from_numpy(logits.astype(np.float32)).double(), -1)
-    return float((ref.exp() * (ref - out)).sum(-1).mean())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -11,7 +12,7 @@ import onnx
 import pytest
 import torch
 
-from qwen35web.export import validate
+from qwen35web.export import formats
 from qwen35web.export.cli import main
 from qwen35web.runtime.bundle_format import FORMAT_VERSION, Manifest
 from qwen35web.runtime.graph_io import past_states
@@ -163,8 +164,9 @@ def test_validate_writes_report_and_passes(tiny_text_dir, tmp_path):
 
 
 def test_validate_above_tolerance_exits_3_and_keeps_the_report(tiny_text_dir, tmp_path, monkeypatch, capsys):
+    strict = formats.Tolerance(max_abs=0.0, kl=0.0, greedy_agreement=1.0)
     monkeypatch.setitem(
-        validate.TOLERANCES, "fp32", validate.Tolerance(max_abs=0.0, kl=0.0, greedy_agreement=1.0)
+        formats.FORMATS, "fp32", dataclasses.replace(formats.FORMATS["fp32"], tolerance=strict)
     )
     out = tmp_path / "strict"
     assert main([str(tiny_text_dir), str(out), "--validate"]) == 3
@@ -237,7 +239,11 @@ def test_q4_export_validates_against_rounded_weights_and_reports_quantization_er
     out = tmp_path / "q4"
     assert main([str(tiny_text_dir), str(out), "--dtype", "q4", "--validate"]) == 0
     manifest = _manifest(out)
-    assert manifest["dtype"] == "q4" and manifest["quantization"]["block_size"] == 32
+    default = formats.FORMATS["q4"].defaults["tiny"]  # no recipe flag given: the tiny size's default
+    assert manifest["dtype"] == "q4" and manifest["quantization"]["block_size"] == default.block_size
+    assert manifest["quantization"]["embedding"] == default.embedding
+    assert manifest["quantization"]["size_class"] == "tiny"
+    assert sorted(manifest["quantization"]["defaults"]) == sorted(default.knobs())
     report = json.loads((out / "validation.json").read_text())
     assert report["passed"] and report["worst"]["kl"] < 1e-5
     assert report["quantization_error"]["worst"]["kl"] > report["worst"]["kl"]

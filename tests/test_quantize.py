@@ -14,17 +14,15 @@ import torch
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import read_config_json, spec_from_config
 from qwen35web.export.decoder import load_decoder
+from qwen35web.export.logit_stats import mean_kl
 from qwen35web.export.ort_runner import GraphRunner
 from qwen35web.export.passes.choose_ops import choose_ops
-from qwen35web.export.passes.quantize import (
-    block_quantize,
-    dequantize,
-    fake_quantize_module,
-    quantize_weights,
-)
+from qwen35web.export.passes.quantize import quantize_weights
+from qwen35web.export.quantization.nbits import block_quantize, dequantize
+from qwen35web.export.quantization.rounding import fake_quantize_module
 from qwen35web.export.trace import trace_to_onnx
-from tests.checkpoints import TINY_TEXT_CONFIG, random_model
-from tests.logits import kl, reference_logits, seeded_ids
+from tests.checkpoints import TINY_TEXT_CONFIG, random_model, write_text_checkpoint
+from tests.logits import reference_logits, seeded_ids
 
 # Measured on the tiny checkpoint (seed 0), 64-token prompt, vs transformers fp32:
 #   q4 (block 32, accuracy 4): max-abs 0.105, KL 2.5e-4; q4f16: max-abs 0.105, KL 2.5e-4.
@@ -93,7 +91,7 @@ def test_q4_prefill_and_decode_close_to_pytorch(q4_path, tiny_reference):
         decoded.append(step[0, 0])
     got = np.concatenate([logits[0], np.stack(decoded)])
     assert np.abs(got - ref).max() < Q4_MAX_ABS
-    assert kl(ref, got) < Q4_KL
+    assert mean_kl(ref, got) < Q4_KL
     assert np.mean(got.argmax(-1) == ref.argmax(-1)) >= 0.9
 
 
@@ -109,16 +107,45 @@ def test_q4_greedy_agrees_with_pytorch_fp32(q4_path, tiny_reference):
     assert np.sum(np.array(got) != np.array(expected)) <= 3
 
 
-@pytest.mark.parametrize("quantize_embedding", [True, False], ids=["embedding-int4", "embedding-float"])
-def test_q4_equals_pytorch_with_the_same_rounded_weights(traced, tmp_path, quantize_embedding):
+@pytest.mark.parametrize("embedding", ["int4", "int8", "float"], ids=lambda e: f"embedding-{e}")
+def test_q4_equals_pytorch_with_the_same_rounded_weights(traced, tmp_path, embedding):
     """accuracy_level 1 computes in fp32: only the rounding of the weights differs from fp32, and
     the PyTorch model given exactly those weights must agree to fp32 precision."""
-    model = quantize_weights(
-        traced(), fp16_scales=False, accuracy_level=1, quantize_embedding=quantize_embedding
-    )
+    model = quantize_weights(traced(), fp16_scales=False, accuracy_level=1, embedding=embedding)
     runner = GraphRunner(_save(model, tmp_path))
     reference = random_model(TINY_TEXT_CONFIG, seed=0)
-    fake_quantize_module(reference, quantize_embedding=quantize_embedding)
+    fake_quantize_module(reference, embedding=embedding)
+    prompt = seeded_ids(33)
+    logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
+    assert np.abs(logits[0] - reference_logits(reference, prompt)).max() < ROUNDED_WEIGHTS_MAX_ABS
+
+
+UNTIED_CONFIG = {**TINY_TEXT_CONFIG, "tie_word_embeddings": False}
+
+
+@pytest.fixture(scope="module")
+def untied_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untied checkpoint (a separate lm_head, as the 9B has)."""
+    return write_text_checkpoint(tmp_path_factory.mktemp("untied") / "ckpt", UNTIED_CONFIG, seed=1)
+
+
+@pytest.mark.parametrize("embedding", ["int8", "float"])
+def test_an_untied_head_takes_the_embedding_precision(untied_dir, tmp_path, embedding):
+    """`embedding` covers the LM head tied or not: the untied head is int8 with an int8 table, float
+    with a float one, and PyTorch given the same rounding agrees to fp32 precision."""
+    traced_model = ir.serde.deserialize_model(_traced(untied_dir, torch.float32))
+    model = quantize_weights(traced_model, fp16_scales=False, accuracy_level=1, embedding=embedding)
+    heads = [node for node in _nodes(model, "MatMulNBits") if node.attributes["N"].as_int() == VOCAB]
+    if embedding == "int8":
+        assert [node.attributes["bits"].as_int() for node in heads] == [8]
+        assert [node.attributes["bits"].as_int() for node in _nodes(model, "GatherBlockQuantized")] == [8]
+    else:
+        assert heads == [] and len(_nodes(model, "Gather")) == 1
+        assert [node.inputs[1].shape for node in _nodes(model, "MatMul")][-1] == ir.Shape([HIDDEN, VOCAB])
+    assert len(_nodes(model, "MatMulNBits")) == 31 + len(heads)
+    runner = GraphRunner(_save(model, tmp_path))
+    reference = random_model(UNTIED_CONFIG, seed=1)
+    fake_quantize_module(reference, embedding=embedding)
     prompt = seeded_ids(33)
     logits, _ = runner.step(prompt[None], 0, runner.zero_states(1))
     assert np.abs(logits[0] - reference_logits(reference, prompt)).max() < ROUNDED_WEIGHTS_MAX_ABS
@@ -134,7 +161,7 @@ def test_q4f16_runs_close_to_pytorch(traced, tmp_path, tiny_reference):
     ref = reference_logits(tiny_reference, prompt)
     assert logits.dtype == np.float32  # the graph's contract: logits are fp32 in every dtype
     assert np.abs(logits[0] - ref).max() < Q4_MAX_ABS
-    assert kl(ref, logits[0]) < Q4_KL
+    assert mean_kl(ref, logits[0]) < Q4_KL
 
 
 # --- storage --------------------------------------------------------------------------------
@@ -200,7 +227,7 @@ def test_options_reach_the_nodes(traced, block_size, accuracy_level, symmetric):
 
 
 def test_embedding_left_float_on_request(traced):
-    model = quantize_weights(traced(), fp16_scales=False, quantize_embedding=False)
+    model = quantize_weights(traced(), fp16_scales=False, embedding="float")
     assert not _nodes(model, "GatherBlockQuantized")
     (gather,) = _weight_gathers(model)
     assert gather.inputs[0].name == "model.embed_tokens.weight"
@@ -243,12 +270,12 @@ def test_block_quantize_round_trip_error_within_a_step(symmetric, steps):
     step = np.abs(quantized.scales.T)[:, None, :]  # [k_blocks, 1, N]
     assert np.all(error <= step * steps + 1e-6)
     # Small slabs: the column-slab loop must give the same bytes as one call.
-    import qwen35web.export.passes.quantize as quantize_module
+    import qwen35web.export.quantization.nbits as nbits
 
-    saved = quantize_module._SLAB_ELEMENTS
-    quantize_module._SLAB_ELEMENTS = 96 * 7
+    saved = nbits.SLAB_ELEMENTS
+    nbits.SLAB_ELEMENTS = 96 * 7
     try:
         sliced = block_quantize(weight, 32, symmetric)
     finally:
-        quantize_module._SLAB_ELEMENTS = saved
+        nbits.SLAB_ELEMENTS = saved
     assert np.array_equal(sliced.packed, quantized.packed) and np.array_equal(sliced.scales, quantized.scales)

@@ -7,10 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
-from qwen35web.cli_support import OneLineParser
+from qwen35web.cli_support import OneLineParser, fail
 from qwen35web.export.errors import ExportError
+from qwen35web.export.formats import FORMATS, default_help
 from qwen35web.export.model_source import resolve_model
-from qwen35web.export.pipeline import DTYPES, LAYOUTS, ExportOptions, run_export
+from qwen35web.export.pipeline import LAYOUTS, ExportOptions, run_export
+from qwen35web.export.quantization.nbits import ACCURACY_LEVELS, EMBEDDING_BITS
 from qwen35web.runtime.bundle_format import LOGITS, OPS
 
 log = logging.getLogger("qwen35web.export")
@@ -32,9 +34,9 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dtype",
-        choices=list(DTYPES),
+        choices=list(FORMATS),
         default="fp32",
-        help="weights: fp32, fp16, q4/q4f16 int4 (native), q8 int8 (the fast one in wasm)",
+        help="weights (default fp32): " + "; ".join(f"{f.name}: {f.summary}" for f in FORMATS.values()),
     )
     parser.add_argument(
         "--logits",
@@ -52,25 +54,51 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
     parser.add_argument(
         "--validate", action="store_true", help="compare with PyTorch; exit 3 above tolerance"
     )
-    parser.add_argument("--block-size", type=int, default=32, help="int4 block size (q4, q4f16)")
-    parser.add_argument(
-        "--accuracy-level",
-        type=int,
-        default=4,
-        choices=[0, 1, 2, 3, 4],
-        help="MatMulNBits compute type: 1 fp32, 2 fp16, 4 int8 (q4, q4f16)",
-    )
-    parser.add_argument(
-        "--keep-float-embedding",
-        action="store_true",
-        help="q4, q8: keep the embedding and tied LM head in float (stored once)",
-    )
+    _add_recipe_arguments(parser)
     parser.add_argument(
         "--revision", default=None, help="with a repo id: the branch, tag or commit to export"
     )
     parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The quantized formats' knobs; each left out takes the registry's default for the model's size."""
+    parser.add_argument(
+        "--block-size",
+        type=int,
+        default=None,
+        help=f"int4 block size along K (q4, q4f16); {default_help('block_size')}",
+    )
+    parser.add_argument(
+        "--accuracy-level",
+        type=int,
+        default=None,
+        choices=ACCURACY_LEVELS,
+        help="MatMulNBits compute type: 1 fp32, 2 fp16, 4 int8 (q4, q4f16); "
+        + default_help("accuracy_level"),
+    )
+    parser.add_argument(
+        "--embedding",
+        choices=list(EMBEDDING_BITS),
+        default=None,
+        help="the token table and LM head, stored once when tied: int4/int8 blocks or float (q4, q4f16), "
+        f"int8 columns or float (q8); {default_help('embedding')}",
+    )
+    parser.add_argument(
+        "--keep-float-embedding",
+        action="store_true",
+        help="the same as --embedding float (q4, q4f16, q8)",
+    )
+
+
+def _embedding(args: argparse.Namespace) -> str | None:
+    if not args.keep_float_embedding:
+        return args.embedding
+    if args.embedding not in (None, "float"):
+        fail(f"--keep-float-embedding contradicts --embedding {args.embedding}")
+    return "float"
 
 
 def main(argv: list[str] | None = None, prog: str = "qwen35web export") -> int:
@@ -106,7 +134,7 @@ def _options(args: argparse.Namespace, model_dir: Path) -> ExportOptions:
         args.force,
         block_size=args.block_size,
         accuracy_level=args.accuracy_level,
-        quantize_embedding=not args.keep_float_embedding,
+        embedding=_embedding(args),
         logits=args.logits,
         layout=args.layout,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import logging
@@ -14,9 +13,8 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx_ir as ir
-import torch
 
-from qwen35web.export import bundle, layout_transformers_js
+from qwen35web.export import bundle, formats, layout_transformers_js
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
 from qwen35web.export.errors import BadInputError, ValidationFailedError
@@ -24,8 +22,6 @@ from qwen35web.export.generation_config import merged_eos_ids, read_generation_c
 from qwen35web.export.lazy_weights import optimize_with_weights, weightless_decoder
 from qwen35web.export.passes.choose_ops import choose_ops
 from qwen35web.export.passes.fusions import apply_fusions
-from qwen35web.export.passes.quantize import fake_quantize_module, quantize_weights
-from qwen35web.export.passes.quantize_int8 import fake_quantize_module_int8, quantize_weights_int8
 from qwen35web.export.passes.split_initializers import split_large_initializers
 from qwen35web.export.sampler_graph import sampler_model
 from qwen35web.export.trace import activation_dtype_name, trace_to_onnx
@@ -43,15 +39,6 @@ from qwen35web.runtime.graph_io import TensorSpec
 
 log = logging.getLogger(__name__)
 
-# The dtype the decoder is traced in; q4/q4f16 then quantize its weights to int4, q8 to int8.
-DTYPES = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "q4": torch.float32,
-    "q4f16": torch.float16,
-    "q8": torch.float32,
-}
-QUANTIZED = ("q4", "q4f16")  # int4 (MatMulNBits); q8 is int8 (DynamicQuantizeMatMul)
 # Where the files go: the bundle (bundle_format.py), or transformers.js's folder (layout_transformers_js.py).
 LAYOUTS = ("bundle", layout_transformers_js.LAYOUT)
 
@@ -65,9 +52,10 @@ class ExportOptions:
     validate: bool = False
     force: bool = False
     max_data_file_bytes: int = bundle.MAX_DATA_FILE_BYTES
-    block_size: int = 32  # int4 block along K (q4, q4f16)
-    accuracy_level: int = 4  # MatMulNBits compute: 1 fp32, 2 fp16, 4 int8
-    quantize_embedding: bool = True  # int4 embedding + tied head too (stored once)
+    # A quantized format's recipe; None: the format's default for the model's size (formats.py).
+    block_size: int | None = None  # int4 block along K (q4, q4f16)
+    accuracy_level: int | None = None  # MatMulNBits compute: 1 fp32, 2 fp16, 4 int8
+    embedding: str | None = None  # the token table and LM head: int4 | int8 | float
     logits: str = "all"
     layout: str = "bundle"
 
@@ -86,14 +74,23 @@ def io_contract(model: ir.Model) -> GraphIO:
 def _check_options(options: ExportOptions) -> None:
     if options.ops not in OPS:
         raise BadInputError(f"--ops must be one of {', '.join(OPS)}, got {options.ops!r}")
-    if options.dtype not in DTYPES:
-        raise BadInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+    if options.dtype not in formats.FORMATS:
+        raise BadInputError(f"--dtype must be one of {', '.join(formats.FORMATS)}, got {options.dtype!r}")
     if options.logits not in LOGITS:
         raise BadInputError(f"--logits must be one of {', '.join(LOGITS)}, got {options.logits!r}")
-    if options.block_size not in (16, 32, 64, 128, 256):
-        raise BadInputError(f"--block-size must be 16, 32, 64, 128 or 256, got {options.block_size}")
     if options.layout not in LAYOUTS:
         raise BadInputError(f"--layout must be one of {', '.join(LAYOUTS)}, got {options.layout!r}")
+
+
+def choose_format(options: ExportOptions, spec: ModelSpec) -> formats.Choice:
+    """The weight format and recipe: the options' knobs over the registry's default for the size."""
+    return formats.choose(
+        options.dtype,
+        spec,
+        block_size=options.block_size,
+        accuracy_level=options.accuracy_level,
+        embedding=options.embedding,
+    )
 
 
 def _manifest(
@@ -103,6 +100,7 @@ def _manifest(
     data_files: list[str],
     staging: Path,
     generation: dict[str, Any],
+    choice: formats.Choice,
 ) -> Manifest:
     """The finished bundle's manifest (every file written, so the file table is complete)."""
     return Manifest(
@@ -112,22 +110,9 @@ def _manifest(
         sampler=SamplerInfo(SAMPLER_FILE, io_contract(ir.serde.deserialize_model(sampler_model()))),
         ops=options.ops,
         dtype=options.dtype,
-        activation_dtype=activation_dtype_name(DTYPES[options.dtype]),
+        activation_dtype=activation_dtype_name(choice.format.trace_dtype),
         logits=options.logits,
-        quantization={
-            "bits": 4,
-            "block_size": options.block_size,
-            "accuracy_level": options.accuracy_level,
-            "embedding": options.quantize_embedding,
-        }
-        if options.dtype in QUANTIZED
-        else {
-            "bits": 8,
-            "scheme": "symmetric, one scale per output column",
-            "embedding": options.quantize_embedding,
-        }
-        if options.dtype == "q8"
-        else None,
+        quantization=formats.manifest_fields(choice)["quantization"],
         chat_template=bundle.chat_template(options.model_dir),
         eos_token_ids=merged_eos_ids(spec.eos_token_ids, generation),
         pad_token_id=spec.pad_token_id,
@@ -145,6 +130,7 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
     _check_options(options)
     config = read_config_json(options.model_dir)
     spec = spec_from_config(config)
+    choice = choose_format(options, spec)
     generation = read_generation_config(options.model_dir)
     if options.layout == layout_transformers_js.LAYOUT:
         layout_transformers_js.check_supported(config, options.dtype)
@@ -152,22 +138,15 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
     bundle.check_output_dir(options.out_dir, options.force)
     checkpoint = Checkpoint(options.model_dir)
     # Weights are streamed: traced as fakes, read one at a time when a pass or the writer needs them.
-    decoder = weightless_decoder(spec, checkpoint, DTYPES[options.dtype])
+    decoder = weightless_decoder(spec, checkpoint, choice.format.trace_dtype)
     decoder.last_position_only = options.logits == "last"
-    traced = trace_to_onnx(decoder, DTYPES[options.dtype], optimize=False)
+    traced = trace_to_onnx(decoder, choice.format.trace_dtype, optimize=False)
     model = choose_ops(optimize_with_weights(traced, spec, checkpoint), options.ops)
     if options.ops == "fused":
         model = apply_fusions(model)
-    if options.dtype in QUANTIZED:
-        model = quantize_weights(
-            model,
-            block_size=options.block_size,
-            accuracy_level=options.accuracy_level,
-            fp16_scales=options.dtype == "q4f16",
-            quantize_embedding=options.quantize_embedding,
-        )
-    elif options.dtype == "q8":
-        model = quantize_weights_int8(model, quantize_embedding=options.quantize_embedding)
+    if choice.format.quantize is not None:
+        log.info("%s recipe for a %s model: %s", options.dtype, choice.size.name, choice.recipe.label())
+        model = choice.format.quantize(model, choice.recipe)
     report = None
     with bundle.staging_dir(options.out_dir, options.force) as staging:
         log.info("writing %s", options.out_dir)
@@ -177,14 +156,14 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating
         bundle.copy_model_files(options.model_dir, staging)
         if options.validate:
-            report = _validate(staging, spec, config, checkpoint, options)
+            report = _validate(staging, spec, config, checkpoint, choice)
             (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
         written: Manifest | layout_transformers_js.TransformersJsFolder
         if options.layout == layout_transformers_js.LAYOUT:
             written = layout_transformers_js.arrange(staging, data_files, config, spec, options.dtype)
         else:
             onnx.save(sampler_model(), str(staging / SAMPLER_FILE))
-            written = _manifest(spec, _load_io(staging), options, data_files, staging, generation)
+            written = _manifest(spec, _load_io(staging), options, data_files, staging, generation, choice)
             bundle.write_manifest(staging, written)
     if report is not None and not report["passed"]:
         worst = report["worst"]
@@ -197,25 +176,23 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
 
 
 def _validate(
-    staging: Path, spec: ModelSpec, config: dict[str, Any], checkpoint: Checkpoint, options: ExportOptions
+    staging: Path, spec: ModelSpec, config: dict[str, Any], checkpoint: Checkpoint, choice: formats.Choice
 ) -> dict[str, Any]:
     from qwen35web.export.reference import load_reference
     from qwen35web.export.validate import compare
 
+    round_reference = choice.format.round_reference
     round_weights: Callable[[Any], None] | None = None
-    if options.dtype == "q8":
-        round_weights = functools.partial(
-            fake_quantize_module_int8, quantize_embedding=options.quantize_embedding
-        )
-    elif options.dtype in QUANTIZED:
-        round_weights = functools.partial(
-            fake_quantize_module, block_size=options.block_size, quantize_embedding=options.quantize_embedding
-        )
+    if round_reference is not None:
+
+        def round_weights(module: Any) -> None:  # the weights (and inputs) the graph computes with
+            round_reference(module, choice.recipe)
+
     return compare(
         staging / MODEL_FILE,
         lambda: load_reference(spec, config, checkpoint),
         spec.vocab_size,
-        options.dtype,
+        (choice.format.name, choice.format.tolerance),
         round_weights,
         spec.eos_token_ids,
     )

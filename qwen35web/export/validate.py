@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from qwen35web.export.formats import Tolerance
+from qwen35web.export.logit_stats import mean_kl
 from qwen35web.export.ort_runner import GraphRunner
 from qwen35web.runtime.graph_io import grid_positions, text_positions
 
@@ -20,35 +22,6 @@ log = logging.getLogger(__name__)
 PROMPT_LENGTHS = (64, 17)
 GREEDY_TOKENS = 16
 PREFILL_CHUNK = 16  # the second pass prefills in chunks: exercises state hand-off
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    max_abs: float  # on logits
-    kl: float  # mean KL(torch || onnx) over positions, nats
-    greedy_agreement: float  # fraction of greedy tokens equal
-
-
-TOLERANCES = {
-    "fp32": Tolerance(max_abs=1e-4, kl=1e-6, greedy_agreement=1.0),
-    "fp16": Tolerance(max_abs=5e-2, kl=1e-3, greedy_agreement=0.75),
-    # Judged against PyTorch with the same int4-rounded weights; what remains is the kernel's int8
-    # compute (accuracy level 4). Greedy flips on near-flat random logits are not a graph error.
-    "q4": Tolerance(max_abs=1.0, kl=1e-2, greedy_agreement=0.0),
-    "q4f16": Tolerance(max_abs=1.0, kl=1e-2, greedy_agreement=0.0),
-    # PyTorch holds the same int8 weights and rounds every projection's input per tensor to uint8,
-    # as the kernel does. It cannot follow the graph exactly: one activation a hair across a rounding
-    # step flips a whole uint8 step, and on a deep random model that compounds (0.8B shape: KL 3e-3,
-    # max-abs 0.4 whole-prompt; tiny: KL 4e-16). Chunked prefill rounds each chunk with its own scale,
-    # so its logits differ from the one-pass reference by design (0.8B: max-abs 1.6).
-    "q8": Tolerance(max_abs=2.5, kl=1e-2, greedy_agreement=0.0),
-}
-
-
-def _kl(ref_logits: np.ndarray, logits: np.ndarray) -> float:
-    ref = torch.log_softmax(torch.from_numpy(ref_logits).double(), -1)
-    out = torch.log_softmax(torch.from_numpy(logits).double(), -1)
-    return float((ref.exp() * (ref - out)).sum(-1).mean())
 
 
 def fixed_prompts(vocab: int, seed: int = 1234) -> list[np.ndarray]:
@@ -153,7 +126,7 @@ def _against(reference: Any, prompts: list[np.ndarray], onnx_outputs: list[dict[
             ref = refs[run.removesuffix("_chunked")][indices]
             case[f"{run}_max_abs"] = float(np.abs(logits - ref).max())
             if not run.endswith("_chunked"):
-                case[f"{run}_kl"] = _kl(ref, logits)
+                case[f"{run}_kl"] = mean_kl(ref, logits)
         case["greedy_agreement"] = float(np.mean(np.array(out["tokens"]) == np.array(ref_tokens)))
         case["greedy_tokens"] = out["tokens"]
         case["reference_greedy_tokens"] = ref_tokens
@@ -170,7 +143,7 @@ def compare(
     model_path: Path,
     load_reference: Callable[[], Any],
     vocab: int,
-    dtype: str,
+    judged_as: tuple[str, Tolerance],
     round_weights: Callable[[Any], None] | None = None,
     eos_ids: tuple[int, ...] = (),
 ) -> dict[str, Any]:
@@ -179,9 +152,10 @@ def compare(
     The two sides run one after the other so that only one copy of the weights is in memory.
     For quantized graphs (`round_weights` given) the error against the float model is reported
     as `quantization_error`, and the graph is judged against PyTorch holding the same rounded
-    weights, so the check still catches a wrong graph.
+    weights, so the check still catches a wrong graph. `judged_as` is the format's name and its
+    tolerance (formats.FORMATS).
     """
-    tolerance = TOLERANCES[dtype]
+    dtype, tolerance = judged_as
     prompts = fixed_prompts(vocab)
     # transformers' min_new_tokens keeps eos out of the reference's tokens: do the same here.
     onnx_outputs = _onnx_side(model_path, prompts, eos_ids)

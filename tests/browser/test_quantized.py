@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from qwen35web.export.ort_runner import GraphRunner
-from qwen35web.export.passes.quantize_int8 import fake_quantize_module_int8
+from qwen35web.export.quantization.rounding import fake_quantize_module_int8
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving

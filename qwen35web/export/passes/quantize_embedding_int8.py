@@ -8,7 +8,7 @@ tokens' columns, `Gather(E^T, ids, axis=1)` -> [D, *ids], and puts D last again:
 
 A handful of strided columns per token is cheap next to the head's full read of the table.
 
-`store_embedding_fp16` is the float alternative (`--dtype q8 --keep-float-embedding`): the same E^T
+`store_embedding_fp16` is the float alternative (`--dtype q8 --embedding float`): the same E^T
 layout stored once in fp16 and computed in fp32. The head reads it through a Cast that onnxruntime
 folds into an fp32 constant at load: in wasm an fp32 MatMul costs half an int8 one per weight
 (bench/results/wasm-formats.md), and the head is a third of a 0.8B decode step.
@@ -22,9 +22,16 @@ import numpy as np
 import onnx_ir as ir
 
 from qwen35web.export.passes.graph_match import add_initializer, shared_constant
-from qwen35web.export.passes.quantize import constant_array, drop_unused_initializer
-from qwen35web.export.passes.quantize_embedding import embedding_lookup, tied_heads
-from qwen35web.export.passes.quantize_int8 import _dq_matmul, quantize_columns
+from qwen35web.export.passes.quantize_graph import (
+    constant_array,
+    drop_unused_initializer,
+    dynamic_quantize_matmul_node,
+    embedding_lookup,
+    remove_transposes,
+    replace_node,
+    tied_heads,
+)
+from qwen35web.export.quantization.columns import quantize_columns
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +72,13 @@ def store_embedding_fp16(graph: ir.Graph) -> bool:
         graph, f"{table.name or 'embedding'}.fp16_t", np.ascontiguousarray(array.T, np.float16)
     )
     nodes = _columns_as_rows(stored, ids, ids_rank, "embedding_fp16")
-    ir.convenience.replace_nodes_and_values(
-        graph, lookup, [lookup], nodes, list(lookup.outputs), list(nodes[-1].outputs)
-    )
+    replace_node(graph, lookup, nodes)
     head_weight = ir.node("Cast", [stored], {"to": ir.DataType.FLOAT}, name="lm_head_fp32")  # folded at load
     if heads:
         graph.insert_before(heads[0][1], head_weight)
     for _, matmul in heads:
         matmul.replace_input_with(1, head_weight.outputs[0])
-    for transpose in {id(t): t for t, _ in heads}.values():
-        graph.remove(transpose, safe=True)
+    remove_transposes(graph, heads)
     drop_unused_initializer(graph, table)
     log.info(
         "embedding %s stored once as fp16 E^T, read by the lookup and %d tied head(s)", table.name, len(heads)
@@ -106,18 +110,16 @@ def quantize_embedding_table_int8(graph: ir.Graph) -> bool:
     scale_values = add_initializer(graph, f"{base}.q8_scales", scales)
     axes = shared_constant(graph, "embedding_q8_last_axis", np.array([-1], dtype=np.int64))
     nodes = _lookup_nodes(ids, weight, scale_values, ids_rank, axes)
-    ir.convenience.replace_nodes_and_values(
-        graph, lookup, [lookup], nodes, list(lookup.outputs), list(nodes[-1].outputs)
-    )
+    replace_node(graph, lookup, nodes)
     for _, matmul in heads:
         hidden_states = matmul.inputs[0]  # [..., D]
         assert hidden_states is not None
-        new = _dq_matmul(hidden_states, weight, scale_values, f"{matmul.name}_q8")
-        ir.convenience.replace_nodes_and_values(
-            graph, matmul, [matmul], [new], list(matmul.outputs), list(new.outputs)
+        replace_node(
+            graph,
+            matmul,
+            [dynamic_quantize_matmul_node(hidden_states, weight, scale_values, f"{matmul.name}_q8")],
         )
-    for transpose in {id(t): t for t, _ in heads}.values():
-        graph.remove(transpose, safe=True)
+    remove_transposes(graph, heads)
     drop_unused_initializer(graph, table)
     log.info(
         "embedding %s [%d, %d] stored once as int8, read by the lookup and %d tied head(s): %.1f -> %.1f MB",
