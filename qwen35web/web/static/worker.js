@@ -1,8 +1,11 @@
-// The page's engine room, off the main thread so the UI never freezes: Pyodide hosts qwen35web.runtime,
-// which drives onnxruntime-web (WebGPU or wasm). Messages in: {id, type, ...}; out: {id, kind, ...}
-// with kind "event" (progress, streamed text), "result" or "error".
+// The model's engine room, off the main thread so the page never freezes: Pyodide hosts
+// qwen35web.runtime, which drives onnxruntime-web (WebGPU or wasm). Driven by qwen35web.mjs.
+// Messages in: {id, type, ...}; out: {id, kind, ...} with kind "event" (progress, streamed deltas),
+// "result" or "error" ({message, code}: errors.mjs turns the code back into a class).
 
 import { loadPyodide } from "./vendor/pyodide/pyodide.mjs";
+import { coded } from "./errors.mjs";
+import { WeightCache } from "./weight-cache.js";
 import { WeightStore } from "./weights.js";
 
 const ORT_BUILDS = {
@@ -10,11 +13,18 @@ const ORT_BUILDS = {
   wasm: "./vendor/ort/ort.wasm.bundle.min.mjs",
 };
 const RUNTIME_ARCHIVE = "./py/runtime.zip";
-const MODELS_INDEX = "./models/index.json";
 const PYTHON_APP_DIR = "/home/pyodide/app";
+// Threads onnxruntime-web's wasm gets when the page does not ask: one per core, at most this many.
+// Measured here (bench/results/threads.md) only up to the 2 cores this machine has; 4 is
+// onnxruntime-web's own ceiling for its default.
+const MAX_AUTO_THREADS = 4;
+// web_entry's error types (the JSON's errorType) -> errors.mjs codes; anything else is "runtime".
+const PYTHON_ERROR_CODES = { BundleError: "bad-bundle", GenerationInputError: "bad-input" };
 
 let session = null; // PyProxy of qwen35web.runtime.web_entry.WebSession
 let queue = Promise.resolve(); // calls into Python run one after the other
+let running = null; // id of the generate call in progress
+const cancelledBeforeStart = new Set();
 
 function post(id, kind, payload = {}) {
   self.postMessage({ id, kind, ...payload });
@@ -30,9 +40,10 @@ function readable(err) {
   return text;
 }
 
+// web_entry answers JSON; {"error": message, "errorType": class name} is a failure.
 function checked(json) {
   const value = JSON.parse(json);
-  if (value && value.error) throw new Error(value.error);
+  if (value && value.error) throw coded(PYTHON_ERROR_CODES[value.errorType] || "runtime", value.error);
   return value;
 }
 
@@ -44,13 +55,13 @@ async function fetchOk(url) {
 
 async function chooseBackend(requested) {
   if (requested && !Object.hasOwn(ORT_BUILDS, requested)) {
-    throw new Error(`unknown backend "${requested}" (use ?backend=webgpu or ?backend=wasm)`);
+    throw coded("bad-input", `unknown backend "${requested}" (use "webgpu" or "wasm")`);
   }
-  if (requested === "wasm") return { backend: "wasm", reason: "wasm, as asked for with ?backend=wasm" };
+  if (requested === "wasm") return { backend: "wasm", reason: "wasm, as asked for" };
   const adapter = self.navigator.gpu ? await self.navigator.gpu.requestAdapter().catch(() => null) : null;
   if (requested === "webgpu") {
-    if (!adapter) throw new Error("?backend=webgpu was asked for, but this browser offers no WebGPU adapter");
-    return { backend: "webgpu", reason: "WebGPU, as asked for with ?backend=webgpu" };
+    if (!adapter) throw coded("not-supported", "WebGPU was asked for, but this browser offers no WebGPU adapter");
+    return { backend: "webgpu", reason: "WebGPU, as asked for" };
   }
   if (!adapter) return { backend: "wasm", reason: "no WebGPU adapter in this browser: running on wasm" };
   // A fallback adapter (a CPU rasteriser such as SwiftShader) counts as none: wasm is much faster.
@@ -59,11 +70,27 @@ async function chooseBackend(requested) {
   return { backend: "webgpu", reason: "hardware WebGPU adapter" };
 }
 
-async function loadOrt(backend) {
+// onnxruntime-web's wasm threads: they need SharedArrayBuffer, i.e. a cross-origin isolated page.
+function chooseThreads(requested) {
+  const cores = self.navigator.hardwareConcurrency || 1;
+  if (Number.isInteger(requested) && requested >= 1) {
+    if (requested > 1 && !self.crossOriginIsolated) {
+      throw coded("not-supported", `${requested} threads need a cross-origin isolated page (COOP/COEP headers)`);
+    }
+    return { threads: requested, reason: `${requested} thread${requested > 1 ? "s" : ""}, as asked for` };
+  }
+  if (!self.crossOriginIsolated) {
+    return { threads: 1, reason: "1 thread: the page is not cross-origin isolated (no COOP/COEP headers)" };
+  }
+  const threads = Math.min(cores, MAX_AUTO_THREADS);
+  const capped = cores > MAX_AUTO_THREADS ? `, at most ${MAX_AUTO_THREADS}` : "";
+  return { threads, reason: `${threads} thread${threads > 1 ? "s" : ""} (${cores} cores${capped})` };
+}
+
+async function loadOrt(backend, threads) {
   const ort = await import(ORT_BUILDS[backend]);
   ort.env.logLevel = "error";
-  // Threads need cross-origin isolation (serve --coop-coep); on 2 cores one thread is faster anyway.
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  ort.env.wasm.numThreads = threads;
   return ort;
 }
 
@@ -78,24 +105,27 @@ async function startPython() {
   return pyodide;
 }
 
-async function chooseModel(requested) {
-  const index = await (await fetchOk(MODELS_INDEX)).json();
-  const name = requested || index.default;
-  const model = index.models.find((m) => m.name === name);
-  if (!model) {
-    const known = index.models.map((m) => m.name).join(", ");
-    throw new Error(`unknown model "${name}" (this site has: ${known})`);
+// The bundle's manifest: from the server, or (offline) the copy stored when it was last loaded.
+async function fetchManifest(base, cache) {
+  let response;
+  try {
+    response = await fetch(new URL("manifest.json", base), { cache: "no-cache" });
+  } catch (err) {
+    const record = await cache.bundleRecord(base.href);
+    if (record && typeof record.manifestText === "string") return record.manifestText;
+    throw coded("network", `manifest.json: the server cannot be reached (${err.message}) and this model is not stored here`);
   }
-  return model;
+  if (!response.ok) throw coded("bad-bundle", `manifest.json: the server answered HTTP ${response.status}`);
+  return response.text();
 }
 
 // A WebSession on `backend` over the verified files (a PyProxy); throws the runtime's readable error.
-async function openSession(pyodide, backend, manifestText, store, model, prefillChunk) {
-  const ort = await loadOrt(backend);
-  const engine = pyodide.pyimport("qwen35web.runtime.engine_web").WebEngine(ort, backend, store);
+async function openSession(pyodide, backend, threads, bundle, name, prefillChunk) {
+  const ort = await loadOrt(backend, threads);
+  const engine = pyodide.pyimport("qwen35web.runtime.engine_web").WebEngine(ort, backend, bundle.store);
   const entry = pyodide.pyimport("qwen35web.runtime.web_entry");
   try {
-    const opened = await entry.open_session(manifestText, engine, store, model.name, prefillChunk ?? undefined);
+    const opened = await entry.open_session(bundle.manifestText, engine, bundle.store, name, prefillChunk ?? undefined);
     if (typeof opened === "string") checked(opened);
     return opened;
   } finally {
@@ -104,33 +134,40 @@ async function openSession(pyodide, backend, manifestText, store, model, prefill
   }
 }
 
-// The site's directory of `model`'s bundle for `backend`: a site may carry one bundle per backend
-// (`qwen35web site build --wasm-bundle`), e.g. the int8 format that is fast in wasm.
-function bundleDir(model, backend) {
-  return model.backends?.[backend]?.dir ?? model.name;
+// The bundle for `backend`: a site may carry one per backend (e.g. the int8 format that is fast in wasm).
+function bundleUrl(bundles, backend) {
+  return bundles[backend] || bundles.default;
 }
 
-// Fetches and verifies one bundle's files; {dir, manifestText, store, weightsMs}.
-async function loadBundle(id, pyodide, dir) {
-  const base = new URL(`./models/${encodeURIComponent(dir)}/`, self.location.href);
-  const manifestText = await (await fetchOk(new URL("manifest.json", base))).text();
-  const plan = checked(pyodide.pyimport("qwen35web.runtime.web_entry").download_plan(manifestText));
-  const store = new WeightStore(base, plan.files);
+// Fetches (or takes from storage) and verifies one bundle's files; {url, manifestText, store, weightsMs}.
+async function loadBundle(pyodide, cache, url, storage, report) {
+  const base = new URL(url);
   const started = performance.now();
-  await store.load((progress) => post(id, "event", { progress }));
-  return { dir, manifestText, store, weightsMs: performance.now() - started };
+  const manifestText = await fetchManifest(base, cache);
+  const plan = checked(pyodide.pyimport("qwen35web.runtime.web_entry").download_plan(manifestText));
+  await cache.recordBundle(base.href, manifestText, plan.files); // before downloading: eviction keeps these
+  const store = new WeightStore(base, plan.files, cache, storage);
+  await store.load(report);
+  return { url: base.href, manifestText, store, weightsMs: performance.now() - started };
 }
 
-async function init(id, { backend: requested, model: requestedModel, prefillChunk }) {
+async function init(id, options) {
   const started = performance.now();
   const since = (t) => Math.round(performance.now() - t);
+  const report = (progress) => post(id, "event", { progress });
+  report({ phase: "runtime" });
+  const python = startPython();
+  python.catch(() => {}); // awaited below; a failure here must not also surface as unhandled
+  const cache = await WeightCache.open();
+  const requested = options.backend && options.backend !== "auto" ? options.backend : null;
   let { backend, reason: backendReason } = await chooseBackend(requested);
-  const [pyodide, model] = await Promise.all([startPython(), chooseModel(requestedModel)]);
+  const { threads, reason: threadsReason } = chooseThreads(options.threads);
+  const pyodide = await python;
   const pythonMs = since(started);
-  let bundle = await loadBundle(id, pyodide, bundleDir(model, backend));
-  post(id, "event", { progress: { phase: "session" } });
+  let bundle = await loadBundle(pyodide, cache, bundleUrl(options.bundles, backend), options.storage, report);
+  report({ phase: "session" });
   const sessionStart = performance.now();
-  const open = () => openSession(pyodide, backend, bundle.manifestText, bundle.store, model, prefillChunk);
+  const open = () => openSession(pyodide, backend, threads, bundle, options.name, options.prefillChunk);
   try {
     session = await open();
   } catch (err) {
@@ -139,28 +176,58 @@ async function init(id, { backend: requested, model: requestedModel, prefillChun
     console.warn(`WebGPU could not run this model (${readable(err)}); using wasm`);
     backend = "wasm";
     backendReason = `WebGPU could not run this model (${readable(err)}): running on wasm`;
-    if (bundleDir(model, backend) !== bundle.dir) {
+    if (bundleUrl(options.bundles, backend) !== bundle.url) {
       bundle.store.release();
-      bundle = await loadBundle(id, pyodide, bundleDir(model, backend));
+      bundle = await loadBundle(pyodide, cache, bundleUrl(options.bundles, backend), options.storage, report);
     }
     session = await open();
   } finally {
     bundle.store.release();
   }
-  const timings = {
-    pythonMs,
-    weightsMs: Math.round(bundle.weightsMs),
-    sessionMs: since(sessionStart),
-    totalMs: since(started),
-  };
+  const evicted = await cache.evictUnreferenced();
+  const timings = { pythonMs, weightsMs: Math.round(bundle.weightsMs), sessionMs: since(sessionStart), totalMs: since(started) };
   const facts = JSON.parse(session.describe());
-  const weights = bundle.store.stats;
-  return { backend, backendReason, model: model.name, bundle: bundle.dir, note: model.note || "", facts, weights, timings };
+  return {
+    backend,
+    backendReason,
+    threads: backend === "wasm" ? threads : 1,
+    threadsReason: backend === "wasm" ? threadsReason : "WebGPU: the model runs on the GPU",
+    crossOriginIsolated: Boolean(self.crossOriginIsolated),
+    model: options.name,
+    bundleUrl: bundle.url,
+    facts,
+    weights: { ...bundle.store.stats, evictedEntries: evicted, cacheUsable: cache.usable },
+    timings,
+  };
+}
+
+// One streamed piece from Python as a delta event: a str is plain text; a dict (or a kind argument)
+// may carry more (e.g. kind "reasoning"), passed along as it is.
+function delta(piece, kind, extra) {
+  const fields = (value) => {
+    if (value && typeof value.toJs === "function") {
+      const converted = value.toJs({ dict_converter: Object.fromEntries });
+      value.destroy();
+      return converted;
+    }
+    return value && typeof value === "object" ? value : {};
+  };
+  const event = typeof piece === "string" ? { text: piece } : fields(piece);
+  Object.assign(event, fields(extra));
+  if (typeof kind === "string") event.kind = kind;
+  event.kind = event.kind || "text";
+  return event;
 }
 
 async function generate(id, { request }) {
-  const onText = (piece) => post(id, "event", { text: piece });
-  return checked(await session.generate(JSON.stringify(request), onText));
+  if (cancelledBeforeStart.delete(id)) throw coded("aborted", "the generation was cancelled before it started");
+  running = id;
+  try {
+    const onText = (piece, kind, extra) => post(id, "event", { delta: delta(piece, kind, extra) });
+    return checked(await session.generate(JSON.stringify(request), onText));
+  } finally {
+    running = null;
+  }
 }
 
 const HANDLERS = {
@@ -174,22 +241,32 @@ const HANDLERS = {
 async function handle(message) {
   const { id, type } = message;
   try {
-    if (type !== "init" && !session) throw new Error("the model is not loaded");
+    if (type !== "init" && !session) throw coded("runtime", "the model is not loaded");
     post(id, "result", { value: await HANDLERS[type](id, message) });
   } catch (err) {
-    post(id, "error", { message: readable(err) });
+    post(id, "error", { message: readable(err), code: err.code || "runtime" });
   }
+}
+
+// Not queued: it must reach the generation that is running now. `target` names one generate call
+// (one that has not started yet is dropped when its turn comes); without it, whatever runs stops.
+function stop({ id, target }) {
+  if (target === undefined || target === running) {
+    post(id, "result", { value: session ? session.cancel() : false });
+    return;
+  }
+  cancelledBeforeStart.add(target);
+  post(id, "result", { value: true });
 }
 
 self.onmessage = (event) => {
   const message = event.data;
   if (message.type === "stop") {
-    // Not queued: it must reach the generation that is running now.
-    post(message.id, "result", { value: session ? session.cancel() : false });
+    stop(message);
     return;
   }
   if (!Object.hasOwn(HANDLERS, message.type)) {
-    post(message.id, "error", { message: `unknown request "${message.type}"` });
+    post(message.id, "error", { message: `unknown request "${message.type}"`, code: "bad-input" });
     return;
   }
   queue = queue.then(() => handle(message));
