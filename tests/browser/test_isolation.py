@@ -24,11 +24,12 @@ def _expected_threads(watched: WatchedPage) -> int:
 
 
 def _isolated_after_reload(watched: WatchedPage, timeout_s: float = 60) -> bool:
-    """crossOriginIsolated once the page has settled (the service worker may reload it once)."""
+    """crossOriginIsolated once the page has settled (the service worker may reload it once) and its
+    script has run."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if watched.page.evaluate("crossOriginIsolated"):
+            if watched.page.evaluate("crossOriginIsolated && typeof window.app === 'object'"):
                 return True
         except Exception:  # the context went away with the reload: ask the new one
             pass

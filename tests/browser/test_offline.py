@@ -54,6 +54,39 @@ def test_after_one_visit_the_page_loads_and_generates_offline(
     second.assert_clean()
 
 
+CORRUPT_WORKER_SCRIPT = """async () => {
+    const name = (await caches.keys()).find(n => n.startsWith('qwen35web-shell-'));
+    const cache = await caches.open(name);
+    const url = new URL('worker.js', location.href).href;
+    const headers = { 'Content-Type': 'text/javascript' };
+    await cache.put(url, new Response('this is not the worker', { headers }));
+}"""
+CACHED_WORKER_SCRIPT = """async () => {
+    const name = (await caches.keys()).find(n => n.startsWith('qwen35web-shell-'));
+    const hit = await (await caches.open(name)).match(new URL('worker.js', location.href).href);
+    return hit ? hit.text() : null;
+}"""
+
+
+def test_a_damaged_shell_file_in_the_cache_is_fetched_again(new_context, base_url: str) -> None:
+    context = new_context()
+    first = watch(context, base_url)
+    first.page.goto(base_url + "?backend=wasm")
+    first.ready()
+    first.page.evaluate("app.offline()")
+    first.page.evaluate(CORRUPT_WORKER_SCRIPT)
+    first.page.close()
+
+    again = watch(context, base_url)
+    again.page.goto(base_url + "?backend=wasm")
+    assert again.ready() == {"backend": "wasm", "model": MODEL_NAME}
+    assert again.page.evaluate("app.info().shellControlled") is True
+    served = again.page.evaluate("fetch('worker.js').then(r => r.text())")
+    assert again.page.evaluate(CACHED_WORKER_SCRIPT) == served and "loadModel" in served  # repaired
+    assert len(again.page.evaluate(GREEDY)["tokens"]) == 6
+    again.assert_clean()
+
+
 def _new_model_version(bundle: Path, target: Path) -> Path:
     """The same model with a changed model.onnx (a doc string): a new version of one bundle file."""
     shutil.copytree(bundle, target)

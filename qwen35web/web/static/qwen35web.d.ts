@@ -66,7 +66,18 @@ export interface ModelInfo {
     evictedEntries: number;
     cacheUsable: boolean;
   };
-  timings: { pythonMs: number; weightsMs: number; sessionMs: number; totalMs: number };
+  /** Python (Pyodide from its memory snapshot after the first visit) started from a snapshot. */
+  pythonFromSnapshot: boolean;
+  /** Each part's own duration; the parts overlap (weights and onnxruntime-web load while Python starts). */
+  timings: {
+    pythonMs: number;
+    pyodideMs: number;
+    manifestMs: number;
+    weightsMs: number;
+    ortMs: number;
+    sessionMs: number;
+    totalMs: number;
+  };
   storage: { quota: number; usage: number; persisted: boolean } | null;
 }
 

@@ -64,8 +64,8 @@ function startsAt(response, offset) {
 // One file from the network into `bytes` (its full size), from `offset` (bytes restored from storage),
 // writing whole pieces to `cache` as they complete.
 class Download {
-  constructor(url, file, bytes, cache, progress) {
-    Object.assign(this, { url, file, bytes, cache, progress });
+  constructor(url, file, bytes, cache, progress, signal) {
+    Object.assign(this, { url, file, bytes, cache, progress, signal });
     this.offset = 0;
     this.stored = 0; // bytes [0, stored) are in the cache as whole pieces
   }
@@ -81,7 +81,7 @@ class Download {
         if (response === null) break; // 416: the server has nothing beyond what we have
         await this.read(response);
       } catch (err) {
-        if (err.code) throw err; // bad bundle, not a network failure
+        if (typeof err.code === "string" || this.signal.aborted) throw err; // a bad bundle, or cancelled
         failures = this.offset > before ? 1 : failures + 1;
         if (failures > RETRIES) throw this.interrupted(err);
         console.warn(`${this.file.path}: download broke off at ${this.offset} bytes (${err.message}); resuming`);
@@ -101,7 +101,7 @@ class Download {
   async request() {
     const resume = this.offset > 0;
     const headers = resume ? { Range: `bytes=${this.offset}-` } : {};
-    const response = await fetch(this.url, { cache: "no-store", headers });
+    const response = await fetch(this.url, { cache: "no-store", headers, signal: this.signal });
     if (resume && response.status === 416) return null;
     if (!response.ok) throw coded("bad-bundle", `${this.file.path}: the server answered HTTP ${response.status}`);
     if (resume && !startsAt(response, this.offset)) {
@@ -154,6 +154,7 @@ export class WeightStore {
   // cache: a WeightCache; storage: {quota, usage} from navigator.storage.estimate(), or null.
   constructor(baseUrl, files, cache, storage = null) {
     Object.assign(this, { baseUrl, files, cache, storage });
+    this.controller = new AbortController(); // cancel(): a plan found wrong after the download began
     this.data = new Map();
     this.stats = { cachedFiles: 0, cachedBytes: 0, downloadedBytes: 0, resumedBytes: 0 };
   }
@@ -186,7 +187,8 @@ export class WeightStore {
   async fetchFile(file, bytes, progress) {
     for (let attempt = 0; ; attempt++) {
       const restored = attempt === 0 ? await this.cache.readPieces(file, bytes) : 0;
-      await new Download(new URL(file.path, this.baseUrl), file, bytes, this.cache, progress).run(restored);
+      const url = new URL(file.path, this.baseUrl);
+      await new Download(url, file, bytes, this.cache, progress, this.controller.signal).run(restored);
       if ((await sha256Hex(bytes)) === file.sha256) {
         await this.cache.markComplete(file);
         this.stats.downloadedBytes += file.size - restored;
@@ -238,8 +240,37 @@ export class WeightStore {
     return file ? file.externalData : [];
   }
 
+  cancel() {
+    this.controller.abort();
+  }
+
   // The sessions hold their own copies once created: drop ours.
   release() {
     this.data.clear();
   }
+}
+
+const PLAIN_PATH = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_][A-Za-z0-9._/-]*$/;
+
+// The plan web_entry.download_plan makes, read by JS straight from the manifest so the download can start
+// while Python is still starting; null when the manifest is not plainly readable (Python then says why).
+// Python's plan, which validates the manifest, is compared with it before anything is used.
+export function planFromManifest(manifestText) {
+  let manifest;
+  try {
+    manifest = JSON.parse(manifestText);
+  } catch {
+    return null;
+  }
+  if (!manifest || typeof manifest.files !== "object" || !Array.isArray(manifest.external_data)) return null;
+  const external = manifest.external_data;
+  const plan = [];
+  for (const path of ["model.onnx", ...external, "sampler.onnx", "tokenizer.json"]) {
+    const entry = manifest.files[path];
+    if (!PLAIN_PATH.test(String(path)) || !entry || !Number.isInteger(entry.size) || typeof entry.sha256 !== "string") {
+      return null;
+    }
+    plan.push({ path, size: entry.size, sha256: entry.sha256, externalData: path === "model.onnx" ? external : [] });
+  }
+  return plan;
 }
