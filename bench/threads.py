@@ -39,6 +39,7 @@ PROMPT_TEXT = "The quick brown fox jumps over the lazy dog while the cat sleeps 
 PREFILLS = (128, 512)
 DECODE_TOKENS = {"tiny": 256, "0.8b": 64}
 WARM_UP = {"tiny": 4, "0.8b": 2}
+REPEATS = {"tiny": 5, "0.8b": 2}  # the 0.8B's prefill-512 takes tens of seconds a run here
 TIMEOUT_MS = 900_000
 
 
@@ -145,7 +146,8 @@ def markdown(results: dict) -> str:
         f"Measured {results['date']} on {results['machine']}; {results['chromium']}; "
         "onnxruntime-web 1.30 wasm (the page's default build), the real page "
         "(`?backend=wasm&threads=N`, cross-origin isolated), "
-        f"medians of {results['repeats']} interleaved runs after warm-up. Reproduce: `{results['command']}`.",
+        f"medians of interleaved runs after warm-up (runs: {results['repeats']}). "
+        f"Reproduce: `{results['command']}`.",
         "",
         "| model | threads | prefill-128 | prefill-512 | decode | vs 1 thread (prefill-512 / decode) |",
         "|---|---|---|---|---|---|",
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,0.8b")
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="runs per model (default: 5 tiny, 2 0.8b)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared",
         "chromium": _chromium_version(),
-        "repeats": args.repeats,
+        "repeats": {m: args.repeats or REPEATS[m] for m in args.models.split(",")},
         "command": "python -m bench.threads " + " ".join(argv or []),
         "models": {},
         "note": (
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models.split(","):
         bundle = bundle_for(model)
         site = WORK / "threads" / "site"
-        results["models"][model] = measure(model, bundle, thread_counts, args.repeats, site)
+        repeats = args.repeats or REPEATS[model]
+        results["models"][model] = measure(model, bundle, thread_counts, repeats, site)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "threads.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "threads.md").write_text(markdown(results))

@@ -48,7 +48,7 @@ MIME_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
     ".txt": "text/plain; charset=utf-8",
-    ".ts": "text/plain; charset=utf-8",  # the module's TypeScript declarations (qwen35web.d.ts)
+    ".mts": "text/plain; charset=utf-8",  # the module's TypeScript declarations (qwen35web.d.mts)
     ".map": "application/json",
 }
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

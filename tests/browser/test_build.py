@@ -57,7 +57,7 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
         "errors.mjs",
         "shell.mjs",
         "qwen35web.mjs",
-        "qwen35web.d.ts",
+        "qwen35web.d.mts",
         "example.html",
         "example.js",
         "sw.js",

@@ -1,4 +1,4 @@
-// qwen35web: Qwen3.5 in a web page. The public module (types in qwen35web.d.ts; usage in docs/embedding.md).
+// qwen35web: Qwen3.5 in a web page. The public module (types in qwen35web.d.mts; usage in docs/embedding.md).
 //
 //   import { load, siteModel } from "./qwen35web.mjs";
 //   const model = await load({ bundle: "./models/tiny-qwen35/", onProgress: (p) => console.log(p) });
