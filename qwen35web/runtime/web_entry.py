@@ -83,7 +83,8 @@ def _error(err: BaseException) -> str:
     else:  # a bug or an engine failure: keep the details in the console, show one line
         logger.exception("unexpected failure in the runtime")
         message = f"{type(err).__name__}: {err}"
-    return json.dumps({"error": message})
+    # errorType lets the page's module raise a typed error (BundleError, GenerationInputError, ...).
+    return json.dumps({"error": message, "errorType": type(err).__name__})
 
 
 def _sampling_params(request: dict[str, Any], generation: dict[str, Any]) -> SamplingParams:

@@ -3,6 +3,8 @@
 Layout of the site (everything the page loads comes from it, nothing from elsewhere):
 
   index.html, *.js, style.css, favicon.svg     the page (web/static/)
+  qwen35web.mjs, qwen35web.d.mts                the embeddable module and its types; example.html uses it
+  sw.js              the service worker, with the shell's file list and the site version filled in
   vendor/ort/        onnxruntime-web: the native WebGPU build, the wasm build, their .wasm files
   vendor/pyodide/    the Pyodide core and its standard library
   py/runtime.zip     qwen35web.runtime for Pyodide, with pure-Python jinja2 + markupsafe (no numpy there)
@@ -33,6 +35,7 @@ from pathlib import Path
 from qwen35web.runtime.bundle_format import MANIFEST, ModelFacts
 from qwen35web.runtime.errors import BundleError
 from qwen35web.runtime.manifest import load_local_manifest
+from qwen35web.web.shell import ShellError, write_service_worker
 from qwen35web.web.vendor import VENDORED, VendorError, VendorPackage, locate
 
 log = logging.getLogger(__name__)
@@ -240,7 +243,15 @@ def build_site(spec: SiteSpec) -> Path:
         _copy_vendored(packages, staging)
         write_runtime_archive(staging / RUNTIME_ARCHIVE)
         _write_models_index(spec, staging)
-        marker = {"tool": "qwen35web site build", "npm": {n: p.version for n, p in packages.items()}}
+        try:
+            version = write_service_worker(staging)
+        except ShellError as err:
+            raise BuildError(str(err)) from None
+        marker = {
+            "tool": "qwen35web site build",
+            "version": version,
+            "npm": {n: p.version for n, p in packages.items()},
+        }
         (staging / SITE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         os.chmod(staging, 0o755)
         _publish(staging, spec.site_dir.resolve())

@@ -1,5 +1,5 @@
 """`qwen35web site build SITE_DIR [--bundle NAME=DIR ...] [--wasm-bundle NAME=DIR ...] [--note NAME=TEXT ...]`
-`qwen35web site serve SITE_DIR [--port 8000] [--host 127.0.0.1] [--coop-coep]`
+`qwen35web site serve SITE_DIR [--port 8000] [--host 127.0.0.1] [--no-isolation]`
 
 Exit status 0 on success, 2 on bad input (one line on stderr).
 """
@@ -47,10 +47,14 @@ def build_parser(prog: str = "qwen35web site") -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: loopback only)")
     serve.add_argument(
-        "--coop-coep",
-        action="store_true",
-        help="send COOP/COEP headers (cross-origin isolation: lets onnxruntime-web use threads)",
+        "--no-isolation",
+        dest="isolated",
+        action="store_false",
+        help="leave out the COOP/COEP headers (sent by default: cross-origin isolation lets onnxruntime-web "
+        "use threads); the site's service worker then adds them, as on a host that cannot send headers",
     )
+    # Isolation used to be opt-in with --coop-coep; it is the default now, and the flag is kept as a no-op.
+    serve.add_argument("--coop-coep", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -69,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not is_site(args.site_dir):
         raise BuildError(f"{args.site_dir} is not a built site (run `qwen35web site build` first)")
     try:
-        server = make_server(args.site_dir, args.host, args.port, args.coop_coep)
+        server = make_server(args.site_dir, args.host, args.port, args.isolated)
     except OSError as err:
         raise BuildError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
     print(f"serving {args.site_dir} at {url_of(server)} (Ctrl+C stops)", flush=True)

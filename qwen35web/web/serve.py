@@ -1,10 +1,15 @@
-"""`qwen35web site serve SITE_DIR [--port 8000] [--host 127.0.0.1] [--coop-coep]`: serve the built site.
+"""`qwen35web site serve SITE_DIR [--port 8000] [--host 127.0.0.1] [--no-isolation]`: serve the built site.
 
 A small static server for the demo and the browser tests: the right MIME types (wasm must be
 application/wasm for streaming compilation), a strict Content-Security-Policy (no inline script,
 WebAssembly allowed), nosniff, HTTP Range requests, and nothing outside the site directory: the
 resolved path of every file must lie inside the resolved site root (no `..`, no symlink out, no
 hidden files). Only GET and HEAD.
+
+Cross-origin isolated by default (COOP same-origin, COEP require-corp; CORP same-origin always): the
+page then has SharedArrayBuffer, which onnxruntime-web's wasm threads need. `isolated=False`
+(`--no-isolation`) leaves COOP/COEP out, as a host that cannot set headers would; the site's service
+worker then adds them itself (static/sw.js).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ MIME_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
     ".txt": "text/plain; charset=utf-8",
+    ".mts": "text/plain; charset=utf-8",  # the module's TypeScript declarations (qwen35web.d.mts)
     ".map": "application/json",
 }
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -78,7 +84,7 @@ class SiteHandler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     site_root: Path  # set on the subclass made by make_server
-    cross_origin_isolated = False
+    cross_origin_isolated = True
 
     def version_string(self) -> str:
         return self.server_version
@@ -201,24 +207,21 @@ class SiteHandler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    site_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, coop_coep: bool = False
+    site_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, isolated: bool = True
 ) -> ThreadingHTTPServer:
-    """A server for `site_dir` bound to host:port (port 0 picks a free one); call serve_forever()."""
+    """A server for `site_dir` bound to host:port (port 0 picks a free one); call serve_forever().
+    `isolated`: send COOP/COEP (cross-origin isolation)."""
     root = site_dir.resolve(strict=True)
-    handler = type(
-        "BoundSiteHandler", (SiteHandler,), {"site_root": root, "cross_origin_isolated": coop_coep}
-    )
+    handler = type("BoundSiteHandler", (SiteHandler,), {"site_root": root, "cross_origin_isolated": isolated})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
 
 
 @contextmanager
-def serving(
-    site_dir: Path, host: str = DEFAULT_HOST, port: int = 0, coop_coep: bool = False
-) -> Iterator[str]:
+def serving(site_dir: Path, host: str = DEFAULT_HOST, port: int = 0, isolated: bool = True) -> Iterator[str]:
     """Serve `site_dir` from a daemon thread while the block runs (tests, benchmarks); yields its base URL."""
-    server = make_server(site_dir, host, port, coop_coep)
+    server = make_server(site_dir, host, port, isolated)
     threading.Thread(target=server.serve_forever, name="site-server", daemon=True).start()
     try:
         yield url_of(server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -53,6 +54,14 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
         "ui.js",
         "worker.js",
         "weights.js",
+        "weight-cache.js",
+        "errors.mjs",
+        "shell.mjs",
+        "qwen35web.mjs",
+        "qwen35web.d.mts",
+        "example.html",
+        "example.js",
+        "sw.js",
         "style.css",
         "favicon.svg",
         "vendor/ort/ort.webgpu.bundle.min.mjs",
@@ -130,10 +139,47 @@ def test_page_has_no_inline_code_and_loads_nothing_from_elsewhere() -> None:
     finder = _InlineCodeFinder()
     finder.feed((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
     assert finder.problems == []
-    for script in STATIC_DIR.glob("*.js"):
+    for script in [*STATIC_DIR.glob("*.js"), *STATIC_DIR.glob("*.mjs")]:
         text = script.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text, script.name
         assert "eval(" not in text and "new Function" not in text, script.name
+
+
+def _shell(site: Path) -> dict:
+    """The listing `qwen35web site build` filled into sw.js."""
+    line = next(x for x in (site / "sw.js").read_text().splitlines() if x.startswith("const SHELL = "))
+    return json.loads(line.removeprefix("const SHELL = ").removesuffix(";"))
+
+
+def test_service_worker_lists_the_whole_shell_with_hashes(two_model_site: Path) -> None:
+    shell = _shell(two_model_site)
+    marker = json.loads((two_model_site / ".qwen35web-site").read_text())
+    assert shell["version"] == marker["version"] and len(shell["version"]) == 16
+    core = shell["core"]
+    for name in (
+        "index.html",
+        "qwen35web.mjs",
+        "worker.js",
+        "py/runtime.zip",
+        "vendor/pyodide/pyodide.asm.wasm",
+    ):
+        assert name in core, name
+    assert "models/index.json" in core and not any(p.startswith("models/first/") for p in core)
+    assert "sw.js" not in core and not any(p.startswith("vendor/ort/") for p in core)
+    assert set(shell["backends"]) == {"webgpu", "wasm"}
+    assert "vendor/ort/ort-wasm-simd-threaded.wasm" in shell["backends"]["wasm"]
+    for path, sha in [*core.items(), *shell["backends"]["wasm"].items()]:
+        assert hashlib.sha256((two_model_site / path).read_bytes()).hexdigest() == sha, path
+
+
+def test_site_version_follows_the_shell(tmp_path: Path, export_bundle) -> None:
+    bundle = export_bundle("text", "fused")
+    versions = []
+    for note in ("one", "one", "two"):
+        site = tmp_path / f"site-{len(versions)}"
+        build_site(SiteSpec(site, [("m", bundle)], {"m": note}))
+        versions.append(_shell(site)["version"])
+    assert versions[0] == versions[1] != versions[2]  # same inputs, same version; a changed index, a new one
 
 
 def test_rebuilding_replaces_a_site_it_made(two_model_site: Path, export_bundle) -> None:

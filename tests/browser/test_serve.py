@@ -95,7 +95,10 @@ def test_security_headers_on_every_answer(address, path: str) -> None:
     _, headers, _ = request(address, path)
     assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert "Cross-Origin-Embedder-Policy" not in headers
+    # Cross-origin isolated by default: onnxruntime-web's wasm threads need it.
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
 
 
 def test_policy_allows_no_inline_script_and_no_eval() -> None:
@@ -185,11 +188,30 @@ def test_unchanged_files_answer_304(address, site: Path) -> None:
     assert (status, body) == (304, b"")
 
 
-def test_cross_origin_isolation_headers_when_asked(site: Path) -> None:
-    with serving(site, coop_coep=True) as url:
+def test_no_isolation_leaves_out_coop_and_coep(site: Path) -> None:
+    with serving(site, isolated=False) as url:
         _, headers, _ = request(_host_port(url), "/")
-    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
-    assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert "Cross-Origin-Opener-Policy" not in headers and "Cross-Origin-Embedder-Policy" not in headers
+    assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize(
+    ("flags", "isolated"),
+    [([], True), (["--no-isolation"], False), (["--coop-coep"], True)],
+    ids=["default", "no-isolation", "old-coop-coep-flag"],
+)
+def test_serve_command_isolates_unless_told_not_to(site: Path, flags: list[str], isolated: bool) -> None:
+    command = [sys.executable, "-m", "qwen35web", "site", "serve", str(site), "--port", "0", *flags]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()  # "serving SITE at URL (Ctrl+C stops)"
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        _, headers, _ = request(_host_port(url), "/")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert ("Cross-Origin-Embedder-Policy" in headers) is isolated
 
 
 def test_binds_the_loopback_address_by_default(site: Path) -> None:

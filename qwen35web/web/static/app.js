@@ -1,122 +1,58 @@
-// window.app: the page's programmatic API (contract in DESIGN.md), over the worker that runs the model.
-//   app.ready                 -> Promise<{backend, model}> (rejects with a readable message)
-//   app.generate({prompt, maxNewTokens, minNewTokens, greedy, chat, messages, temperature, topK, topP, seed, onText})
-//                             -> Promise<{tokens, text, backend, prefillMs, decodeTokensPerSecond, ...}>
-//   app.logits(tokenIds)      -> Promise<number[]> (last position's logits)
-//   app.tokenize(text)        -> Promise<number[]>
+// window.app: the demo page's script API for tests and the console, a thin layer over qwen35web.mjs
+// (the model the page loaded). Everything a developer needs is in the module itself; this only keeps
+// the calls tests make short.
+//   app.ready                 -> Promise<{backend, model}> (rejects with the load error)
+//   app.generate({prompt, maxNewTokens, ..., onText})
+//                             -> Promise<stats> of the done event (after app.stop(): the partial stats)
+//   app.logits(tokenIds) / app.tokenize(text) / app.stats()
 //   app.stop()                -> stops the running generation before its next token
-//   app.stats()               -> Promise<{liveTensors, heldTensors}> (leak checks)
-//   app.on(event, listener)   -> "progress" while loading
-// Query parameters: ?backend=webgpu|wasm, ?model=NAME, ?prefillChunk=N.
+//   app.info()                -> the load's facts: backend(+Reason), threads(+Reason), weights, timings, ...
+//   app.on("progress", fn)    -> load progress events
+//   app.offline()             -> Promise<{version, backend}> once the shell and backend are cached
+//   app.checkForUpdate()      -> asks the service worker to look for a new site version
 
-class WorkerClient {
-  constructor(url) {
-    this.worker = new Worker(url, { type: "module" });
-    this.pending = new Map();
-    this.nextId = 1;
-    this.worker.onmessage = (event) => this.receive(event.data);
-    this.worker.onerror = (event) => {
-      event.preventDefault();
-      this.failAll(`the worker failed: ${event.message || "it could not start"}`);
-    };
-  }
+import { AbortError } from "./qwen35web.mjs";
 
-  receive({ id, kind, ...payload }) {
-    const call = this.pending.get(id);
-    if (!call) return;
-    if (kind === "event") {
-      call.onEvent(payload);
-      return;
+export function exposeApp(loading, progressListeners) {
+  let info = null;
+  const ready = loading.then(({ model, entry, shell }) => {
+    const bundle = new URL(model.info.bundleUrl).pathname.split("/").filter(Boolean).pop();
+    info = { ...model.info, note: entry.note, bundle, shellControlled: Boolean(shell && shell.controlled) };
+    return { backend: model.backend, model: model.name };
+  });
+  const model = async () => (await loading).model;
+
+  async function generate(options = {}) {
+    const { onText, ...request } = options;
+    const events = (await model()).generate(request);
+    try {
+      let stats = null;
+      for await (const event of events) {
+        if (event.type === "delta" && onText) onText(event.text, event);
+        if (event.type === "done") stats = event.stats;
+      }
+      return stats;
+    } catch (err) {
+      if (err instanceof AbortError && err.stats) return err.stats;
+      throw err;
     }
-    this.pending.delete(id);
-    if (kind === "result") call.resolve(payload.value);
-    else call.reject(new Error(payload.message));
   }
 
-  failAll(message) {
-    for (const call of this.pending.values()) call.reject(new Error(message));
-    this.pending.clear();
-  }
-
-  call(type, payload = {}, onEvent = () => {}) {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onEvent });
-      this.worker.postMessage({ id, type, ...payload });
-    });
-  }
-}
-
-const params = new URLSearchParams(self.location.search);
-const client = new WorkerClient(new URL("./worker.js", import.meta.url));
-const listeners = { progress: new Set() };
-let loaded = null; // the worker's init result: backend, model, note, facts, weights, timings
-
-function emit(event, value) {
-  for (const listener of listeners[event]) listener(value);
-}
-
-const prefillChunk = Number.parseInt(params.get("prefillChunk") || "", 10);
-const ready = client
-  .call(
-    "init",
-    {
-      backend: params.get("backend"),
-      model: params.get("model"),
-      prefillChunk: Number.isFinite(prefillChunk) && prefillChunk > 0 ? prefillChunk : null,
+  const app = {
+    ready,
+    generate,
+    logits: async (ids) => (await model()).logits(ids),
+    tokenize: async (text) => (await model()).tokenize(text),
+    stats: async () => (await model()).stats(),
+    stop: async () => (await model()).stop(),
+    info: () => info,
+    on: (event, listener) => event === "progress" && progressListeners.add(listener),
+    offline: async () => (await loading).offline,
+    checkForUpdate: async () => {
+      const { shell } = await loading;
+      if (shell) await shell.checkForUpdate();
     },
-    (event) => event.progress && emit("progress", event.progress),
-  )
-  .then((result) => {
-    loaded = result;
-    return { backend: result.backend, model: result.model };
-  });
-
-// JSON (the worker's channel to Python) would turn NaN and Infinity into null, i.e. "use the
-// default": refuse them here instead, so a bad setting is an error, never a silent default.
-const NUMERIC_SETTINGS = ["maxNewTokens", "minNewTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed"];
-
-function checkNumbers(options) {
-  for (const name of NUMERIC_SETTINGS) {
-    const value = options[name];
-    if (value !== undefined && value !== null && !Number.isFinite(value)) {
-      throw new Error(`${name} must be a finite number, got ${value}`);
-    }
-  }
-}
-
-async function generate(options = {}) {
-  await ready;
-  const { onText, ...rest } = options;
-  checkNumbers(rest);
-  const request = {
-    prompt: rest.prompt,
-    messages: rest.messages,
-    chat: Boolean(rest.chat),
-    maxNewTokens: rest.maxNewTokens ?? 128,
-    minNewTokens: rest.minNewTokens,
-    greedy: Boolean(rest.greedy),
-    temperature: rest.temperature,
-    topK: rest.topK,
-    topP: rest.topP,
-    repetitionPenalty: rest.repetitionPenalty,
-    seed: rest.seed,
-    stop: rest.stop,
   };
-  return client.call("generate", { request }, (event) => {
-    if (event.text !== undefined && onText) onText(event.text);
-  });
+  window.app = app;
+  return app;
 }
-
-export const app = {
-  ready,
-  generate,
-  logits: async (tokenIds) => (await ready, client.call("logits", { ids: Array.from(tokenIds) })),
-  tokenize: async (text) => (await ready, client.call("tokenize", { text })),
-  stats: async () => (await ready, client.call("stats")),
-  stop: () => client.call("stop"),
-  info: () => loaded,
-  on: (event, listener) => listeners[event].add(listener),
-};
-
-window.app = app;

@@ -1,132 +1,227 @@
-// The bundle's files for the worker: downloaded once with byte progress, kept in the Cache API keyed
-// by their sha256, and verified against the manifest's sha256 (crypto.subtle) before every use, also
-// when they come from the cache. Python (engine_web / web_entry) reads them through bytes()/text().
+// The bundle's files for the worker: taken from this browser's storage (weight-cache.js) or downloaded
+// with byte progress, and verified against the manifest's sha256 (crypto.subtle) before every use, also
+// when they come from storage. A download that breaks off is retried from where it stopped (HTTP
+// Range), within this load and, from the whole pieces already stored, in a later one; the assembled
+// file is still checked end to end. Python (engine_web / web_entry) reads the files through
+// bytes()/text().
 
-const CACHE_NAME = "qwen35web-weights-v1";
+import { coded } from "./errors.mjs";
+import { pieceBytes } from "./weight-cache.js";
+
 const PROGRESS_INTERVAL_MS = 100;
+const RETRIES = 3; // per file, counted from the last time bytes arrived
+const RETRY_DELAY_MS = 400;
+
+export function megabytes(bytes) {
+  return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 2 : 1)} MB`;
+}
 
 async function sha256Hex(bytes) {
   if (!self.crypto || !self.crypto.subtle) {
-    throw new Error("weights cannot be verified here: serve the page over HTTPS or from 127.0.0.1 (a secure context)");
+    throw coded(
+      "not-supported",
+      "weights cannot be verified here: serve the page over HTTPS or from 127.0.0.1 (a secure context)",
+    );
   }
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// A same-origin URL that is only ever a cache key (never fetched): one entry per content hash, so
-// bundles that share a file share its cache entry.
-function cacheKey(sha256) {
-  return new Request(`${self.location.origin}/.weights/sha256/${sha256}`);
-}
-
-async function openCache() {
-  try {
-    return self.caches ? await self.caches.open(CACHE_NAME) : null;
-  } catch (err) {
-    console.warn(`weights cache unavailable (${err.message}); downloading every time`);
-    return null;
-  }
-}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Progress {
-  constructor(total, report) {
-    this.total = total;
-    this.loaded = 0;
+  constructor(files, report) {
+    this.total = files.reduce((sum, f) => sum + f.size, 0);
+    this.offsets = new Map();
     this.report = report;
     this.lastReport = 0;
   }
 
-  add(bytes, file) {
-    this.loaded += bytes;
+  get loaded() {
+    let sum = 0;
+    for (const offset of this.offsets.values()) sum += offset;
+    return sum;
+  }
+
+  set(file, offset) {
+    this.offsets.set(file.path, offset);
     const now = performance.now();
-    if (now - this.lastReport >= PROGRESS_INTERVAL_MS || this.loaded === this.total) {
+    const loaded = this.loaded;
+    if (now - this.lastReport >= PROGRESS_INTERVAL_MS || loaded === this.total) {
       this.lastReport = now;
-      this.report({ phase: "download", loaded: this.loaded, total: this.total, file });
+      this.report({ phase: "download", loaded, total: this.total, file: file.path });
     }
   }
 }
 
-async function download(url, file, progress) {
-  const response = await fetch(url, { cache: "no-store" });
-  if (!response.ok) {
-    throw new Error(`${file.path}: the server answered HTTP ${response.status}`);
-  }
-  const bytes = new Uint8Array(file.size);
-  const reader = response.body.getReader();
-  let received = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (received + value.length > file.size) {
-      await reader.cancel();
-      throw new Error(`${file.path}: larger than the ${file.size} bytes the manifest says`);
-    }
-    bytes.set(value, received);
-    received += value.length;
-    progress.add(value.length, file.path);
-  }
-  if (received !== file.size) {
-    throw new Error(`${file.path}: ${received} bytes received, the manifest says ${file.size} (truncated download?)`);
-  }
-  return bytes;
+// Does a 206 answer start where we asked? (`Content-Range: bytes FIRST-LAST/SIZE`)
+function startsAt(response, offset) {
+  if (response.status !== 206) return false;
+  const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(response.headers.get("Content-Range") || "");
+  return match !== null && Number(match[1]) === offset;
 }
 
-async function verify(file, bytes) {
-  if ((await sha256Hex(bytes)) !== file.sha256) {
-    throw new Error(`${file.path}: sha256 does not match the manifest (corrupt download)`);
+// One file from the network into `bytes` (its full size), from `offset` (bytes restored from storage),
+// writing whole pieces to `cache` as they complete.
+class Download {
+  constructor(url, file, bytes, cache, progress, signal) {
+    Object.assign(this, { url, file, bytes, cache, progress, signal });
+    this.offset = 0;
+    this.stored = 0; // bytes [0, stored) are in the cache as whole pieces
+  }
+
+  async run(offset) {
+    this.offset = this.stored = offset;
+    this.progress.set(this.file, offset);
+    let failures = 0;
+    while (this.offset < this.file.size) {
+      const before = this.offset;
+      try {
+        const response = await this.request();
+        if (response === null) break; // 416: the server has nothing beyond what we have
+        await this.read(response);
+      } catch (err) {
+        if (typeof err.code === "string" || this.signal.aborted) throw err; // a bad bundle, or cancelled
+        failures = this.offset > before ? 1 : failures + 1;
+        if (failures > RETRIES) throw this.interrupted(err);
+        console.warn(`${this.file.path}: download broke off at ${this.offset} bytes (${err.message}); resuming`);
+        await sleep(RETRY_DELAY_MS * 2 ** (failures - 1));
+        continue;
+      }
+      if (this.offset === before) break; // an answer with no new bytes: the file ends here
+    }
+    if (this.offset !== this.file.size) {
+      throw coded(
+        "bad-bundle",
+        `${this.file.path}: ${this.offset} bytes received, the manifest says ${this.file.size} (truncated download?)`,
+      );
+    }
+  }
+
+  async request() {
+    const resume = this.offset > 0;
+    const headers = resume ? { Range: `bytes=${this.offset}-` } : {};
+    const response = await fetch(this.url, { cache: "no-store", headers, signal: this.signal });
+    if (resume && response.status === 416) return null;
+    if (!response.ok) throw coded("bad-bundle", `${this.file.path}: the server answered HTTP ${response.status}`);
+    if (resume && !startsAt(response, this.offset)) {
+      this.offset = this.stored = 0; // the server sent the whole file (no Range support): start over
+    }
+    return response;
+  }
+
+  async read(response) {
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read(); // throws when the connection drops
+      if (done) return;
+      if (this.offset + value.length > this.file.size) {
+        await reader.cancel();
+        throw coded("bad-bundle", `${this.file.path}: larger than the ${this.file.size} bytes the manifest says`);
+      }
+      this.bytes.set(value, this.offset);
+      this.offset += value.length;
+      this.progress.set(this.file, this.offset);
+      await this.storePieces();
+    }
+  }
+
+  // Whole pieces (and the last, short one once the file is complete) go to storage as they fill.
+  async storePieces() {
+    while (this.cache.usable && this.stored < this.file.size) {
+      const piece = pieceBytes(this.file.size);
+      const end = Math.min(this.stored + piece, this.file.size);
+      if (this.offset < end) return;
+      await this.cache.putPiece(this.file, this.bytes, this.stored / piece);
+      this.stored = end;
+    }
+  }
+
+  interrupted(err) {
+    const piece = pieceBytes(this.file.size);
+    const kept = this.cache.usable ? Math.floor(this.offset / piece) * piece : 0;
+    const resume = kept > 0 ? `; ${megabytes(kept)} are kept: load again to resume` : "";
+    return coded(
+      "network",
+      `${this.file.path}: the download broke off at ${megabytes(this.offset)} of ${megabytes(this.file.size)} ` +
+        `(${err.message || "network error"})${resume}`,
+    );
   }
 }
 
 export class WeightStore {
-  // files: [{path, size, sha256, externalData}] from qwen35web.runtime.web_entry.download_plan
-  constructor(baseUrl, files) {
-    this.baseUrl = baseUrl;
-    this.files = files;
+  // files: [{path, size, sha256, externalData}] from qwen35web.runtime.web_entry.download_plan;
+  // cache: a WeightCache; storage: {quota, usage} from navigator.storage.estimate(), or null.
+  constructor(baseUrl, files, cache, storage = null) {
+    Object.assign(this, { baseUrl, files, cache, storage });
+    this.controller = new AbortController(); // cancel(): a plan found wrong after the download began
     this.data = new Map();
-    this.stats = { cachedFiles: 0, cachedBytes: 0, downloadedBytes: 0 };
+    this.stats = { cachedFiles: 0, cachedBytes: 0, downloadedBytes: 0, resumedBytes: 0 };
   }
 
-  async fromCache(cache, file) {
-    const hit = cache ? await cache.match(cacheKey(file.sha256)) : undefined;
-    if (!hit) return null;
-    const bytes = new Uint8Array(await hit.arrayBuffer());
-    if (bytes.length === file.size && (await sha256Hex(bytes)) === file.sha256) return bytes;
-    console.warn(`${file.path}: cached copy is corrupt; downloading it again`);
-    await cache.delete(cacheKey(file.sha256));
+  // The whole file from storage, verified; null when it is not (completely, correctly) there.
+  async fromCache(file, bytes) {
+    const state = await this.cache.readComplete(file, bytes);
+    if (state === "absent") return null;
+    if (state === "complete" && (await sha256Hex(bytes)) === file.sha256) return bytes;
+    console.warn(`${file.path}: the stored copy is damaged; downloading it again`);
+    await this.cache.forget(file.sha256);
     return null;
   }
 
-  async remember(cache, file, bytes) {
-    if (!cache) return;
-    try {
-      await cache.put(cacheKey(file.sha256), new Response(bytes));
-    } catch (err) {
-      console.warn(`${file.path}: not cached (${err.message})`);
+  // Refuse, before any byte is fetched, a download that browser storage cannot hold.
+  async checkRoom(missing) {
+    if (!this.storage || !this.cache.usable || missing.length === 0) return;
+    let needed = 0;
+    for (const file of missing) needed += file.size - (await this.cache.keptBytes(file));
+    const free = Math.max(0, this.storage.quota - this.storage.usage);
+    if (needed > free) {
+      throw coded(
+        "storage",
+        `not enough browser storage for this model: it needs ${megabytes(needed)} and ${megabytes(free)} ` +
+          "are free (free space for this site in the browser's settings, then load again)",
+      );
     }
   }
 
-  // Fetch (or take from the cache) every file of the plan; report({phase, loaded, total, file}).
+  async fetchFile(file, bytes, progress) {
+    for (let attempt = 0; ; attempt++) {
+      const restored = attempt === 0 ? await this.cache.readPieces(file, bytes) : 0;
+      const url = new URL(file.path, this.baseUrl);
+      await new Download(url, file, bytes, this.cache, progress, this.controller.signal).run(restored);
+      if ((await sha256Hex(bytes)) === file.sha256) {
+        await this.cache.markComplete(file);
+        this.stats.downloadedBytes += file.size - restored;
+        this.stats.resumedBytes += restored;
+        return;
+      }
+      await this.cache.forget(file.sha256);
+      // A resumed file may have been spliced from a stale piece: fetch it whole once more.
+      if (restored === 0 || attempt > 0) {
+        throw coded("bad-bundle", `${file.path}: sha256 does not match the manifest (corrupt download)`);
+      }
+    }
+  }
+
+  // Every file of the plan, from storage or the network; report({phase, loaded, total, file}).
   async load(report) {
-    const cache = await openCache();
     const missing = [];
     for (const file of this.files) {
-      const bytes = await this.fromCache(cache, file);
-      if (bytes) {
+      const bytes = new Uint8Array(file.size);
+      if (await this.fromCache(file, bytes)) {
         this.data.set(file.path, bytes);
         this.stats.cachedFiles += 1;
         this.stats.cachedBytes += file.size;
       } else {
-        missing.push(file);
+        missing.push({ file, bytes });
       }
     }
-    const progress = new Progress(missing.reduce((sum, f) => sum + f.size, 0), report);
+    await this.checkRoom(missing.map((m) => m.file));
+    const progress = new Progress(missing.map((m) => m.file), report);
     report({ phase: "download", loaded: 0, total: progress.total, cachedBytes: this.stats.cachedBytes });
-    for (const file of missing) {
-      const bytes = await download(new URL(file.path, this.baseUrl), file, progress);
-      await verify(file, bytes);
+    for (const { file, bytes } of missing) {
+      await this.fetchFile(file, bytes, progress);
       this.data.set(file.path, bytes);
-      this.stats.downloadedBytes += file.size;
-      await this.remember(cache, file, bytes);
     }
   }
 
@@ -145,8 +240,37 @@ export class WeightStore {
     return file ? file.externalData : [];
   }
 
+  cancel() {
+    this.controller.abort();
+  }
+
   // The sessions hold their own copies once created: drop ours.
   release() {
     this.data.clear();
   }
+}
+
+const PLAIN_PATH = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_][A-Za-z0-9._/-]*$/;
+
+// The plan web_entry.download_plan makes, read by JS straight from the manifest so the download can start
+// while Python is still starting; null when the manifest is not plainly readable (Python then says why).
+// Python's plan, which validates the manifest, is compared with it before anything is used.
+export function planFromManifest(manifestText) {
+  let manifest;
+  try {
+    manifest = JSON.parse(manifestText);
+  } catch {
+    return null;
+  }
+  if (!manifest || typeof manifest.files !== "object" || !Array.isArray(manifest.external_data)) return null;
+  const external = manifest.external_data;
+  const plan = [];
+  for (const path of ["model.onnx", ...external, "sampler.onnx", "tokenizer.json"]) {
+    const entry = manifest.files[path];
+    if (!PLAIN_PATH.test(String(path)) || !entry || !Number.isInteger(entry.size) || typeof entry.sha256 !== "string") {
+      return null;
+    }
+    plan.push({ path, size: entry.size, sha256: entry.sha256, externalData: path === "model.onnx" ? external : [] });
+  }
+  return plan;
 }

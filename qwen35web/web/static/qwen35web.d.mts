@@ -1,0 +1,200 @@
+// Types of qwen35web.mjs: Qwen3.5 in a web page (Pyodide + onnxruntime-web in a Web Worker).
+
+export type Backend = "webgpu" | "wasm";
+
+/** A bundle directory URL (holding manifest.json), or one per backend with a default. */
+export type BundleSource = string | URL | ({ default: string | URL } & Partial<Record<Backend, string | URL>>);
+
+export type LoadPhase = "runtime" | "download" | "session";
+
+export interface LoadProgress {
+  phase: LoadPhase;
+  /** download: bytes fetched so far (including bytes resumed from an earlier, broken-off download). */
+  loaded?: number;
+  /** download: bytes this load fetches (0 when every file came from browser storage). */
+  total?: number;
+  /** download: the file the last bytes belong to. */
+  file?: string;
+  /** the first download event: bytes taken from browser storage. */
+  cachedBytes?: number;
+}
+
+export interface LoadOptions {
+  bundle: BundleSource;
+  /** Shown in stats; default: the bundle directory's name. */
+  name?: string;
+  /** "auto" (default): WebGPU on a hardware adapter, else wasm; the reason is in Model.backendReason. */
+  backend?: Backend | "auto";
+  /** wasm threads: "auto" (default) one per core up to a cap, when the page is cross-origin isolated. */
+  threads?: number | "auto";
+  /** Prompt tokens per prefill step. */
+  prefillChunk?: number;
+  onProgress?: (progress: LoadProgress) => void;
+  /** Aborting ends the load (and its worker) with an AbortError. */
+  signal?: AbortSignal;
+  /** Ask for persistent storage (navigator.storage.persist()); default true. */
+  persist?: boolean;
+}
+
+export interface ModelFacts {
+  model: string;
+  backend: Backend;
+  dtype: string;
+  ops: string;
+  vocabSize: number;
+  layers: number;
+  hiddenSize: number;
+  weightBytes: number;
+  chat: boolean;
+  [field: string]: unknown;
+}
+
+export interface ModelInfo {
+  model: string;
+  backend: Backend;
+  backendReason: string;
+  threads: number;
+  threadsReason: string;
+  crossOriginIsolated: boolean;
+  bundleUrl: string;
+  facts: ModelFacts;
+  weights: {
+    cachedFiles: number;
+    cachedBytes: number;
+    downloadedBytes: number;
+    resumedBytes: number;
+    evictedEntries: number;
+    cacheUsable: boolean;
+  };
+  /** Python (Pyodide from its memory snapshot after the first visit) started from a snapshot. */
+  pythonFromSnapshot: boolean;
+  /** Each part's own duration; the parts overlap (weights and onnxruntime-web load while Python starts). */
+  timings: {
+    pythonMs: number;
+    pyodideMs: number;
+    manifestMs: number;
+    weightsMs: number;
+    ortMs: number;
+    sessionMs: number;
+    totalMs: number;
+  };
+  storage: { quota: number; usage: number; persisted: boolean } | null;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | string;
+  content: string;
+}
+
+export interface GenerateRequest {
+  prompt?: string;
+  /** Render the bundle's chat template around `prompt` (or `messages`). */
+  chat?: boolean;
+  messages?: ChatMessage[];
+  maxNewTokens?: number;
+  minNewTokens?: number;
+  greedy?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  stop?: string[];
+  /** Fields the module does not know are passed to the runtime unchanged. */
+  [field: string]: unknown;
+}
+
+export interface GenerationStats {
+  tokens: number[];
+  text: string;
+  backend: Backend;
+  model: string;
+  promptTokens: number;
+  stopReason: "eos" | "max_new_tokens" | "stop_string" | "context_full" | "cancelled" | string;
+  prefillMs: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+  /** Share of decode time spent in Python (the rest in onnxruntime-web). */
+  pythonShare: number;
+  /** Newer runtimes add fields (e.g. reusedTokens, prefilledTokens); they arrive as they are. */
+  [field: string]: unknown;
+}
+
+export interface DeltaEvent {
+  type: "delta";
+  /** "reasoning" for a thinking model's reasoning, "text" for the answer. */
+  kind: "text" | "reasoning";
+  text: string;
+  [field: string]: unknown;
+}
+
+export interface DoneEvent {
+  type: "done";
+  stats: GenerationStats;
+}
+
+export type GenerationEvent = DeltaEvent | DoneEvent;
+
+export declare class Model {
+  readonly name: string;
+  readonly backend: Backend;
+  readonly backendReason: string;
+  readonly threads: number;
+  readonly threadsReason: string;
+  readonly info: ModelInfo;
+  readonly disposed: boolean;
+  /** Deltas as they stream, then one done event. Aborting `signal` throws an AbortError with `stats`. */
+  generate(request: GenerateRequest, options?: { signal?: AbortSignal }): AsyncGenerator<GenerationEvent, void, undefined>;
+  /** The last position's logits after `tokenIds`. */
+  logits(tokenIds: ArrayLike<number>): Promise<number[]>;
+  tokenize(text: string): Promise<number[]>;
+  stats(): Promise<{ liveTensors: number; heldTensors: number }>;
+  /** Stops whatever generation runs, before its next token. */
+  stop(): void;
+  /** Ends the worker and frees the model's memory; later calls reject with an AbortError. */
+  dispose(): void;
+}
+
+export declare function load(options: LoadOptions): Promise<Model>;
+
+export interface SiteModel {
+  name: string;
+  note: string;
+  bytes: number;
+  bundle: BundleSource;
+}
+
+/** A model of a site built by `qwen35web site build` (its models/index.json; default beside the module). */
+export declare function siteModel(name?: string, options?: { index?: string | URL }): Promise<SiteModel>;
+
+export interface Shell {
+  readonly controlled: boolean;
+  /** The active site version, once its shell is cached. */
+  ready(): Promise<{ version: string }>;
+  /** Cache onnxruntime-web's files of `backend` too: the page then works offline. */
+  cacheBackend(backend: Backend): Promise<{ version: string; backend: Backend }>;
+  /** Called once a new site version is installed and waiting. */
+  onUpdate(listener: () => void): void;
+  checkForUpdate(): Promise<unknown>;
+  /** Switch to the waiting version (the page reloads); false when none waits. */
+  applyUpdate(): boolean;
+}
+
+/**
+ * Register the site's service worker: the shell offline, and cross-origin isolation where the server
+ * sends no COOP/COEP (the page reloads once, and the promise never settles). null: no service worker here.
+ */
+export declare function enableOffline(options?: { isolate?: boolean }): Promise<Shell | null>;
+
+export declare class Qwen35Error extends Error {
+  readonly code: "runtime" | "bad-bundle" | "bad-input" | "not-supported" | "storage" | "network" | "aborted";
+}
+export declare class BundleError extends Qwen35Error {}
+export declare class InputError extends Qwen35Error {}
+export declare class NotSupportedError extends Qwen35Error {}
+export declare class StorageError extends Qwen35Error {}
+export declare class NetworkError extends Qwen35Error {}
+export declare class AbortError extends Qwen35Error {
+  /** A cancelled generation's partial result. */
+  readonly stats?: GenerationStats;
+}

@@ -1,0 +1,273 @@
+// qwen35web: Qwen3.5 in a web page. The public module (types in qwen35web.d.mts; usage in docs/embedding.md).
+//
+//   import { load, siteModel } from "./qwen35web.mjs";
+//   const model = await load({ bundle: "./models/tiny-qwen35/", onProgress: (p) => console.log(p) });
+//   for await (const event of model.generate({ prompt: "Hello", maxNewTokens: 32 }, { signal })) {
+//     if (event.type === "delta") output.append(event.text);       // event.kind: "text" | "reasoning"
+//     else console.log(event.stats);                               // type "done"
+//   }
+//   model.dispose();
+//
+// The model runs in a Web Worker (worker.js beside this file, same origin): Pyodide hosts the Python
+// runtime, which drives onnxruntime-web on WebGPU or wasm. Everything it loads lies beside this file.
+
+import { AbortError, InputError, NotSupportedError, Qwen35Error, errorFor } from "./errors.mjs";
+
+export { AbortError, BundleError, InputError, NetworkError, NotSupportedError, Qwen35Error, StorageError } from "./errors.mjs";
+export { enableOffline } from "./shell.mjs";
+
+const WORKER_URL = new URL("./worker.js", import.meta.url);
+const DEFAULT_INDEX = new URL("./models/index.json", import.meta.url);
+const DEFAULT_MAX_NEW_TOKENS = 128;
+// JSON (the worker's channel to Python) would turn NaN and Infinity into null, i.e. "use the
+// default": refuse them here instead, so a bad setting is an error, never a silent default.
+const NUMERIC_SETTINGS = ["maxNewTokens", "minNewTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed"];
+
+class WorkerClient {
+  constructor(url) {
+    this.worker = new Worker(url, { type: "module" });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.closed = null; // the error every later call gets, once terminated
+    this.worker.onmessage = (event) => this.receive(event.data);
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      this.terminate(new Qwen35Error(`the model's worker failed: ${event.message || "it could not start"}`));
+    };
+  }
+
+  receive({ id, kind, ...payload }) {
+    const call = this.pending.get(id);
+    if (!call) return;
+    if (kind === "event") {
+      call.onEvent(payload);
+      return;
+    }
+    this.pending.delete(id);
+    if (kind === "result") call.resolve(payload.value);
+    else call.reject(errorFor(payload.code, payload.message));
+  }
+
+  // {id, promise}: the id names the call for stop().
+  start(type, payload = {}, onEvent = () => {}) {
+    const id = this.nextId++;
+    if (this.closed) return { id, promise: Promise.reject(this.closed) };
+    const promise = new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onEvent });
+      this.worker.postMessage({ id, type, ...payload });
+    });
+    return { id, promise };
+  }
+
+  call(type, payload, onEvent) {
+    return this.start(type, payload, onEvent).promise;
+  }
+
+  stop(target) {
+    if (!this.closed) this.call("stop", target === undefined ? {} : { target }).catch(() => {});
+  }
+
+  terminate(error) {
+    if (this.closed) return;
+    this.closed = error;
+    this.worker.terminate();
+    for (const call of this.pending.values()) call.reject(error);
+    this.pending.clear();
+  }
+}
+
+function checkRequest(request) {
+  if (!request || typeof request !== "object") throw new InputError("generate() takes a request object");
+  for (const name of NUMERIC_SETTINGS) {
+    const value = request[name];
+    if (value !== undefined && value !== null && !Number.isFinite(value)) {
+      throw new InputError(`${name} must be a finite number, got ${value}`);
+    }
+  }
+  // Fields this module does not know travel on to the runtime unchanged (newer runtime options).
+  const { signal, onText, ...fields } = request;
+  return {
+    ...fields,
+    chat: Boolean(fields.chat),
+    greedy: Boolean(fields.greedy),
+    maxNewTokens: fields.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
+  };
+}
+
+// A directory URL (with its trailing slash), resolved against the page.
+function bundleDirectory(value) {
+  const url = new URL(String(value), globalThis.document ? document.baseURI : self.location.href);
+  url.hash = "";
+  url.search = "";
+  if (url.pathname.endsWith("/manifest.json")) url.pathname = url.pathname.slice(0, -"manifest.json".length);
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return url.href;
+}
+
+function bundleUrls(bundle) {
+  if (typeof bundle === "string" || bundle instanceof URL) return { default: bundleDirectory(bundle) };
+  if (!bundle || typeof bundle !== "object" || !bundle.default) {
+    throw new InputError("load() needs a bundle: its URL, or {default, wasm?, webgpu?} URLs");
+  }
+  return Object.fromEntries(Object.entries(bundle).map(([backend, url]) => [backend, bundleDirectory(url)]));
+}
+
+function nameOf(url) {
+  return decodeURIComponent(new URL(url).pathname.split("/").filter(Boolean).pop() || "model");
+}
+
+// How much this site may still store, and whether its storage is persistent (asked for when `persist`).
+async function storageFacts(persist) {
+  const storage = globalThis.navigator && navigator.storage;
+  if (!storage || !storage.estimate) return null;
+  try {
+    const { quota, usage } = await storage.estimate();
+    let persisted = storage.persisted ? await storage.persisted() : false;
+    if (!persisted && persist && storage.persist) persisted = await storage.persist();
+    return { quota, usage, persisted };
+  } catch (err) {
+    console.warn(`browser storage cannot be queried (${err.message})`);
+    return null;
+  }
+}
+
+export class Model {
+  #client;
+
+  constructor(client, info) {
+    this.#client = client;
+    this.info = info;
+    this.name = info.model;
+    this.backend = info.backend;
+    this.backendReason = info.backendReason;
+    this.threads = info.threads;
+    this.threadsReason = info.threadsReason;
+  }
+
+  get disposed() {
+    return this.#client.closed !== null;
+  }
+
+  // Async iterator of {type: "delta", kind, text, ...} and, last, {type: "done", stats}. Aborting
+  // `signal` stops before the next token and throws an AbortError whose `stats` has what was made.
+  generate(request, { signal } = {}) {
+    return this.#stream(checkRequest(request), signal);
+  }
+
+  async *#stream(request, signal) {
+    if (signal && signal.aborted) throw new AbortError("the generation was aborted before it started");
+    const queue = [];
+    let wake = null;
+    let outcome = null; // {result} or {error}
+    const { id, promise } = this.#client.start("generate", { request }, (event) => {
+      if (event.delta) queue.push({ type: "delta", ...event.delta });
+      if (wake) wake();
+    });
+    promise.then(
+      (result) => (outcome = { result }),
+      (error) => (outcome = { error }),
+    ).then(() => wake && wake());
+    const onAbort = () => this.#client.stop(id);
+    if (signal) signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        while (queue.length) yield queue.shift();
+        if (outcome) break;
+        await new Promise((resolve) => (wake = resolve));
+        wake = null;
+      }
+      if (outcome.error) throw outcome.error;
+      if (signal && signal.aborted && outcome.result.stopReason === "cancelled") {
+        throw new AbortError("the generation was aborted", outcome.result);
+      }
+      yield { type: "done", stats: outcome.result };
+    } finally {
+      if (signal) signal.removeEventListener("abort", onAbort);
+      if (!outcome) {
+        // The caller stopped iterating early: stop the worker too, so the model is free again.
+        this.#client.stop(id);
+        await promise.catch(() => {});
+      }
+    }
+  }
+
+  // Last position's logits after `tokenIds` (number[] of length vocabSize).
+  logits(tokenIds) {
+    return this.#client.call("logits", { ids: Array.from(tokenIds) });
+  }
+
+  tokenize(text) {
+    return this.#client.call("tokenize", { text });
+  }
+
+  // {liveTensors, heldTensors}: for leak checks.
+  stats() {
+    return this.#client.call("stats");
+  }
+
+  // Stops whatever generation runs (generate's signal is the per-call way).
+  stop() {
+    this.#client.stop();
+  }
+
+  // Ends the worker: the model's memory (wasm heap, GPU buffers) is freed; later calls reject.
+  dispose() {
+    this.#client.terminate(new AbortError("the model was disposed"));
+  }
+}
+
+// Load a bundle (a directory URL with manifest.json, or {default, wasm?, webgpu?} URLs per backend).
+export async function load(options = {}) {
+  const bundles = bundleUrls(options.bundle);
+  if (typeof Worker === "undefined") throw new NotSupportedError("this browser has no Web Workers");
+  const { signal, onProgress } = options;
+  if (signal && signal.aborted) throw new AbortError("loading was aborted");
+  const storage = await storageFacts(options.persist !== false);
+  const client = new WorkerClient(WORKER_URL);
+  const onAbort = () => client.terminate(new AbortError("loading was aborted"));
+  if (signal) signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    const info = await client.call(
+      "init",
+      {
+        bundles,
+        name: options.name || nameOf(bundles.default),
+        backend: options.backend ?? "auto",
+        threads: options.threads ?? "auto",
+        prefillChunk: options.prefillChunk ?? null,
+        storage: storage && { quota: storage.quota, usage: storage.usage },
+      },
+      (event) => event.progress && onProgress && onProgress(event.progress),
+    );
+    return new Model(client, { ...info, storage });
+  } catch (err) {
+    client.terminate(err);
+    throw err;
+  } finally {
+    if (signal) signal.removeEventListener("abort", onAbort);
+  }
+}
+
+// A model of a site made by `qwen35web site build`: {name, note, bytes, bundle} from its models/index.json
+// (by default the one beside this module); `bundle` goes straight to load().
+export async function siteModel(name = undefined, { index = DEFAULT_INDEX } = {}) {
+  let response;
+  try {
+    response = await fetch(index);
+  } catch (err) {
+    throw errorFor("network", `models/index.json: the server cannot be reached (${err.message})`);
+  }
+  if (!response.ok) throw errorFor("bad-bundle", `models/index.json: the server answered HTTP ${response.status}`);
+  const catalogue = await response.json();
+  const chosen = name || catalogue.default;
+  const entry = catalogue.models.find((m) => m.name === chosen);
+  if (!entry) {
+    const known = catalogue.models.map((m) => m.name).join(", ");
+    throw new InputError(`unknown model "${chosen}" (this site has: ${known})`);
+  }
+  const base = new URL("./", response.url || index);
+  const directory = (dir) => new URL(`${encodeURIComponent(dir)}/`, base).href;
+  const bundle = { default: directory(entry.name) };
+  for (const [backend, spec] of Object.entries(entry.backends || {})) bundle[backend] = directory(spec.dir);
+  return { name: entry.name, note: entry.note || "", bytes: entry.bytes, bundle };
+}
