@@ -3,7 +3,10 @@
 from devtools.random_checkpoint import (
     CHAT_TEMPLATE,
     TINY_TEXT_CONFIG,
+    TINY_VISION_CONFIG,
+    preprocessor_config,
     random_model,
+    random_vision_model,
     write_text_checkpoint,
     write_tokenizer,
     write_vl_checkpoint,
@@ -12,7 +15,10 @@ from devtools.random_checkpoint import (
 __all__ = [
     "CHAT_TEMPLATE",
     "TINY_TEXT_CONFIG",
+    "TINY_VISION_CONFIG",
+    "preprocessor_config",
     "random_model",
+    "random_vision_model",
     "write_text_checkpoint",
     "write_tokenizer",
     "write_vl_checkpoint",
