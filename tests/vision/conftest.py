@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,20 @@ def reference_tower(checkpoint: Path):
         warnings.simplefilter("ignore")
         model = Qwen3_5ForConditionalGeneration.from_pretrained(checkpoint)
     return model.eval().model.visual
+
+
+_GRAPHS: dict[tuple[str, str], Any] = {}
+
+
+@pytest.fixture(scope="session")
+def vision_graph(vl_checkpoint, tmp_path_factory: pytest.TempPathFactory):
+    """(tower, dtype) -> its VisionExport (exported once per session)."""
+    from qwen35web.export.vision.export import export_vision
+
+    def get(name: str, dtype: str = "fp32"):
+        if (name, dtype) not in _GRAPHS:
+            out = tmp_path_factory.mktemp("vision") / f"{name}-{dtype}"
+            _GRAPHS[name, dtype] = export_vision(vl_checkpoint(name), out, dtype)
+        return _GRAPHS[name, dtype]
+
+    return get

@@ -12,7 +12,8 @@ import torch
 
 from qwen35web.export.errors import BadInputError
 from qwen35web.export.vision.config import vision_spec_from_config
-from qwen35web.export.vision.export import export_vision, load_tower
+from qwen35web.export.vision.export import load_tower
+from tests.checkpoints import write_vl_checkpoint
 from tests.vision.conftest import TOWERS, reference_tower
 
 TOLERANCE = 1e-4  # max-abs, fp32
@@ -31,11 +32,9 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.fixture(scope="module", params=list(TOWERS))
-def exported(request, vl_checkpoint, tmp_path_factory):
-    checkpoint = vl_checkpoint(request.param)
-    result = export_vision(checkpoint, tmp_path_factory.mktemp("vision") / request.param)
-    return checkpoint, result
+@pytest.fixture(params=list(TOWERS))
+def exported(request, vl_checkpoint, vision_graph):
+    return vl_checkpoint(request.param), vision_graph(request.param)
 
 
 def _inputs(blocks: list[tuple[int, int, int]], merge: int, patch_dim: int, seed: int):
@@ -94,10 +93,10 @@ def test_images_are_independent(exported):
 
 
 @pytest.mark.parametrize("dtype, min_cosine", [("fp16", 0.9999), ("q8", 0.999), ("q4", 0.99)])
-def test_lower_precisions_stay_close(vl_checkpoint, tmp_path: Path, dtype: str, min_cosine: float):
+def test_lower_precisions_stay_close(vl_checkpoint, vision_graph, dtype: str, min_cosine: float):
     checkpoint = vl_checkpoint("tiny")
-    fp32 = _session(export_vision(checkpoint, tmp_path / "fp32").graph)
-    lower = _session(export_vision(checkpoint, tmp_path / dtype, dtype).graph)
+    fp32 = _session(vision_graph("tiny").graph)
+    lower = _session(vision_graph("tiny", dtype).graph)
     spec = vision_spec_from_config(json.loads((checkpoint / "config.json").read_text()))
     assert spec is not None
     pixels, grid = _inputs(GRIDS["several"], spec.spatial_merge_size, spec.patch_dim, seed=1)
@@ -162,3 +161,21 @@ def test_bad_vision_configs(change: dict, message: str):
     }
     with pytest.raises(BadInputError, match=message):
         vision_spec_from_config(config)
+
+
+def test_compare_vision_passes_the_exported_graph(exported):
+    from qwen35web.export.vision.validate import compare_vision
+
+    checkpoint, result = exported
+    report = compare_vision(checkpoint, result.graph)
+    assert report["passed"], report
+    assert set(report["grids"]) == {"square", "tall", "wide", "smallest", "several"}
+
+
+def test_compare_vision_fails_a_graph_of_other_weights(vision_graph, tmp_path: Path):
+    from qwen35web.export.vision.validate import compare_vision
+
+    graph = vision_graph("tiny").graph
+    other = write_vl_checkpoint(tmp_path / "other-seed", seed=4, vision_config=TOWERS["tiny"])
+    report = compare_vision(other, graph)
+    assert not report["passed"] and report["grids"]["square"]["max_abs"] > 1e-2

@@ -92,22 +92,32 @@ def build_vision_graph(model_dir: Path, dtype: str = "fp32") -> tuple[VisionSpec
     return tower.spec, model
 
 
-def save_vision_graph(model: ir.Model, out_dir: Path, file_name: str = VISION_FILE) -> tuple[str, ...]:
-    """Write the graph and its external data into out_dir; returns the data files' names."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files: set[str] = set()
+def external_data_files(graph: Path) -> tuple[str, ...]:
+    """The external weight files an .onnx file names (read from its initializers, not guessed)."""
+    import onnx
 
-    def record(tensor: Any, info: ir.external_data.CallbackInfo) -> None:
-        files.add(info.filename)
-
-    ir.save(
-        model,
-        out_dir / file_name,
-        external_data=file_name + "_data",
-        max_shard_size_bytes=MAX_DATA_FILE_BYTES,
-        callback=record,
-    )
+    proto = onnx.load(str(graph), load_external_data=False)
+    files = {
+        entry.value
+        for tensor in proto.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
     return tuple(sorted(files))
+
+
+def save_vision_graph(model: ir.Model, out_dir: Path, file_name: str = VISION_FILE) -> tuple[str, ...]:
+    """Write the graph and its external data into out_dir; returns the data files' names.
+
+    Weights over 1 GiB are split into numbered files (onnx-ir's naming). An existing graph of that
+    name is not overwritten."""
+    path = out_dir / file_name
+    if path.exists():
+        raise BadInputError(f"{path} already exists")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ir.save(model, path, external_data=file_name + "_data", max_shard_size_bytes=MAX_DATA_FILE_BYTES)
+    return external_data_files(path)
 
 
 def export_vision(
