@@ -2,8 +2,10 @@
 
     export_vision(model_dir, out_dir, dtype="fp32") -> VisionExport
 
-The graph is written as `vision_encoder.onnx` with its weights in `vision_encoder.onnx_data`
-(the file names transformers.js expects), split into 1 GiB files when larger.
+The graph is written as `vision_encoder.onnx` with its weights in `vision_encoder.onnx_data` (the
+names transformers.js expects). Weights over 1 GiB (the 4B/9B tower in fp32) are split into
+onnx-ir's numbered files, `vision_encoder-00001-of-00002.onnx_data`, ...: transformers.js would
+want `vision_encoder.onnx_data`, `vision_encoder.onnx_data_1`, ... there.
 """
 
 from __future__ import annotations

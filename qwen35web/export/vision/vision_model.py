@@ -139,10 +139,6 @@ class VisionTower(nn.Module):
         self.pos_embed = nn.Embedding(spec.num_position_embeddings, spec.hidden_size)
         self.blocks = nn.ModuleList([VisionBlock(spec) for _ in range(spec.depth)])
         self.merger = PatchMerger(spec)
-        self.inv_freq: torch.Tensor
-        self.register_buffer(
-            "inv_freq", grid.rotary_inverse_frequencies(spec.head_dim, spec.rope_theta), persistent=False
-        )
 
     def forward(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         spec = self.spec
@@ -151,7 +147,9 @@ class VisionTower(nn.Module):
         indices, weights = grid.interpolation_taps(layout, spec.grid_side)  # [N, 4] each
         positions = (self.pos_embed(indices).float() * weights[:, :, None]).sum(dim=1)  # [N, E]
         x = x + positions.to(x.dtype)
-        cos, sin = grid.rotary_cos_sin(layout, self.inv_freq)  # [N, D]
+        # Computed here, not held as a buffer, so that `.half()` cannot round the frequencies.
+        inverse_frequencies = grid.rotary_inverse_frequencies(spec.head_dim, spec.rope_theta)
+        cos, sin = grid.rotary_cos_sin(layout, inverse_frequencies.to(x.device))  # [N, D] float32
         cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads
         blocked = torch.finfo(x.dtype).min
         bias = torch.where(grid.segment_mask(layout), 0.0, blocked).to(x.dtype)  # [N, N]
