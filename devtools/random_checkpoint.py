@@ -4,7 +4,8 @@ exists, and random-weight models of the real shapes for benchmarks.
 Nothing is downloaded: the model is transformers' own class with random weights, and the
 tokenizer is a byte-level BPE trained here on Python's own docstrings.
 
-    python -m devtools.random_checkpoint OUT_DIR [--config JSON] [--seed N] [--layout text|vl] [--streamed]
+    python -m devtools.random_checkpoint OUT_DIR [--config JSON] [--seed N] [--layout text|vl]
+        [--vision-config JSON] [--streamed]
 
 `--streamed` (text layout) draws the tensors one by one into bf16 shards (devtools.random_streamed):
 the way to make the 4B and 9B shapes on a machine that cannot hold them in fp32.
@@ -55,6 +56,25 @@ TINY_TEXT_CONFIG: dict[str, Any] = {
 }
 
 
+# A small real tower (transformers' Qwen3_5VisionModel) for the vl layout; `out_hidden_size` is
+# always the text width. Tests pass other shapes (depth, width, heads, merge and patch size).
+TINY_VISION_CONFIG: dict[str, Any] = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_heads": 2,
+    "hidden_act": "gelu_pytorch_tanh",
+    "in_channels": 3,
+    "patch_size": 4,
+    "temporal_patch_size": 2,
+    "spatial_merge_size": 2,
+    "num_position_embeddings": 64,
+}
+# Qwen3-VL's image processor settings (mean/std 0.5, bicubic); the pixel limits scale with the
+# tower's patch x merge factor so test images stay small: 4 to 256 merged tokens per image.
+_MIN_TOKENS, _MAX_TOKENS = 4, 256
+
+
 def random_model(config: dict[str, Any], seed: int = 0):
     """transformers' Qwen3_5ForCausalLM with seeded random weights; zero-centred norms perturbed."""
     from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
@@ -82,11 +102,55 @@ def write_text_checkpoint(
     return out_dir
 
 
-def write_vl_checkpoint(out_dir: Path, config: dict[str, Any] | None = None, seed: int = 0) -> Path:
-    """Qwen3_5ForConditionalGeneration layout: text under `model.language_model.*`, plus vision tensors."""
+def random_vision_model(vision: dict[str, Any], out_hidden_size: int, seed: int = 0):
+    """transformers' Qwen3_5VisionModel with seeded random weights; biases and norms perturbed."""
+    from transformers import Qwen3_5VisionConfig
+    from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5VisionModel
+
+    torch.manual_seed(seed)
+    config = Qwen3_5VisionConfig(**{**vision, "out_hidden_size": out_hidden_size})
+    model = Qwen3_5VisionModel(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            # Init leaves biases at 0 and LayerNorms at (1, 0): perturb so every term is exercised.
+            if name.endswith("bias") or "norm" in name:
+                param.add_(torch.randn_like(param) * 0.05)
+    return model
+
+
+def preprocessor_config(vision: dict[str, Any]) -> dict[str, Any]:
+    """A Qwen2-VL image processor config (Qwen3-VL's settings) matching the tower's patching."""
+    factor = vision["patch_size"] * vision["spatial_merge_size"]
+    return {
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "do_resize": True,
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "do_convert_rgb": True,
+        "patch_size": vision["patch_size"],
+        "temporal_patch_size": vision["temporal_patch_size"],
+        "merge_size": vision["spatial_merge_size"],
+        "size": {"shortest_edge": _MIN_TOKENS * factor**2, "longest_edge": _MAX_TOKENS * factor**2},
+    }
+
+
+def write_vl_checkpoint(
+    out_dir: Path,
+    config: dict[str, Any] | None = None,
+    seed: int = 0,
+    vision_config: dict[str, Any] | None = None,
+) -> Path:
+    """Qwen3_5ForConditionalGeneration layout: text under `model.language_model.*`, a real random
+    vision tower under `model.visual.*` (seed + 1, so the text weights match `random_model(seed)`),
+    and the image processor's preprocessor_config.json."""
     from safetensors.torch import save_file
 
     text = copy.deepcopy(config or TINY_TEXT_CONFIG)
+    vision = {**TINY_VISION_CONFIG, **(vision_config or {})}
     model = random_model(text, seed)
     tensors = {}
     for name, tensor in model.state_dict().items():
@@ -94,8 +158,9 @@ def write_vl_checkpoint(out_dir: Path, config: dict[str, Any] | None = None, see
             continue
         key = "model.language_model." + name.removeprefix("model.") if name.startswith("model.") else name
         tensors[key] = tensor.contiguous().clone()
-    # A stand-in vision tower: the exporter must ignore it.
-    tensors["model.visual.patch_embed.proj.weight"] = torch.randn(8, 3, 2, 2)
+    tower = random_vision_model(vision, text["hidden_size"], seed + 1)
+    for name, tensor in tower.state_dict().items():
+        tensors["model.visual." + name] = tensor.contiguous().clone()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     text_config = {k: v for k, v in text.items() if k not in ("architectures",)}
@@ -103,10 +168,11 @@ def write_vl_checkpoint(out_dir: Path, config: dict[str, Any] | None = None, see
         "model_type": "qwen3_5",
         "architectures": ["Qwen3_5ForConditionalGeneration"],
         "text_config": text_config,
-        "vision_config": {"depth": 1, "hidden_size": 8},
+        "vision_config": {"model_type": "qwen3_5_vision", **vision, "out_hidden_size": text["hidden_size"]},
         "tie_word_embeddings": text["tie_word_embeddings"],
     }
     (out_dir / "config.json").write_text(json.dumps(vl_config, indent=2))
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(vision), indent=2))
     write_tokenizer(out_dir)
     return out_dir
 
@@ -119,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="text config JSON (default: the tiny one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=["text", "vl"], default="text")
+    parser.add_argument("--vision-config", type=Path, default=None, help="vision config JSON (vl layout)")
     parser.add_argument("--streamed", action="store_true", help="bf16 shards, one tensor at a time (text)")
     args = parser.parse_args(argv)
     config = json.loads(args.config.read_text()) if args.config else None
@@ -127,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.streamed:
         write_streamed_checkpoint(args.out_dir, config or TINY_TEXT_CONFIG, seed=args.seed)
         return 0
-    writer = write_text_checkpoint if args.layout == "text" else write_vl_checkpoint
-    writer(args.out_dir, config, seed=args.seed)
+    if args.layout == "text":
+        write_text_checkpoint(args.out_dir, config, seed=args.seed)
+        return 0
+    vision = json.loads(args.vision_config.read_text()) if args.vision_config else None
+    write_vl_checkpoint(args.out_dir, config, seed=args.seed, vision_config=vision)
     return 0
 
 
