@@ -34,7 +34,7 @@ HELP = "commands: /save [FILE]  /reset (new chat)  /quit   (Ctrl+C stops a reply
 
 def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat = OneLineParser(prog=prog, description="Hold a conversation with an exported Qwen3.5 bundle.")
-    chat.add_argument("bundle", type=Path)
+    chat.add_argument("bundle", type=Path, help="a bundle directory written by `qwen35web export`")
     chat.add_argument("--system", default=None, help="system message of a new conversation")
     add_sampling_arguments(chat, max_new_tokens=512)
     chat.add_argument("--no-thinking", action="store_true", help="ask the template for no reasoning")

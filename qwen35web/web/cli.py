@@ -20,7 +20,9 @@ def build_parser(prog: str = "qwen35web site") -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description="Build and serve the Qwen3.5 browser page.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     build = commands.add_parser("build", help="assemble the static site")
-    build.add_argument("site_dir", type=Path)
+    build.add_argument(
+        "site_dir", type=Path, help="directory to write the site into (replaced if a build made it)"
+    )
     build.add_argument(
         "--bundle",
         action="append",
@@ -43,8 +45,8 @@ def build_parser(prog: str = "qwen35web site") -> argparse.ArgumentParser:
         help="a notice the page shows with model NAME (e.g. that its weights are random)",
     )
     serve = commands.add_parser("serve", help="serve a built site")
-    serve.add_argument("site_dir", type=Path)
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("site_dir", type=Path, help="a directory written by `qwen35web site build`")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on [{DEFAULT_PORT}]")
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: loopback only)")
     serve.add_argument(
         "--no-isolation",
