@@ -1,7 +1,7 @@
 """Kernel fusions of the `--ops fused` graph: what gets fused, and parity with transformers (fp32).
 
 The tiny checkpoint has three Gated DeltaNet layers and one full-attention layer. Its fused graph
-is traced here (not taken from a bundle) so the counts describe exactly one `apply_fusions` run.
+is traced here (not taken from a bundle) so the counts describe exactly one `Fusions` run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from qwen35web.export.passes.choose_ops import choose_ops
 from qwen35web.export.passes.fuse_attention import FuseAttention
 from qwen35web.export.passes.fuse_norms import FuseRmsNorms
 from qwen35web.export.passes.fuse_rotary import FuseRotary
-from qwen35web.export.passes.fusions import Fusions, apply_fusions, remove_dead_nodes
+from qwen35web.export.passes.fusions import Fusions, remove_dead_nodes
 from qwen35web.export.trace import trace_to_onnx
 from qwen35web.export.validate import image_prompt_positions
 from qwen35web.runtime.graph_io import text_positions
@@ -55,12 +55,12 @@ def _op_counts(model: ir.Model, recursive: bool = True) -> collections.Counter[t
 
 @pytest.fixture(scope="module")
 def graphs(tiny_text_dir: Path, tmp_path_factory: pytest.TempPathFactory, caplog_module) -> dict[str, Path]:
-    """The tiny checkpoint's `--ops fused` graph before and after apply_fusions (both GQA modes)."""
+    """The tiny checkpoint's `--ops fused` graph before and after Fusions (both GQA modes)."""
     spec = spec_from_config(read_config_json(tiny_text_dir))
     model = choose_ops(trace_to_onnx(load_decoder(spec, Checkpoint(tiny_text_dir))), "fused")
     out = tmp_path_factory.mktemp("fusions")
     ir.save(model, out / "unfused.onnx")
-    apply_fusions(model)  # the defaults: the log check below reads this run
+    Fusions()(model)  # the defaults: the log check below reads this run
     ir.save(model, out / "decode_only.onnx")
     model = ir.load(out / "unfused.onnx")
     Fusions(attention=FuseAttention(decode_only=False))(model)
@@ -79,7 +79,7 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def caplog_module():
-    """Records the `export.passes.fusions` log of the module's single apply_fusions run."""
+    """Records the `export.passes.fusions` log of the module's single default Fusions run."""
     handler = _Records()
     logger = logging.getLogger("qwen35web.export.passes.fusions")
     level = logger.level

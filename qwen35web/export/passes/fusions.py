@@ -86,8 +86,3 @@ class Fusions(ir.passes.InPlacePass):
         summary = ", ".join(f"{count} {name}" for name, count in counts.items())
         log.info("fused: %s (%d -> %d nodes)", summary, nodes_before, len(model.graph))
         return ir.passes.PassResult(result.model, modified=result.modified)
-
-
-def apply_fusions(model: ir.Model) -> ir.Model:
-    """Run the default Fusions on `model`, in place; returns it."""
-    return Fusions()(model).model
