@@ -1,7 +1,7 @@
 """Kernel fusions of the `--ops fused` graph: what gets fused, and parity with transformers (fp32).
 
 The tiny checkpoint has three Gated DeltaNet layers and one full-attention layer. Its fused graph
-is traced here (not taken from a bundle) so the counts describe exactly one `apply_fusions` run.
+is traced here (not taken from a bundle) so the counts describe exactly one `Fusions` run.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from qwen35web.export.config import read_config_json, spec_from_config
 from qwen35web.export.decoder import load_decoder
 from qwen35web.export.ort_runner import GraphRunner
 from qwen35web.export.passes.choose_ops import choose_ops
-from qwen35web.export.passes.fuse_norms import fuse_rms_norms
-from qwen35web.export.passes.fuse_rotary import fuse_rotary
-from qwen35web.export.passes.fusions import apply_fusions, remove_dead_nodes
+from qwen35web.export.passes.fuse_attention import FuseAttention
+from qwen35web.export.passes.fuse_norms import FuseRmsNorms
+from qwen35web.export.passes.fuse_rotary import FuseRotary
+from qwen35web.export.passes.fusions import Fusions, remove_dead_nodes
 from qwen35web.export.trace import trace_to_onnx
 from qwen35web.export.validate import image_prompt_positions
 from qwen35web.runtime.graph_io import text_positions
@@ -54,15 +55,15 @@ def _op_counts(model: ir.Model, recursive: bool = True) -> collections.Counter[t
 
 @pytest.fixture(scope="module")
 def graphs(tiny_text_dir: Path, tmp_path_factory: pytest.TempPathFactory, caplog_module) -> dict[str, Path]:
-    """The tiny checkpoint's `--ops fused` graph before and after apply_fusions (both GQA modes)."""
+    """The tiny checkpoint's `--ops fused` graph before and after Fusions (both GQA modes)."""
     spec = spec_from_config(read_config_json(tiny_text_dir))
     model = choose_ops(trace_to_onnx(load_decoder(spec, Checkpoint(tiny_text_dir))), "fused")
     out = tmp_path_factory.mktemp("fusions")
     ir.save(model, out / "unfused.onnx")
-    apply_fusions(model)  # the defaults: the log check below reads this run
+    Fusions()(model)  # the defaults: the log check below reads this run
     ir.save(model, out / "decode_only.onnx")
     model = ir.load(out / "unfused.onnx")
-    apply_fusions(model, gqa_decode_only=False)
+    Fusions(attention=FuseAttention(decode_only=False))(model)
     ir.save(model, out / "where_supported.onnx")
     return {name: out / f"{name}.onnx" for name in ("unfused", "decode_only", "where_supported")}
 
@@ -78,7 +79,7 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def caplog_module():
-    """Records the `export.passes.fusions` log of the module's single apply_fusions run."""
+    """Records the `export.passes.fusions` log of the module's single default Fusions run."""
     handler = _Records()
     logger = logging.getLogger("qwen35web.export.passes.fusions")
     level = logger.level
@@ -217,9 +218,11 @@ def _run_against_unfused(model: ir.Model, graphs: dict[str, Path], path: Path) -
 
 
 def test_rotary_alone_on_the_traced_layout(graphs: dict[str, Path], tmp_path: Path):
-    """Without GQA (fuse_rotary by itself) the kernel rotates the traced [B, H, T, hd] tensors."""
+    """Without GQA (FuseRotary by itself) the kernel rotates the traced [B, H, T, hd] tensors."""
     model = _unfused_copy(graphs)
-    assert fuse_rotary(model) == 2
+    rotary = FuseRotary()
+    assert rotary(model).modified
+    assert rotary.count == 2
     remove_dead_nodes(model.graph)
     assert _op_counts(model)[("", "Neg")] == 0
     _run_against_unfused(model, graphs, tmp_path / "rotary.onnx")
@@ -227,8 +230,9 @@ def test_rotary_alone_on_the_traced_layout(graphs: dict[str, Path], tmp_path: Pa
 
 def test_gated_norm_kernel_is_opt_in(graphs: dict[str, Path], tmp_path: Path):
     model = _unfused_copy(graphs)
-    counts = fuse_rms_norms(model, gated_kernel=True)
-    assert counts == {"GatedRMSNorm": 3, "SimplifiedLayerNormalization": 11, "L2Norm": 6}
+    norms = FuseRmsNorms(gated_kernel=True)
+    norms(model)
+    assert norms.counts == {"GatedRMSNorm": 3, "SimplifiedLayerNormalization": 11, "L2Norm": 6}
     remove_dead_nodes(model.graph)
     _run_against_unfused(model, graphs, tmp_path / "gated.onnx")
 
@@ -282,7 +286,9 @@ def test_one_plus_w_is_folded_into_a_new_initializer_and_shared_w_kept():
     x = np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32)
     want = _run(_rms_norm_graph(None), x)
     model = _rms_norm_graph(None)
-    assert fuse_rms_norms(model) == {"GatedRMSNorm": 0, "SimplifiedLayerNormalization": 1, "L2Norm": 0}
+    norms = FuseRmsNorms()
+    assert norms(model).modified
+    assert norms.counts == {"GatedRMSNorm": 0, "SimplifiedLayerNormalization": 1, "L2Norm": 0}
     remove_dead_nodes(model.graph)
     (norm,) = [node for node in model.graph if node.op_type == "SimplifiedLayerNormalization"]
     scale = norm.inputs[1]
@@ -297,5 +303,7 @@ def test_one_plus_w_is_folded_into_a_new_initializer_and_shared_w_kept():
 def test_norm_with_an_intermediate_read_elsewhere_is_left_alone():
     model = _rms_norm_graph(extra_output="inverse")
     before = [node.op_type for node in model.graph]
-    assert fuse_rms_norms(model) == {"GatedRMSNorm": 0, "SimplifiedLayerNormalization": 0, "L2Norm": 0}
+    norms = FuseRmsNorms()
+    assert not norms(model).modified
+    assert norms.counts == {"GatedRMSNorm": 0, "SimplifiedLayerNormalization": 0, "L2Norm": 0}
     assert [node.op_type for node in model.graph] == before

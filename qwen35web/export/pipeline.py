@@ -20,9 +20,7 @@ from qwen35web.export.config import ModelSpec, read_config_json, spec_from_confi
 from qwen35web.export.errors import BadInputError, ValidationFailedError
 from qwen35web.export.generation_config import merged_eos_ids, read_generation_config
 from qwen35web.export.lazy_weights import optimize_with_weights, weightless_decoder
-from qwen35web.export.passes.choose_ops import choose_ops
-from qwen35web.export.passes.fusions import apply_fusions
-from qwen35web.export.passes.split_initializers import split_large_initializers
+from qwen35web.export.passes.export_passes import export_passes
 from qwen35web.export.sampler_graph import sampler_model
 from qwen35web.export.trace import activation_dtype_name, trace_to_onnx
 from qwen35web.runtime.bundle_format import (
@@ -141,16 +139,11 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
     decoder = weightless_decoder(spec, checkpoint, choice.format.trace_dtype)
     decoder.last_position_only = options.logits == "last"
     traced = trace_to_onnx(decoder, choice.format.trace_dtype, optimize=False)
-    model = choose_ops(optimize_with_weights(traced, spec, checkpoint), options.ops)
-    if options.ops == "fused":
-        model = apply_fusions(model)
-    if choice.format.quantize is not None:
-        log.info("%s recipe for a %s model: %s", options.dtype, choice.size.name, choice.recipe.label())
-        model = choice.format.quantize(model, choice.recipe)
+    passes = export_passes(options.ops, choice, options.max_data_file_bytes)
+    model = passes(optimize_with_weights(traced, spec, checkpoint)).model
     report = None
     with bundle.staging_dir(options.out_dir, options.force) as staging:
         log.info("writing %s", options.out_dir)
-        split_large_initializers(model, options.max_data_file_bytes)  # no weight file over the limit
         data_files = bundle.save_graph(model, staging, options.max_data_file_bytes)
         del model, decoder
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating

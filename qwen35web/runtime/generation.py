@@ -23,12 +23,6 @@ if TYPE_CHECKING:
 DEFAULT_PREFILL_CHUNK = 256
 
 
-class StreamDecoderLike(Protocol):
-    def push(self, token_id: int) -> str: ...
-
-    def flush(self) -> str: ...
-
-
 class TokenizerLike(Protocol):
     def encode(self, text: str) -> list[int]: ...
 

@@ -21,37 +21,49 @@ def _custom_nodes(graph: ir.Graph) -> list[ir.Node]:
     return [node for node in graph if node.domain == DOMAIN and node.op_type in CUSTOM_OPS]
 
 
-def attach_portable_functions(model: ir.Model) -> ir.Model:
-    by_type: dict[str, list[ir.Node]] = {}
-    for node in _custom_nodes(model.graph):
-        by_type.setdefault(node.op_type, []).append(node)
-    used = set(by_type)
-    for op_type in sorted(used):
-        function = ir.serde.deserialize_function(CUSTOM_OPS[op_type].function_proto_for(by_type[op_type]))
-        model.functions[function.identifier()] = function
-        for domain, version in function.opset_imports.items():
-            model.opset_imports.setdefault(domain, version)
-    model.opset_imports[DOMAIN] = DOMAIN_VERSION
-    log.info("attached portable bodies for %s", ", ".join(sorted(used)) or "no ops")
-    return model
+class AttachPortableFunctions(ir.passes.InPlacePass):
+    """Attach the ONNX function body of every custom op the graph uses (`--ops portable`)."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        by_type: dict[str, list[ir.Node]] = {}
+        for node in _custom_nodes(model.graph):
+            by_type.setdefault(node.op_type, []).append(node)
+        for op_type in sorted(by_type):
+            proto = CUSTOM_OPS[op_type].function_proto_for(by_type[op_type])
+            function = ir.serde.deserialize_function(proto)
+            model.functions[function.identifier()] = function
+            for domain, version in function.opset_imports.items():
+                model.opset_imports.setdefault(domain, version)
+        model.opset_imports[DOMAIN] = DOMAIN_VERSION
+        log.info("attached portable bodies for %s", ", ".join(sorted(by_type)) or "no ops")
+        return ir.passes.PassResult(model, modified=bool(by_type))
 
 
-def lower_to_fused_kernels(model: ir.Model) -> ir.Model:
-    nodes = _custom_nodes(model.graph)
-    for node in nodes:
-        new_nodes, new_outputs = CUSTOM_OPS[node.op_type].lower_to_ort(node)
-        ir.convenience.replace_nodes_and_values(
-            model.graph, node, [node], new_nodes, list(node.outputs), new_outputs
-        )
-    model.opset_imports.pop(DOMAIN, None)
-    model.opset_imports[MS_DOMAIN] = 1
-    log.info("lowered %d custom nodes to %s kernels", len(nodes), MS_DOMAIN)
-    return model
+class LowerToFusedKernels(ir.passes.InPlacePass):
+    """Replace every custom node by onnxruntime contrib kernels (`--ops fused`)."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        nodes = _custom_nodes(model.graph)
+        for node in nodes:
+            new_nodes, new_outputs = CUSTOM_OPS[node.op_type].lower_to_ort(node)
+            ir.convenience.replace_nodes_and_values(
+                model.graph, node, [node], new_nodes, list(node.outputs), new_outputs
+            )
+        model.opset_imports.pop(DOMAIN, None)
+        model.opset_imports[MS_DOMAIN] = 1
+        log.info("lowered %d custom nodes to %s kernels", len(nodes), MS_DOMAIN)
+        return ir.passes.PassResult(model, modified=bool(nodes))
+
+
+def ops_pass(ops: str) -> ir.passes.InPlacePass:
+    """The pass that makes the graph's custom ops run as `ops` ("portable" or "fused") asks."""
+    if ops == "portable":
+        return AttachPortableFunctions()
+    if ops == "fused":
+        return LowerToFusedKernels()
+    raise ValueError(f"unknown ops choice {ops!r}")
 
 
 def choose_ops(model: ir.Model, ops: str) -> ir.Model:
-    if ops == "portable":
-        return attach_portable_functions(model)
-    if ops == "fused":
-        return lower_to_fused_kernels(model)
-    raise ValueError(f"unknown ops choice {ops!r}")
+    """Run `ops_pass(ops)` on the model, in place; returns it."""
+    return ops_pass(ops)(model).model

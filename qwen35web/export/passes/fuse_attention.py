@@ -206,7 +206,7 @@ def gqa_nodes(
     match: AttentionMatch, graph: ir.Graph, rotary: RotaryCacheBuilder, lengths: _LengthInputs, name: str
 ) -> list[ir.Node]:
     """Packing, rotary and the GQA node for one match; the GQA node is last (3 outputs)."""
-    caches = rotary.caches(match.query.frequencies)
+    caches = rotary.caches(graph, match.query.frequencies)
     seqlens, total = lengths.get(match.bias)
     rot = match.query.rotary_dim
     query = _packed(match.query_bsnh, graph, f"{name}_query_packed")
@@ -238,36 +238,45 @@ def _take_over(old: ir.Value, new: ir.Value) -> None:
     new.name = name
 
 
-def fuse_attention(model: ir.Model, rotary: RotaryCacheBuilder | None = None, fallback: bool = True) -> int:
+class FuseAttention(ir.passes.InPlacePass):
     """Replace each traced attention core by rotary + GQA; the old nodes die in the unused sweep.
 
-    With `fallback` (the default) GQA sits in an If whose other branch runs the standard ops for
-    the one call shape GQA refuses (attention_fallback); without it such a call fails.
+    GQA sits in an If whose other branch runs the same attention in standard ops
+    (attention_fallback). With `decode_only` (the default, safe on every execution provider) GQA
+    serves single-token steps only; without it, every call shape onnxruntime's CPU kernel accepts.
+    `count` holds how many cores the last call replaced.
     """
-    graph = model.graph
-    rotary = rotary or RotaryCacheBuilder(graph)
-    lengths = _LengthInputs(graph)
-    conditions = GuardConditions(graph)
-    count = 0
-    for softmax in [n for n in graph if n.op_type == "Softmax" and n.domain == ""]:
-        match = match_attention(softmax)
-        if match is None or match.output.dtype is None:  # an If's branch outputs need a type
-            continue
-        anchor = match.output.producer()
-        assert anchor is not None
-        name = f"attention_{count}"
-        nodes = gqa_nodes(match, graph, rotary, lengths, name)
-        nodes[-1] = guard_with_fallback(nodes[-1], graph, conditions, match.output.dtype)
-        # Before the output Reshape: all inputs are its ancestors, all readers come after it.
-        graph.insert_before(anchor, nodes)
-        output, present_key, present_value = nodes[-1].outputs
-        for old, new in (
-            (match.output, output),
-            (match.present_key, present_key),
-            (match.present_value, present_value),
-        ):
-            _take_over(old, new)
-        count += 1
-    if count:
-        model.opset_imports.setdefault(MS_DOMAIN, 1)
-    return count
+
+    def __init__(self, rotary: RotaryCacheBuilder | None = None, decode_only: bool = True) -> None:
+        super().__init__()
+        self.rotary = rotary or RotaryCacheBuilder()
+        self.decode_only = decode_only
+        self.count = 0
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        lengths = _LengthInputs(graph)
+        conditions = GuardConditions(graph, self.decode_only)
+        self.count = 0
+        for softmax in [n for n in graph if n.op_type == "Softmax" and n.domain == ""]:
+            match = match_attention(softmax)
+            if match is None or match.output.dtype is None:  # an If's branch outputs need a type
+                continue
+            anchor = match.output.producer()
+            assert anchor is not None
+            name = f"attention_{self.count}"
+            nodes = gqa_nodes(match, graph, self.rotary, lengths, name)
+            nodes[-1] = guard_with_fallback(nodes[-1], graph, conditions, match.output.dtype)
+            # Before the output Reshape: all inputs are its ancestors, all readers come after it.
+            graph.insert_before(anchor, nodes)
+            output, present_key, present_value = nodes[-1].outputs
+            for old, new in (
+                (match.output, output),
+                (match.present_key, present_key),
+                (match.present_value, present_value),
+            ):
+                _take_over(old, new)
+            self.count += 1
+        if self.count:
+            model.opset_imports.setdefault(MS_DOMAIN, 1)
+        return ir.passes.PassResult(model, modified=self.count > 0)

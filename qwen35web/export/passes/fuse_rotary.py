@@ -169,21 +169,23 @@ def match_rotary(output: ir.Value | None) -> RotaryMatch | None:
 
 
 class RotaryCacheBuilder:
-    """Builds (once per angle tensor F) the caches and row indices onnxruntime's kernel reads."""
+    """Builds (once per angle tensor F) the caches and row indices onnxruntime's kernel reads.
 
-    def __init__(self, graph: ir.Graph):
-        self.graph = graph
+    One builder is shared by the attention and the rotary passes of a run, so a tensor F that
+    feeds both gets one set of caches.
+    """
+
+    def __init__(self) -> None:
         self._built: dict[ir.Value, RotaryCaches] = {}
 
-    def caches(self, frequencies: ir.Value) -> RotaryCaches:
+    def caches(self, graph: ir.Graph, frequencies: ir.Value) -> RotaryCaches:
         if frequencies not in self._built:
-            self._built[frequencies] = self._build(frequencies)
+            self._built[frequencies] = self._build(graph, frequencies)
         return self._built[frequencies]
 
-    def _build(self, frequencies: ir.Value) -> RotaryCaches:
+    def _build(self, graph: ir.Graph, frequencies: ir.Value) -> RotaryCaches:
         half = static_dim(frequencies, -1)
         assert half is not None, "match_rotary checks the angles' last dim"
-        graph = self.graph
         flat_shape = shared_constant(graph, "rotary_cache_shape", np.array([-1, half], np.int64))
         zero = shared_constant(graph, "rotary_row_start", np.array(0, np.int64))
         one = shared_constant(graph, "rotary_row_step", np.array(1, np.int64))
@@ -215,27 +217,38 @@ def rotary_node(x: ir.Value, caches: RotaryCaches, rotary_dim: int, num_heads: i
     )
 
 
-def fuse_rotary(model: ir.Model, builder: RotaryCacheBuilder | None = None) -> int:
-    """Replace every remaining traced rotary on a 4D [B, H, T, hd] tensor by one kernel node."""
-    graph = model.graph
-    builder = builder or RotaryCacheBuilder(graph)
-    count = 0
-    for node in list(graph):
-        if node.graph is not graph or node.op_type != "Concat" or node.domain != "":
-            continue
-        match = match_rotary(node.outputs[0])
-        heads = static_dim(match.x, 1) if match is not None else None
-        if match is None or heads is None or rank(match.x) != 4:
-            continue
-        fused = rotary_node(
-            match.x,
-            builder.caches(match.frequencies),
-            match.rotary_dim,
-            heads,
-            f"{node.name or 'rotary'}_rope",
-        )
-        ir.convenience.replace_nodes_and_values(graph, node, [], [fused], [match.output], [fused.outputs[0]])
-        count += 1
-    if count:
-        model.opset_imports.setdefault(MS_DOMAIN, 1)
-    return count
+class FuseRotary(ir.passes.InPlacePass):
+    """Replace every remaining traced rotary on a 4D [B, H, T, hd] tensor by one kernel node.
+
+    `count` holds how many were replaced by the last call.
+    """
+
+    def __init__(self, builder: RotaryCacheBuilder | None = None) -> None:
+        super().__init__()
+        self.builder = builder or RotaryCacheBuilder()
+        self.count = 0
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        self.count = 0
+        for node in list(graph):
+            if node.graph is not graph or node.op_type != "Concat" or node.domain != "":
+                continue
+            match = match_rotary(node.outputs[0])
+            heads = static_dim(match.x, 1) if match is not None else None
+            if match is None or heads is None or rank(match.x) != 4:
+                continue
+            fused = rotary_node(
+                match.x,
+                self.builder.caches(graph, match.frequencies),
+                match.rotary_dim,
+                heads,
+                f"{node.name or 'rotary'}_rope",
+            )
+            ir.convenience.replace_nodes_and_values(
+                graph, node, [], [fused], [match.output], [fused.outputs[0]]
+            )
+            self.count += 1
+        if self.count:
+            model.opset_imports.setdefault(MS_DOMAIN, 1)
+        return ir.passes.PassResult(model, modified=self.count > 0)

@@ -47,16 +47,6 @@ def int_constants(value: ir.Value | None) -> list[int] | None:
     return [int(x) for x in array.reshape(-1)]
 
 
-def other_input(node: ir.Node, known: ir.Value) -> ir.Value | None:
-    """For a binary op with `known` as one input, the other input (None if `known` is absent)."""
-    first, second = node.inputs[0], node.inputs[1]
-    if first is known:
-        return second
-    if second is known:
-        return first
-    return None
-
-
 def binary_inputs(node: ir.Node | None) -> tuple[ir.Value, ir.Value] | None:
     """Both inputs of a two-input node, or None when it is missing or an input is absent."""
     if node is None or len(node.inputs) != 2:

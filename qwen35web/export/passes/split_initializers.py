@@ -44,26 +44,36 @@ def _blocks(graph: ir.Graph, value: ir.Value, parts: int) -> list[ir.Value]:
     return blocks
 
 
-def split_large_initializers(model: ir.Model, max_bytes: int) -> int:
-    """Rewrite, in place, every initializer over `max_bytes`; returns how many were split."""
-    graph = model.graph
-    count = 0
-    for value in list(graph.initializers.values()):
-        tensor = value.const_value
-        if tensor is None or tensor.nbytes <= max_bytes or len(tensor.shape) < 1 or value.is_graph_input():
-            continue
-        parts = math.ceil(tensor.nbytes / max_bytes)
-        rows = int(tensor.shape.numpy()[0])
-        if rows < parts:
-            log.warning("%s: %d rows cannot make %d blocks; left whole", value.name, rows, parts)
-            continue
-        blocks = _blocks(graph, value, parts)
-        concat = ir.node("Concat", blocks, {"axis": 0}, name=f"{value.name}.concat")
-        concat.outputs[0].shape, concat.outputs[0].type = value.shape, value.type
-        graph.insert_before(next(iter(graph)), concat)
-        value.replace_all_uses_with(concat.outputs[0])
-        del graph.initializers[value.name]  # type: ignore[arg-type]
-        concat.outputs[0].name = value.name  # readers keep seeing the weight under its own name
-        log.info("%s (%.2f GB) stored as %d row blocks", value.name, tensor.nbytes / 1e9, len(blocks))
-        count += 1
-    return count
+class SplitLargeInitializers(ir.passes.InPlacePass):
+    """Rewrite every initializer over `max_bytes` as row blocks; `count`: how many were split."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.count = 0
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        self.count = 0
+        for value in list(model.graph.initializers.values()):
+            self.count += _split(model.graph, value, self.max_bytes)
+        return ir.passes.PassResult(model, modified=self.count > 0)
+
+
+def _split(graph: ir.Graph, value: ir.Value, max_bytes: int) -> bool:
+    tensor = value.const_value
+    if tensor is None or tensor.nbytes <= max_bytes or len(tensor.shape) < 1 or value.is_graph_input():
+        return False
+    parts = math.ceil(tensor.nbytes / max_bytes)
+    rows = int(tensor.shape.numpy()[0])
+    if rows < parts:
+        log.warning("%s: %d rows cannot make %d blocks; left whole", value.name, rows, parts)
+        return False
+    blocks = _blocks(graph, value, parts)
+    concat = ir.node("Concat", blocks, {"axis": 0}, name=f"{value.name}.concat")
+    concat.outputs[0].shape, concat.outputs[0].type = value.shape, value.type
+    graph.insert_before(next(iter(graph)), concat)
+    value.replace_all_uses_with(concat.outputs[0])
+    del graph.initializers[value.name]  # type: ignore[arg-type]
+    concat.outputs[0].name = value.name  # readers keep seeing the weight under its own name
+    log.info("%s (%.2f GB) stored as %d row blocks", value.name, tensor.nbytes / 1e9, len(blocks))
+    return True
