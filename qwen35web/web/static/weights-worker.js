@@ -13,7 +13,8 @@ self.onmessage = async ({ data }) => {
     const store = new WeightStore(new URL(data.url), data.files, cache, data.storage);
     await store.load((progress) => self.postMessage({ progress }));
     const buffers = Object.fromEntries(Array.from(store.data, ([path, bytes]) => [path, bytes.buffer]));
-    self.postMessage({ done: { stats: store.stats, buffers } }, Object.values(buffers));
+    const stats = { ...store.stats, readMs: Math.round(store.stats.readMs), verifyMs: Math.round(store.stats.verifyMs) };
+    self.postMessage({ done: { stats, buffers } }, Object.values(buffers));
   } catch (err) {
     const code = typeof err.code === "string" ? err.code : "runtime";
     self.postMessage({ error: { code, message: (err && err.message) || String(err) } });
