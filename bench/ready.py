@@ -9,7 +9,7 @@ start, manifest, weights, onnxruntime-web start, session; they overlap where the
 A variant is `current` (the working tree's page) or a git revision whose qwen35web/web/static replaces the
 page files of the same site (vendor/, py/, models/ stay): before/after figures come from one command, the
 variants interleaved round by round so machine load hits both alike. Bundles as in bench.threads.
-Writes bench/results/ready.{json,md}.
+Writes bench/results/ready-MODELS.{json,md} (MODELS: the --models value).
 """
 
 from __future__ import annotations
@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
     results["load"] = [min(loads), max(loads)]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ready.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "ready.md").write_text(markdown(results))
+    name = args.models.replace(",", "-")
+    (RESULTS / f"ready-{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"ready-{name}.md").write_text(markdown(results))
     return 0
 
 

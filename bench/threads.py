@@ -19,6 +19,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared",
         "chromium": _chromium_version(),
         "repeats": {m: args.repeats or REPEATS[m] for m in args.models.split(",")},
-        "command": "python -m bench.threads " + " ".join(argv or []),
+        "command": " ".join(["python -m bench.threads", *(sys.argv[1:] if argv is None else argv)]),
         "models": {},
         "note": (
             "Decode is per token at a short context; prefill is one generate() with maxNewTokens 1 "

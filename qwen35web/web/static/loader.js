@@ -7,7 +7,7 @@ import { coded } from "./errors.mjs";
 import { warmUp } from "./ort-warmup.js";
 import { startPython } from "./python-start.js";
 import { WeightCache } from "./weight-cache.js";
-import { WeightStore, planFromManifest } from "./weights.js";
+import { planFromManifest } from "./weights.js";
 
 const ORT_BUILDS = {
   webgpu: "./vendor/ort/ort.webgpu.bundle.min.mjs", // native WebGPU build (asyncify wasm)
@@ -113,7 +113,66 @@ async function fetchManifest(base, cache) {
   return response.text();
 }
 
-// One bundle's files: `loading` fetches them (from storage or the network) into `store`.
+// A bundle's verified files as the engine reads them (bytes/text/externalData), loaded by weights-worker.js.
+class BundleFiles {
+  constructor(files) {
+    this.files = files;
+    this.data = new Map();
+    this.stats = null;
+    this.stop = null; // cancel(): ends the worker and rejects the load
+  }
+
+  load(url, manifestText, storage, report) {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(new URL("./weights-worker.js", import.meta.url), { type: "module" });
+      const finish = (error) => {
+        worker.terminate();
+        this.stop = null;
+        if (error) reject(error);
+        else resolve();
+      };
+      this.stop = () => finish(coded("aborted", "the download was cancelled"));
+      worker.onmessage = ({ data }) => {
+        if (data.progress) return report(data.progress);
+        if (data.error) return finish(coded(data.error.code, data.error.message));
+        for (const [path, buffer] of Object.entries(data.done.buffers)) this.data.set(path, new Uint8Array(buffer));
+        this.stats = data.done.stats;
+        finish(null);
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        finish(new Error(`the weights worker failed: ${event.message || "it could not start"}`));
+      };
+      worker.postMessage({ url, manifestText, files: this.files, storage });
+    });
+  }
+
+  cancel() {
+    if (this.stop) this.stop();
+  }
+
+  bytes(path) {
+    const bytes = this.data.get(path);
+    if (!bytes) throw new Error(`bundle file ${path} was not loaded`);
+    return bytes;
+  }
+
+  text(path) {
+    return new TextDecoder("utf-8").decode(this.bytes(path));
+  }
+
+  externalData(path) {
+    const file = this.files.find((f) => f.path === path);
+    return file ? file.externalData : [];
+  }
+
+  // The sessions hold their own copies once created: drop ours.
+  release() {
+    this.data.clear();
+  }
+}
+
+// One bundle: its manifest, and `loading`, its files (from storage or the network) into `store`.
 class Bundle {
   constructor(url, manifestText, context) {
     Object.assign(this, { url, manifestText, context });
@@ -131,12 +190,9 @@ class Bundle {
   }
 
   load(files) {
-    const { cache, storage, report, timings } = this.context;
-    const store = (this.store = new WeightStore(new URL(this.url), files, cache, storage));
-    this.loading = timings.time(
-      "weights",
-      cache.recordBundle(this.url, this.manifestText, files).then(() => store.load(report)),
-    );
+    const { storage, report, timings } = this.context;
+    this.store = new BundleFiles(files);
+    this.loading = timings.time("weights", this.store.load(this.url, this.manifestText, storage, report));
     this.loading.catch(() => {}); // awaited in confirm(); a failure must not also surface as unhandled
   }
 

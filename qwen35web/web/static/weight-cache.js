@@ -18,6 +18,7 @@ const CACHE_PREFIX = "qwen35web-weights-";
 const PIECES_PER_FILE = 16;
 const MIN_PIECE_BYTES = 64 * 1024;
 const MAX_PIECE_BYTES = 4 * 1024 * 1024;
+const READ_CONCURRENCY = 4;
 
 const fileKey = (sha) => `${self.location.origin}/.weights/sha256/${sha}`;
 const pieceKey = (sha, index) => `${fileKey(sha)}/piece/${index}`;
@@ -88,20 +89,33 @@ export class WeightCache {
     return (await this.readPieces(file, bytes, marker.pieces)) === file.size ? "complete" : "damaged";
   }
 
-  // Consecutive whole pieces from the start into `bytes`, at most `limit`; the bytes they hold.
+  // Piece `index` of `file` into its place in `bytes`; false when it is not stored (whole).
+  async readPiece(file, bytes, index) {
+    const piece = pieceBytes(file.size);
+    const start = index * piece;
+    const hit = await this.cache.match(pieceKey(file.sha256, index));
+    if (!hit) return false;
+    const data = new Uint8Array(await hit.arrayBuffer());
+    if (data.length !== Math.min(piece, file.size - start)) return false;
+    bytes.set(data, start);
+    return true;
+  }
+
+  // Consecutive whole pieces from the start into `bytes`, at most `limit`; the bytes they hold. A few
+  // pieces are read at once: each read waits on the browser's storage, and the waits overlap.
   async readPieces(file, bytes, limit = pieceCount(file.size)) {
     if (!this.cache) return 0;
-    let offset = 0;
-    for (let index = 0; index < limit; index++) {
-      const expected = Math.min(pieceBytes(file.size), file.size - offset);
-      const hit = await this.cache.match(pieceKey(file.sha256, index));
-      if (!hit) break;
-      const piece = new Uint8Array(await hit.arrayBuffer());
-      if (piece.length !== expected) break;
-      bytes.set(piece, offset);
-      offset += expected;
-    }
-    return offset;
+    const stored = new Array(limit).fill(false);
+    let next = 0;
+    const reader = async () => {
+      while (next < limit) {
+        const index = next++;
+        stored[index] = await this.readPiece(file, bytes, index);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, limit) }, reader));
+    const whole = stored.includes(false) ? stored.indexOf(false) : limit;
+    return Math.min(whole * pieceBytes(file.size), file.size);
   }
 
   // Bytes of `file` already kept as whole pieces (without reading them): what a resume saves.

@@ -64,13 +64,22 @@ function startsAt(response, offset) {
 // One file from the network into `bytes` (its full size), from `offset` (bytes restored from storage),
 // writing whole pieces to `cache` as they complete.
 class Download {
-  constructor(url, file, bytes, cache, progress, signal) {
-    Object.assign(this, { url, file, bytes, cache, progress, signal });
+  constructor(url, file, bytes, cache, progress) {
+    Object.assign(this, { url, file, bytes, cache, progress });
     this.offset = 0;
-    this.stored = 0; // bytes [0, stored) are in the cache as whole pieces
+    this.stored = 0; // bytes [0, stored) are queued for (or in) the cache as whole pieces
+    this.writes = Promise.resolve(); // the queued piece writes, in order
   }
 
   async run(offset) {
+    try {
+      await this.fetchFrom(offset);
+    } finally {
+      await this.writes; // what arrived is stored before anyone looks (or resumes)
+    }
+  }
+
+  async fetchFrom(offset) {
     this.offset = this.stored = offset;
     this.progress.set(this.file, offset);
     let failures = 0;
@@ -81,7 +90,7 @@ class Download {
         if (response === null) break; // 416: the server has nothing beyond what we have
         await this.read(response);
       } catch (err) {
-        if (typeof err.code === "string" || this.signal.aborted) throw err; // a bad bundle, or cancelled
+        if (typeof err.code === "string") throw err; // a bad bundle, not a network failure
         failures = this.offset > before ? 1 : failures + 1;
         if (failures > RETRIES) throw this.interrupted(err);
         console.warn(`${this.file.path}: download broke off at ${this.offset} bytes (${err.message}); resuming`);
@@ -101,7 +110,7 @@ class Download {
   async request() {
     const resume = this.offset > 0;
     const headers = resume ? { Range: `bytes=${this.offset}-` } : {};
-    const response = await fetch(this.url, { cache: "no-store", headers, signal: this.signal });
+    const response = await fetch(this.url, { cache: "no-store", headers });
     if (resume && response.status === 416) return null;
     if (!response.ok) throw coded("bad-bundle", `${this.file.path}: the server answered HTTP ${response.status}`);
     if (resume && !startsAt(response, this.offset)) {
@@ -122,17 +131,19 @@ class Download {
       this.bytes.set(value, this.offset);
       this.offset += value.length;
       this.progress.set(this.file, this.offset);
-      await this.storePieces();
+      this.storePieces();
     }
   }
 
-  // Whole pieces (and the last, short one once the file is complete) go to storage as they fill.
-  async storePieces() {
+  // Whole pieces (and the last, short one once the file is complete) are queued for storage as they
+  // fill; reading goes on meanwhile (the bytes of a full piece no longer change).
+  storePieces() {
     while (this.cache.usable && this.stored < this.file.size) {
       const piece = pieceBytes(this.file.size);
       const end = Math.min(this.stored + piece, this.file.size);
       if (this.offset < end) return;
-      await this.cache.putPiece(this.file, this.bytes, this.stored / piece);
+      const index = this.stored / piece;
+      this.writes = this.writes.then(() => this.cache.putPiece(this.file, this.bytes, index));
       this.stored = end;
     }
   }
@@ -154,16 +165,25 @@ export class WeightStore {
   // cache: a WeightCache; storage: {quota, usage} from navigator.storage.estimate(), or null.
   constructor(baseUrl, files, cache, storage = null) {
     Object.assign(this, { baseUrl, files, cache, storage });
-    this.controller = new AbortController(); // cancel(): a plan found wrong after the download began
     this.data = new Map();
-    this.stats = { cachedFiles: 0, cachedBytes: 0, downloadedBytes: 0, resumedBytes: 0 };
+    // readMs / verifyMs: time reading stored files and hashing them (what a warm load spends here).
+    this.stats = { cachedFiles: 0, cachedBytes: 0, downloadedBytes: 0, resumedBytes: 0, readMs: 0, verifyMs: 0 };
+  }
+
+  async verified(bytes, file) {
+    const start = performance.now();
+    const ok = (await sha256Hex(bytes)) === file.sha256;
+    this.stats.verifyMs += performance.now() - start;
+    return ok;
   }
 
   // The whole file from storage, verified; null when it is not (completely, correctly) there.
   async fromCache(file, bytes) {
+    const read = performance.now();
     const state = await this.cache.readComplete(file, bytes);
+    this.stats.readMs += performance.now() - read;
     if (state === "absent") return null;
-    if (state === "complete" && (await sha256Hex(bytes)) === file.sha256) return bytes;
+    if (state === "complete" && (await this.verified(bytes, file))) return bytes;
     console.warn(`${file.path}: the stored copy is damaged; downloading it again`);
     await this.cache.forget(file.sha256);
     return null;
@@ -188,8 +208,8 @@ export class WeightStore {
     for (let attempt = 0; ; attempt++) {
       const restored = attempt === 0 ? await this.cache.readPieces(file, bytes) : 0;
       const url = new URL(file.path, this.baseUrl);
-      await new Download(url, file, bytes, this.cache, progress, this.controller.signal).run(restored);
-      if ((await sha256Hex(bytes)) === file.sha256) {
+      await new Download(url, file, bytes, this.cache, progress).run(restored);
+      if (await this.verified(bytes, file)) {
         await this.cache.markComplete(file);
         this.stats.downloadedBytes += file.size - restored;
         this.stats.resumedBytes += restored;
@@ -238,10 +258,6 @@ export class WeightStore {
   externalData(path) {
     const file = this.files.find((f) => f.path === path);
     return file ? file.externalData : [];
-  }
-
-  cancel() {
-    this.controller.abort();
   }
 
   // The sessions hold their own copies once created: drop ours.
