@@ -14,15 +14,19 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from qwen35web.runtime import saved_conversation
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
+from qwen35web.runtime.conversation import ContextFullError
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.prompt import Prompt
+from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.snapshots import decode, encode
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,18 @@ def _sampling_params(request: dict[str, Any], generation: dict[str, Any]) -> Sam
     return SamplingParams(**values, stop_strings=tuple(stop))
 
 
+def _messages(messages_json: str) -> list[Any]:
+    messages = json.loads(messages_json)
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise GenerationInputError("messages must be a list of {role, content} objects")
+    return messages
+
+
+def _send(pieces: list[Piece], on_text: Callable[..., Any]) -> None:
+    for piece in pieces:
+        on_text(piece.text, piece.kind)
+
+
 def _parse_request(request_json: str) -> dict[str, Any]:
     try:
         request = json.loads(request_json)
@@ -130,6 +146,7 @@ class WebSession:
                 "hiddenSize": facts.hidden_size,
                 "weightBytes": weight_bytes,
                 "chat": manifest.chat_template is not None,
+                "contextTokens": self.runtime.max_context,
             }
         )
 
@@ -144,18 +161,34 @@ class WebSession:
         if thinking is not None and not isinstance(thinking, bool):
             raise GenerationInputError("enableThinking must be true or false")
         chat = bool(request.get("chat"))
-        return self.runtime.prompt(prompt, chat=chat, messages=messages, enable_thinking=thinking)
+        rendered = self.runtime.prompt(prompt, chat=chat, messages=messages, enable_thinking=thinking)
+        context = self.runtime.max_context
+        if chat and len(rendered.ids) + 1 >= context:  # a chat is never cut to fit: a new one is needed
+            raise ContextFullError(
+                f"the conversation needs {len(rendered.ids)} tokens and the context holds {context}: "
+                "start a new chat"
+            )
+        return rendered
 
-    async def generate(self, request_json: str, on_text: Callable[[str], Any]) -> str:
-        """Generate for the request; `on_text(piece)` receives the text as it streams."""
+    async def generate(self, request_json: str, on_text: Callable[..., Any]) -> str:
+        """Generate for the request; `on_text(text, kind)` receives the text as it streams. A chat
+        reply is split into its reasoning and its answer (`kind` "reasoning" or "text")."""
         cancel = self._cancel = CancelToken()
+        splitter: ReasoningSplitter | None = None
         try:
             request = _parse_request(request_json)
             params = _sampling_params(request, self.runtime.manifest.generation)
             prompt = self._prompt(request)
+            if request.get("chat"):
+                splitter = ReasoningSplitter(prompt.opens_reasoning)
             # The prefix cache resumes from the longest kept state: only new tokens are prefilled.
-            async for piece in self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at):
-                on_text(piece)
+            async for text in self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at):
+                if splitter is None:
+                    on_text(text, "text")
+                else:
+                    _send(splitter.push(text), on_text)
+            if splitter is not None:
+                _send(splitter.flush(), on_text)
         except Exception as err:  # the page shows one sentence; see _error
             return _error(err)
         finally:
@@ -164,7 +197,10 @@ class WebSession:
         return json.dumps(
             {
                 "tokens": result.tokens,
-                "text": result.text,
+                "text": splitter.text if splitter is not None else result.text,
+                "reasoning": splitter.reasoning if splitter is not None else "",
+                "contextTokens": self.runtime.max_context,
+                "firstTokenMs": result.first_token_ms,
                 "backend": self.runtime.engine.name,
                 "model": self.model_name,
                 "promptTokens": result.prompt_tokens,
@@ -177,6 +213,25 @@ class WebSession:
                 "pythonShare": result.python_share,
             }
         )
+
+    async def save_conversation(self, messages_json: str) -> bytes | str:
+        """The conversation with the state its next turn resumes from, as saved_conversation's bytes
+        (the error JSON, a str, when it cannot be saved)."""
+        try:
+            return encode(await saved_conversation.capture(self.runtime, _messages(messages_json)))
+        except Exception as err:
+            return _error(err)
+
+    def restore_conversation(self, blob: Any) -> str:
+        """Load a saved conversation's state (bytes, or a JS Uint8Array); JSON {messages, tokens}.
+        A blob of another bundle, truncated or corrupted restores nothing and says why."""
+        try:
+            data = blob.to_bytes() if hasattr(blob, "to_bytes") else bytes(blob)
+            saved = decode(data)
+            messages = saved_conversation.restore(self.runtime, saved)
+            return json.dumps({"messages": messages, "tokens": len(saved.token_ids)})
+        except Exception as err:
+            return _error(err)
 
     def cancel(self) -> bool:
         """Stop the running generation before its next token; False when none runs."""
@@ -225,6 +280,7 @@ async def open_session(
     files: FileStore,
     model_name: str,
     prefill_chunk: int | None = None,
+    max_context: int | None = None,
 ) -> WebSession | str:
     """Open the bundle on `engine`: the session, or the error JSON (a str) when it cannot be opened."""
     from qwen35web.runtime.tokenizer import Tokenizer
@@ -243,6 +299,7 @@ async def open_session(
             engine,
             prefill_chunk=prefill_chunk or DEFAULT_PREFILL_CHUNK,
             manifest_sha256=_sha256_text(manifest_text),
+            max_context=max_context,
         )
     except Exception as err:
         return _error(err)

@@ -10,6 +10,8 @@
 //   app.on("progress", fn)    -> load progress events
 //   app.offline()             -> Promise<{version, backend}> once the shell and backend are cached
 //   app.checkForUpdate()      -> asks the service worker to look for a new site version
+//   app.chatReady             -> Promise: the chat (stored chats restored) is ready; then ui.js adds
+//   app.lastTurn()            -> the last chat turn's stats; app.chat() -> {id, messages, restoredTokens}
 
 import { AbortError } from "./qwen35web.mjs";
 

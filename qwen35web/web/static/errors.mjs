@@ -59,7 +59,16 @@ export class AbortError extends Qwen35Error {
   }
 }
 
+// A conversation no longer fits the model's context: nothing was cut, a new chat is needed.
+export class ContextFullError extends Qwen35Error {
+  constructor(message) {
+    super(message, "context-full");
+    this.name = "ContextFullError";
+  }
+}
+
 const CLASSES = {
+  "context-full": ContextFullError,
   "bad-bundle": BundleError,
   "bad-input": InputError,
   "not-supported": NotSupportedError,

@@ -18,7 +18,12 @@ const ORT_BUILDS = {
 // onnxruntime-web's own ceiling for its default.
 const MAX_AUTO_THREADS = 4;
 // web_entry's error types (the JSON's errorType) -> errors.mjs codes; anything else is "runtime".
-const PYTHON_ERROR_CODES = { BundleError: "bad-bundle", GenerationInputError: "bad-input" };
+const PYTHON_ERROR_CODES = {
+  BundleError: "bad-bundle",
+  GenerationInputError: "bad-input",
+  SnapshotError: "bad-input",
+  ContextFullError: "context-full",
+};
 
 // One readable line: for a Python exception, its last line ("Type: message") without the traceback.
 export function readable(err) {
@@ -227,6 +232,7 @@ async function openSession(pyodide, ort, backend, bundle, options) {
       bundle.store,
       options.name,
       options.prefillChunk ?? undefined,
+      options.maxContext ?? undefined,
     );
     if (typeof opened === "string") checked(opened);
     return opened;

@@ -29,6 +29,8 @@ export interface LoadOptions {
   threads?: number | "auto";
   /** Prompt tokens per prefill step. */
   prefillChunk?: number;
+  /** Tokens a conversation may hold (default and ceiling: the model's positions). */
+  maxContext?: number;
   onProgress?: (progress: LoadProgress) => void;
   /** Aborting ends the load (and its worker) with an AbortError. */
   signal?: AbortSignal;
@@ -46,6 +48,8 @@ export interface ModelFacts {
   hiddenSize: number;
   weightBytes: number;
   chat: boolean;
+  /** Tokens a conversation may hold. */
+  contextTokens: number;
   [field: string]: unknown;
 }
 
@@ -84,6 +88,8 @@ export interface ModelInfo {
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | string;
   content: string;
+  /** An assistant turn's reasoning, beside its answer (as Qwen's templates expect it). */
+  reasoning_content?: string;
 }
 
 export interface GenerateRequest {
@@ -116,7 +122,16 @@ export interface GenerationStats {
   decodeTokensPerSecond: number;
   /** Share of decode time spent in Python (the rest in onnxruntime-web). */
   pythonShare: number;
-  /** Newer runtimes add fields (e.g. reusedTokens, prefilledTokens); they arrive as they are. */
+  /** Prompt tokens resumed from a kept state, and those prefilled anew. */
+  reusedTokens: number;
+  prefilledTokens: number;
+  /** From the call to the first generated token. */
+  firstTokenMs: number;
+  /** Tokens the context holds: promptTokens + tokens.length of it are used. */
+  contextTokens: number;
+  /** A chat reply's reasoning (`text` is then the answer alone); "" otherwise. */
+  reasoning: string;
+  /** Newer runtimes add fields; they arrive as they are. */
   [field: string]: unknown;
 }
 
@@ -135,6 +150,19 @@ export interface DoneEvent {
 
 export type GenerationEvent = DeltaEvent | DoneEvent;
 
+export interface ChatOptions {
+  signal?: AbortSignal;
+  /** The template's enable_thinking (Qwen3.5: reason before answering); default the template's own. */
+  enableThinking?: boolean;
+  maxNewTokens?: number;
+  greedy?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  [field: string]: unknown;
+}
+
 export declare class Model {
   readonly name: string;
   readonly backend: Backend;
@@ -145,6 +173,16 @@ export declare class Model {
   readonly disposed: boolean;
   /** Deltas as they stream, then one done event. Aborting `signal` throws an AbortError with `stats`. */
   generate(request: GenerateRequest, options?: { signal?: AbortSignal }): AsyncGenerator<GenerationEvent, void, undefined>;
+  /** One assistant turn of a chat over `messages` (deltas of kind "reasoning" or "text"); a
+   * conversation beyond the context throws ContextFullError, nothing is cut. */
+  chat(
+    messages: ChatMessage[] | { messages: ChatMessage[] },
+    options?: ChatOptions,
+  ): AsyncGenerator<GenerationEvent, void, undefined>;
+  /** The conversation and the state its next turn resumes from, as bytes to store. */
+  saveConversation(messages: ChatMessage[] | { messages: ChatMessage[] }): Promise<Uint8Array>;
+  /** Load saved bytes back (InputError, and no change, for another bundle's or damaged bytes). */
+  restoreConversation(bytes: Uint8Array): Promise<{ messages: ChatMessage[]; tokens: number }>;
   /** The last position's logits after `tokenIds`. */
   logits(tokenIds: ArrayLike<number>): Promise<number[]>;
   tokenize(text: string): Promise<number[]>;
@@ -194,6 +232,7 @@ export declare class InputError extends Qwen35Error {}
 export declare class NotSupportedError extends Qwen35Error {}
 export declare class StorageError extends Qwen35Error {}
 export declare class NetworkError extends Qwen35Error {}
+export declare class ContextFullError extends Qwen35Error {}
 export declare class AbortError extends Qwen35Error {
   /** A cancelled generation's partial result. */
   readonly stats?: GenerationStats;

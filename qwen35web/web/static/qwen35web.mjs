@@ -13,7 +13,7 @@
 
 import { AbortError, InputError, NotSupportedError, Qwen35Error, errorFor } from "./errors.mjs";
 
-export { AbortError, BundleError, InputError, NetworkError, NotSupportedError, Qwen35Error, StorageError } from "./errors.mjs";
+export { AbortError, BundleError, ContextFullError, InputError, NetworkError, NotSupportedError, Qwen35Error, StorageError } from "./errors.mjs";
 export { enableOffline } from "./shell.mjs";
 
 const WORKER_URL = new URL("./worker.js", import.meta.url);
@@ -191,6 +191,32 @@ export class Model {
     }
   }
 
+  // One assistant turn of a chat: `messages` ([{role, content, reasoning_content?}], or an object with
+  // `.messages`) rendered with the bundle's template. The same events as generate(); deltas say
+  // whether they are reasoning or answer (`kind`), the done stats carry both (`reasoning`, `text`),
+  // reusedTokens/prefilledTokens, firstTokenMs, promptTokens and contextTokens. A conversation that no
+  // longer fits throws ContextFullError (nothing is cut).
+  chat(messages, { signal, enableThinking, ...settings } = {}) {
+    const list = Array.isArray(messages) ? messages : messages && messages.messages;
+    if (!Array.isArray(list)) throw new InputError("chat() takes a list of messages");
+    const request = { ...settings, messages: list, chat: true };
+    if (enableThinking !== undefined) request.enableThinking = Boolean(enableThinking);
+    return this.#stream(checkRequest(request), signal);
+  }
+
+  // The conversation with the state its next turn resumes from, as bytes (store them anywhere).
+  saveConversation(messages) {
+    const list = Array.isArray(messages) ? messages : messages && messages.messages;
+    return this.#client.call("saveConversation", { messages: list || [] });
+  }
+
+  // Load saved bytes back: {messages, tokens}. Its next chat() prefills only the new tokens. Bytes of
+  // another bundle, truncated or corrupted, throw InputError and change nothing.
+  restoreConversation(bytes) {
+    if (!(bytes instanceof Uint8Array)) throw new InputError("restoreConversation() takes a Uint8Array");
+    return this.#client.call("restoreConversation", { bytes });
+  }
+
   // Last position's logits after `tokenIds` (number[] of length vocabSize).
   logits(tokenIds) {
     return this.#client.call("logits", { ids: Array.from(tokenIds) });
@@ -235,6 +261,7 @@ export async function load(options = {}) {
         backend: options.backend ?? "auto",
         threads: options.threads ?? "auto",
         prefillChunk: options.prefillChunk ?? null,
+        maxContext: options.maxContext ?? null,
         storage: storage && { quota: storage.quota, usage: storage.usage },
       },
       (event) => event.progress && onProgress && onProgress(event.progress),

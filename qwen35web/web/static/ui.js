@@ -1,17 +1,19 @@
 // The demo page: its controls over qwen35web.mjs (the same module any page can import). All DOM work
 // lives here; app.js adds window.app for tests. Query parameters: ?backend=webgpu|wasm, ?model=NAME,
-// ?threads=N, ?prefillChunk=N.
+// ?threads=N, ?prefillChunk=N, ?maxContext=N.
 
 import { AbortError, enableOffline, load, siteModel } from "./qwen35web.mjs";
 import { exposeApp } from "./app.js";
+import { ChatController } from "./chat.js";
+import { addAssistantTurn, addUserTurn, describeRun } from "./chat-view.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const history = []; // chat mode: [{role, content}], kept until "Clear"
 const progressListeners = new Set();
 let model = null;
 let shell = null; // the service worker's side (shell.mjs), where there is one
 let running = null; // the AbortController of the generation in progress
+let chat = null; // the ChatController where the bundle has a chat template
 
 function megabytes(bytes) {
   return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 2 : 0)} MB`;
@@ -31,6 +33,7 @@ function setRunning(controller) {
   running = controller;
   $("generate").disabled = Boolean(controller);
   $("stop").disabled = !controller;
+  if (chat) chat.updateButtons(Boolean(controller));
 }
 
 const PHASE_TEXT = {
@@ -73,8 +76,21 @@ function showModel() {
   const weights = info.weights;
   const where = weights.cachedFiles && !weights.downloadedBytes ? "weights from cache" : `${megabytes(weights.downloadedBytes)} downloaded`;
   $("load-text").textContent = `Ready in ${(info.timings.totalMs / 1000).toFixed(1)} s (${where})`;
-  $("chat-mode").disabled = !facts.chat;
   $("generate").disabled = false;
+}
+
+// A chat where the bundle has a template (the stored chats come back); else a plain continuation.
+async function startMode() {
+  if (!model.info.facts.chat) {
+    document.body.classList.add("plain");
+    $("generate").textContent = "Generate";
+    $("prompt").placeholder = "Write a prompt… (Ctrl+Enter generates)";
+    return;
+  }
+  chat = new ChatController(model, { readSettings, showError, setRunning });
+  window.app.lastTurn = () => chat.lastStats;
+  window.app.chat = () => ({ id: chat.chat.id, messages: chat.chat.messages, restoredTokens: chat.restoredTokens });
+  await chat.start();
 }
 
 function failedToLoad(err) {
@@ -99,92 +115,52 @@ function readSettings() {
     topK: numberSetting("top-k", "Top-k", true),
     topP: numberSetting("top-p", "Top-p", false),
     maxNewTokens: numberSetting("max-new-tokens", "Max new tokens", true),
+    enableThinking: $("thinking").checked,
   };
 }
 
-function addTurn(role, label, text = "") {
-  const turn = document.createElement("article");
-  turn.className = `turn ${role}`;
-  const heading = document.createElement("div");
-  heading.className = "role";
-  heading.textContent = label;
-  const reasoning = document.createElement("p");
-  reasoning.className = "reasoning";
-  reasoning.hidden = true;
-  const body = document.createElement("p");
-  body.className = "text";
-  body.textContent = text;
-  turn.append(heading, reasoning, body);
-  $("transcript").append(turn);
-  return turn;
-}
-
-function describeRun(stats) {
-  const parts = [
-    `${stats.tokens.length} tokens`,
-    `prefill ${stats.prefillMs.toFixed(0)} ms (${stats.promptTokens} prompt tokens)`,
-    `${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
-    `Python ${(100 * stats.pythonShare).toFixed(0)} % of decode`,
-  ];
-  const reasons = { cancelled: "stopped", eos: "end of text", max_new_tokens: "token limit" };
-  parts.push(reasons[stats.stopReason] || stats.stopReason);
-  return parts.join(" · ");
-}
-
-// Stream one generation into `reply`; the done event's stats (or, when stopped, the partial ones).
-async function stream(request, reply, signal) {
-  const parts = { text: reply.querySelector(".text"), reasoning: reply.querySelector(".reasoning") };
-  try {
-    for await (const event of model.generate(request, { signal })) {
-      if (event.type === "done") return event.stats;
-      const target = parts[event.kind] || parts.text;
-      target.hidden = false;
-      target.textContent += event.text;
-    }
-  } catch (err) {
-    if (err instanceof AbortError && err.stats) return err.stats;
-    throw err;
-  }
-  return null;
-}
-
-// One Generate: plain mode shows the prompt and its continuation; chat mode appends to the conversation.
-async function runGeneration(signal) {
+// Without a chat template the page continues a prompt (the transcript shows only the latest run).
+async function runContinuation(signal) {
   const prompt = $("prompt").value;
   if (!prompt.trim()) throw new Error("Write a prompt first.");
-  const settings = readSettings();
-  const chat = $("chat-mode").checked;
-  if (!chat) $("transcript").replaceChildren();
-  const messages = chat ? [...history, { role: "user", content: prompt }] : undefined;
-  addTurn("user", chat ? "You" : "Prompt", prompt);
-  const reply = addTurn("assistant", chat ? "Assistant" : "Continuation");
-  reply.classList.add("streaming");
+  const { enableThinking, ...settings } = readSettings();
+  $("transcript").replaceChildren();
+  addUserTurn($("transcript"), prompt, "Prompt");
+  const reply = addAssistantTurn($("transcript"), "Continuation");
+  let stats = null;
   try {
-    const stats = await stream({ prompt, chat, messages, ...settings }, reply, signal);
-    reply.querySelector(".text").textContent = stats.text;
-    if (chat) {
-      history.push({ role: "user", content: prompt }, { role: "assistant", content: stats.text });
-      $("prompt").value = "";
+    for await (const event of model.generate({ prompt, ...settings }, { signal })) {
+      if (event.type === "delta") reply.append("text", event.text);
+      else stats = event.stats;
     }
-    $("run-stats").textContent = describeRun(stats);
-  } finally {
-    reply.classList.remove("streaming");
+  } catch (err) {
+    if (!(err instanceof AbortError && err.stats)) {
+      reply.fail();
+      throw err;
+    }
+    stats = err.stats;
   }
+  reply.finish(stats);
+  $("run-stats").textContent = describeRun(stats);
 }
 
-async function onGenerate(event) {
-  event.preventDefault();
-  if (running || !model) return;
-  showError("");
-  const controller = new AbortController();
-  setRunning(controller);
-  try {
-    await runGeneration(controller.signal);
-  } catch (err) {
-    showError(err.message);
-  } finally {
-    setRunning(null);
-  }
+// Generate (Send), Regenerate: one at a time; Stop aborts it.
+function runExclusive(action) {
+  return async (event) => {
+    if (event) event.preventDefault();
+    if (running || !model) return;
+    showError("");
+    const controller = new AbortController();
+    setRunning(controller);
+    try {
+      await action(controller.signal);
+      if (chat && chat.lastStats) $("run-stats").textContent = describeRun(chat.lastStats);
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      setRunning(null);
+    }
+  };
 }
 
 function showOffline(offline) {
@@ -207,6 +183,7 @@ async function start() {
     backend: params.get("backend") || "auto",
     threads: positiveInteger("threads"),
     prefillChunk: positiveInteger("prefillChunk"),
+    maxContext: positiveInteger("maxContext"),
     onProgress: (progress) => {
       showProgress(progress);
       for (const listener of progressListeners) listener(progress);
@@ -218,14 +195,13 @@ async function start() {
 }
 
 function wire() {
-  $("prompt-form").addEventListener("submit", onGenerate);
+  const send = runExclusive((signal) => (chat ? chat.send($("prompt").value, signal) : runContinuation(signal)));
+  $("prompt-form").addEventListener("submit", send);
+  $("regenerate").addEventListener("click", runExclusive((signal) => chat.regenerate(signal)));
   $("stop").addEventListener("click", () => running && running.abort());
-  $("clear").addEventListener("click", () => {
-    history.length = 0;
-    $("transcript").replaceChildren();
-    $("run-stats").textContent = "";
-    showError("");
-  });
+  const newChat = () => !running && chat && chat.newChat();
+  $("new-chat").addEventListener("click", newChat);
+  $("context-new-chat").addEventListener("click", newChat);
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("prompt-form").requestSubmit();
   });
@@ -233,7 +209,10 @@ function wire() {
     if (!shell || !shell.applyUpdate()) location.reload();
   });
   const app = exposeApp(start(), progressListeners);
-  app.ready.then(showModel, failedToLoad);
+  app.chatReady = app.ready.then(() => {
+    showModel();
+    return startMode();
+  }, failedToLoad);
 }
 
 wire();

@@ -11,8 +11,8 @@ let queue = Promise.resolve(); // calls into Python run one after the other
 let running = null; // id of the generate call in progress
 const cancelledBeforeStart = new Set();
 
-function post(id, kind, payload = {}) {
-  self.postMessage({ id, kind, ...payload });
+function post(id, kind, payload = {}, transfer = []) {
+  self.postMessage({ id, kind, ...payload }, transfer);
 }
 
 async function init(id, options) {
@@ -50,7 +50,20 @@ async function generate(id, { request }) {
   }
 }
 
+// The conversation and its state as saved_conversation's bytes (a Uint8Array, handed over without a copy).
+async function saveConversation(id, { messages }) {
+  const saved = await session.save_conversation(JSON.stringify(messages));
+  if (typeof saved === "string") checked(saved);
+  try {
+    return saved.toJs();
+  } finally {
+    saved.destroy();
+  }
+}
+
 const HANDLERS = {
+  saveConversation,
+  restoreConversation: async (id, { bytes }) => checked(session.restore_conversation(bytes)),
   init,
   generate,
   logits: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
@@ -62,7 +75,8 @@ async function handle(message) {
   const { id, type } = message;
   try {
     if (type !== "init" && !session) throw coded("runtime", "the model is not loaded");
-    post(id, "result", { value: await HANDLERS[type](id, message) });
+    const value = await HANDLERS[type](id, message);
+    post(id, "result", { value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (err) {
     post(id, "error", { message: readable(err), code: err.code || "runtime" });
   }

@@ -1,0 +1,106 @@
+// The transcript's DOM: user and assistant turns, an assistant turn's reasoning collapsed above its
+// answer (a <details>), and the per-turn figures (time to first token, what was prefilled).
+
+const STOP_REASONS = {
+  cancelled: "stopped",
+  eos: "end of text",
+  max_new_tokens: "token limit",
+  stop_string: "stop text",
+  context_full: "context full",
+};
+
+export function stopReasonText(reason) {
+  return STOP_REASONS[reason] || reason;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export function addUserTurn(transcript, text, label = "You") {
+  const turn = element("article", "turn user");
+  turn.append(element("div", "role", label), element("p", "text", text));
+  transcript.append(turn);
+  turn.scrollIntoView({ block: "end" });
+  return turn;
+}
+
+// An assistant turn: {turn, append(kind, text), finish(stats), fail()}.
+export function addAssistantTurn(transcript, label = "Assistant") {
+  const turn = element("article", "turn assistant streaming");
+  const reasoning = element("details", "reasoning");
+  const summary = element("summary", "", "Thinking…");
+  const reasoningText = element("div", "reasoning-text");
+  reasoning.append(summary, reasoningText);
+  reasoning.hidden = true;
+  const text = element("p", "text");
+  const figures = element("p", "turn-stats");
+  turn.append(element("div", "role", label), reasoning, text, figures);
+  transcript.append(turn);
+  const follow = () => turn.scrollIntoView({ block: "end" });
+  return {
+    turn,
+    append(kind, piece) {
+      if (kind === "reasoning") {
+        reasoning.hidden = false;
+        reasoningText.textContent += piece;
+      } else {
+        text.textContent += piece;
+      }
+      follow();
+    },
+    // The final answer and reasoning as the runtime recorded them (what the next turn renders).
+    finish(stats) {
+      turn.classList.remove("streaming");
+      showReply(reasoning, summary, reasoningText, text, stats.text, stats.reasoning);
+      if (!stats.text && stats.reasoning) {
+        text.append(element("span", "empty-answer", `No answer yet: the reply ended in its reasoning (${stopReasonText(stats.stopReason)}).`));
+      }
+      figures.textContent = describeTurn(stats);
+    },
+    fail() {
+      turn.classList.remove("streaming");
+    },
+  };
+}
+
+function showReply(reasoning, summary, reasoningText, text, answer, thought) {
+  text.textContent = answer || "";
+  reasoningText.textContent = thought || "";
+  reasoning.hidden = !thought;
+  summary.textContent = thought ? `Reasoning (${thought.length} characters)` : "";
+}
+
+// A stored assistant message, shown the way finish() shows a new one (without figures).
+export function addStoredAssistantTurn(transcript, message) {
+  const view = addAssistantTurn(transcript);
+  view.finish({ text: message.content, reasoning: message.reasoning_content || "", stopReason: "" });
+  view.turn.querySelector(".turn-stats").textContent = "";
+  return view;
+}
+
+export function describeTurn(stats) {
+  const parts = [];
+  if (Number.isFinite(stats.firstTokenMs) && stats.tokens && stats.tokens.length) {
+    parts.push(`first token ${Math.round(stats.firstTokenMs)} ms`);
+  }
+  if (Number.isFinite(stats.prefilledTokens)) {
+    parts.push(`${stats.prefilledTokens} new of ${stats.promptTokens} prompt tokens prefilled (${stats.reusedTokens} reused)`);
+  }
+  if (stats.tokens) parts.push(`${stats.tokens.length} tokens at ${stats.decodeTokensPerSecond.toFixed(1)}/s`);
+  if (stats.stopReason) parts.push(stopReasonText(stats.stopReason));
+  return parts.join(" · ");
+}
+
+export function describeRun(stats) {
+  return [
+    `${stats.tokens.length} tokens`,
+    `prefill ${stats.prefillMs.toFixed(0)} ms (${stats.promptTokens} prompt tokens)`,
+    `${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
+    `Python ${(100 * stats.pythonShare).toFixed(0)} % of decode`,
+    stopReasonText(stats.stopReason),
+  ].join(" · ");
+}

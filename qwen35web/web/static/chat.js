@@ -1,0 +1,225 @@
+// The page's conversation: send, stop, regenerate the last reply, new chat, the stored chats (list,
+// open, delete) and the context gauge. Each finished turn is saved with the state its next turn
+// resumes from (model.saveConversation), so a reload continues without prefilling the history.
+
+import { AbortError, ContextFullError } from "./qwen35web.mjs";
+import { ChatStore, newChatId } from "./chat-store.js";
+import { addAssistantTurn, addStoredAssistantTurn, addUserTurn } from "./chat-view.js";
+
+const $ = (id) => document.getElementById(id);
+
+function megabytes(bytes) {
+  return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 2 : 1)} MB`;
+}
+
+export class ChatController {
+  constructor(model, { readSettings, showError, setRunning }) {
+    this.model = model;
+    this.readSettings = readSettings;
+    this.showError = showError;
+    this.setRunning = setRunning;
+    this.store = null;
+    this.chat = { id: newChatId(), messages: [] };
+    this.lastStats = null;
+    this.contextTokens = model.info.facts.contextTokens;
+    this.restoredTokens = 0;
+  }
+
+  async start() {
+    try {
+      this.store = await ChatStore.open();
+    } catch (err) {
+      console.warn(`chats cannot be stored in this browser (${err.message})`);
+    }
+    const chats = this.store ? await this.store.list() : [];
+    if (chats.length) await this.open(chats[0].id);
+    else this.showContext(0);
+    await this.refreshList();
+  }
+
+  // Render a stored chat and load its saved state into the model (next turn: only new tokens).
+  async open(id) {
+    const stored = await this.store.get(id);
+    if (!stored) return;
+    this.reset({ id, messages: stored.chat.messages });
+    for (const message of this.chat.messages) {
+      if (message.role === "user") addUserTurn($("transcript"), message.content);
+      else if (message.role === "assistant") addStoredAssistantTurn($("transcript"), message);
+    }
+    this.restoredTokens = 0;
+    if (stored.state) {
+      try {
+        this.restoredTokens = (await this.model.restoreConversation(stored.state)).tokens;
+      } catch (err) {
+        this.showNote(`This chat's saved state does not fit the model now loaded (${err.message}): its next turn prefills the whole conversation.`);
+      }
+    }
+    this.showContext(this.restoredTokens);
+    await this.refreshList();
+  }
+
+  reset(chat) {
+    this.chat = chat;
+    this.lastStats = null;
+    $("transcript").replaceChildren();
+    $("run-stats").textContent = "";
+    this.showContextFull(null);
+    this.showNote("");
+    this.showError("");
+    this.updateButtons(false);
+  }
+
+  newChat() {
+    this.reset({ id: newChatId(), messages: [] });
+    this.showContext(0);
+    this.refreshList();
+    $("prompt").focus();
+  }
+
+  async send(text, signal) {
+    if (!text.trim()) throw new Error("Write a message first.");
+    const user = { role: "user", content: text };
+    const userTurn = addUserTurn($("transcript"), text);
+    this.chat.messages.push(user);
+    $("prompt").value = "";
+    const ok = await this.reply(signal);
+    if (!ok) {
+      // Nothing the user wrote is lost: the message goes back into the box.
+      this.chat.messages.pop();
+      userTurn.remove();
+      $("prompt").value = text;
+    }
+  }
+
+  // Drop the last reply and ask again: the runtime resumes from the state kept before that reply.
+  async regenerate(signal) {
+    const messages = this.chat.messages;
+    if (!messages.length || messages[messages.length - 1].role !== "assistant") return;
+    const dropped = messages.pop();
+    const turns = $("transcript").querySelectorAll(".turn.assistant");
+    const lastTurn = turns[turns.length - 1];
+    lastTurn.hidden = true;
+    if (await this.reply(signal)) lastTurn.remove();
+    else {
+      messages.push(dropped);
+      lastTurn.hidden = false;
+    }
+  }
+
+  // One assistant turn over this.chat.messages; false when it failed before it could start.
+  async reply(signal) {
+    const view = addAssistantTurn($("transcript"));
+    const { enableThinking, ...settings } = this.readSettings();
+    let stats = null;
+    try {
+      for await (const event of this.model.chat(this.chat.messages, { ...settings, enableThinking, signal })) {
+        if (event.type === "delta") view.append(event.kind, event.text);
+        else stats = event.stats;
+      }
+    } catch (err) {
+      if (err instanceof AbortError && err.stats) stats = err.stats;
+      else {
+        view.turn.remove();
+        if (err instanceof ContextFullError) this.showContextFull(err.message);
+        else throw err;
+        return false;
+      }
+    }
+    view.finish(stats);
+    this.chat.messages.push(assistantMessage(stats));
+    this.lastStats = stats;
+    this.showContext(stats.promptTokens + stats.tokens.length);
+    if (stats.stopReason === "context_full") {
+      this.showContextFull(`The reply filled the model's context (${stats.contextTokens} tokens).`);
+    }
+    await this.save();
+    return true;
+  }
+
+  async save() {
+    if (!this.store) return;
+    try {
+      const state = await this.model.saveConversation(this.chat.messages);
+      await this.store.put({ ...this.chat, model: this.model.name }, state);
+    } catch (err) {
+      this.showNote(`This chat could not be stored in the browser (${err.message}); it stays on this page.`);
+    }
+    await this.refreshList();
+  }
+
+  async delete(id) {
+    await this.store.delete(id);
+    if (id === this.chat.id) this.newChat();
+    else await this.refreshList();
+  }
+
+  async refreshList() {
+    const list = $("chat-list");
+    if (!this.store) {
+      $("chat-storage").textContent = "Chats cannot be stored in this browser.";
+      return;
+    }
+    const chats = await this.store.list();
+    list.replaceChildren(...chats.map((chat) => this.listItem(chat)));
+    const used = chats.reduce((sum, chat) => sum + chat.messageBytes + chat.stateBytes, 0);
+    $("chat-storage").textContent = chats.length
+      ? `${chats.length} stored ${chats.length === 1 ? "chat" : "chats"}: ${megabytes(used)} in this browser`
+      : "No stored chats yet.";
+  }
+
+  listItem(chat) {
+    const item = document.createElement("li");
+    item.dataset.id = chat.id;
+    if (chat.id === this.chat.id) item.classList.add("current");
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "open-chat";
+    open.textContent = chat.title;
+    open.title = `${new Date(chat.updated).toLocaleString()} · ${megabytes(chat.messageBytes + chat.stateBytes)}`;
+    open.addEventListener("click", () => this.whenIdle(() => this.open(chat.id)));
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete-chat";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete the chat "${chat.title}"`);
+    remove.addEventListener("click", () => this.whenIdle(() => this.delete(chat.id)));
+    item.append(open, remove);
+    return item;
+  }
+
+  whenIdle(action) {
+    if (this.busy) return;
+    action().catch((err) => this.showError(err.message));
+  }
+
+  updateButtons(busy) {
+    this.busy = busy;
+    const messages = this.chat.messages;
+    const last = messages[messages.length - 1];
+    $("regenerate").disabled = busy || !last || last.role !== "assistant";
+    $("new-chat").disabled = busy;
+  }
+
+  showContext(used) {
+    const total = this.contextTokens;
+    $("context-meter").max = total;
+    $("context-meter").value = used;
+    $("context-used").textContent = `Context: ${used} / ${total} tokens`;
+  }
+
+  showContextFull(message) {
+    $("context-full").hidden = !message;
+    $("context-full-text").textContent = message ? `This conversation is full: ${message}` : "";
+  }
+
+  showNote(message) {
+    $("chat-note").textContent = message;
+    $("chat-note").hidden = !message;
+  }
+}
+
+function assistantMessage(stats) {
+  const message = { role: "assistant", content: stats.text };
+  if (stats.reasoning) message.reasoning_content = stats.reasoning;
+  return message;
+}
