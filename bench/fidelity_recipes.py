@@ -61,7 +61,8 @@ CANDIDATES = [
 def size_specs() -> dict[str, ModelSpec]:
     """One config per size class: the tiny trained model and the four real Qwen3.5 shapes."""
     specs = [spec_from_config(read_config_json(TINY))]
-    specs += [spec_from_config(json.loads(path.read_text())) for path in sorted(CONFIGS.glob("qwen3_5-*b.json"))]
+    text_configs = sorted(CONFIGS.glob("qwen3_5-*b.json"))  # not the -vision.json towers beside them
+    specs += [spec_from_config(json.loads(path.read_text())) for path in text_configs]
     by_size = {size_class(spec).name: spec for spec in specs}
     assert len(by_size) == len(specs), "two configs fall in one size class"
     return by_size

@@ -38,7 +38,9 @@ ADAPTER_KIND = """async () => {
 def test_type_generate_stream_stop_and_run_again(new_context, base_url: str) -> None:
     watched = watch(new_context(), base_url)
     page = watched.page
-    page.goto(base_url)  # no ?backend=: the page picks (a fallback adapter counts as none, so wasm here)
+    # No ?backend=: the page picks. A seed and no end of text before LONG_RUN_TOKENS: the sampled run can only
+    # end by Stop or by the token limit, whatever the random model draws.
+    page.goto(f"{base_url}?seed=7&minNewTokens={LONG_RUN_TOKENS}")
     assert watched.ready()["model"] == MODEL_NAME
     assert page.locator("#backend-badge").inner_text() in ("WebGPU", "WASM (CPU)")
     # The page's choice follows the adapter the browser offers; here that is SwiftShader (a fallback adapter:

@@ -116,6 +116,9 @@ function readSettings() {
     topP: numberSetting("top-p", "Top-p", false),
     maxNewTokens: numberSetting("max-new-tokens", "Max new tokens", true),
     enableThinking: $("thinking").checked,
+    // Reproducible runs from the address: ?seed=N (sampling) and ?minNewTokens=N (no end of text before N).
+    seed: positiveInteger("seed"),
+    minNewTokens: positiveInteger("minNewTokens"),
   };
 }
 
