@@ -244,26 +244,6 @@ export class WeightStore {
       this.data.set(file.path, bytes);
     }
   }
-
-  bytes(path) {
-    const bytes = this.data.get(path);
-    if (!bytes) throw new Error(`bundle file ${path} was not loaded`);
-    return bytes;
-  }
-
-  text(path) {
-    return new TextDecoder("utf-8").decode(this.bytes(path));
-  }
-
-  externalData(path) {
-    const file = this.files.find((f) => f.path === path);
-    return file ? file.externalData : [];
-  }
-
-  // The sessions hold their own copies once created: drop ours.
-  release() {
-    this.data.clear();
-  }
 }
 
 const PLAIN_PATH = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_][A-Za-z0-9._/-]*$/;
