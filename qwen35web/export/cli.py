@@ -59,6 +59,11 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
         "--revision", default=None, help="with a repo id: the branch, tag or commit to export"
     )
     parser.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    parser.add_argument(
+        "--text-only",
+        action="store_true",
+        help="leave a vision-language checkpoint's vision tower out (a text-only bundle)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser
 
@@ -137,4 +142,5 @@ def _options(args: argparse.Namespace, model_dir: Path) -> ExportOptions:
         embedding=_embedding(args),
         logits=args.logits,
         layout=args.layout,
+        text_only=args.text_only,
     )
