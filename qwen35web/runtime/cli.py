@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen35web.cli_support import OneLineParser
-from qwen35web.runtime.errors import RuntimeUserError
+from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.sampling import SamplingParams
@@ -71,6 +71,13 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
     gen.add_argument("bundle", type=Path, help="a bundle directory written by `qwen35web export`")
     gen.add_argument("--prompt", required=True, help="the text to continue (with --chat: the user message)")
     gen.add_argument("--chat", action="store_true", help="wrap the prompt in the bundle's chat template")
+    gen.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        type=Path,
+        help="an image file for a vision bundle, before the prompt in the user message (repeatable; needs --chat)",
+    )
     add_sampling_arguments(gen)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     return gen
@@ -80,12 +87,18 @@ async def _generate(args: argparse.Namespace) -> int:
     from qwen35web.runtime.runtime import open_native
 
     sampling_params(args, {})  # bad flags fail before the bundle loads
+    if args.image and not args.chat:
+        raise GenerationInputError("--image needs --chat (images go into a chat message)")
     runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)
     params = sampling_params(args, runtime.manifest.generation)
-    prompt_ids = runtime.prompt_ids(args.prompt, chat=args.chat)
     cancel = CancelToken()
     try:
-        async for piece in runtime.stream(prompt_ids, params, cancel):
+        images = None
+        if args.image:
+            prompt_ids, images = await runtime.image_prompt(args.prompt, args.image)
+        else:
+            prompt_ids = runtime.prompt_ids(args.prompt, chat=args.chat)
+        async for piece in runtime.stream(prompt_ids, params, cancel, images=images):
             if not args.json:
                 sys.stdout.write(piece)
                 sys.stdout.flush()

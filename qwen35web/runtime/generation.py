@@ -19,6 +19,7 @@ from qwen35web.runtime.stopping import StopStringFilter
 
 if TYPE_CHECKING:
     from qwen35web.runtime.prefix_cache import PrefixCache
+    from qwen35web.runtime.vision.prompt import ImagePrefill
 
 DEFAULT_PREFILL_CHUNK = 256
 
@@ -116,12 +117,20 @@ class Generator:
             await self.runner.forward(prompt_ids[start : start + self.prefill_chunk])
         return 0
 
+    async def prefill_images(self, prompt_ids: list[int], images: ImagePrefill) -> int:
+        """A prompt with images: one call from a fresh state with its MRoPE rows and image features
+        (image tokens are not split across calls; no prefix reuse: the ids do not name the pixels)."""
+        self.runner.reset()
+        await self.runner.forward(prompt_ids, images.positions, images.embeds)
+        return 0
+
     async def stream(
         self,
         prompt_ids: list[int],
         params: SamplingParams,
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
+        images: ImagePrefill | None = None,
     ) -> AsyncIterator[str]:
         """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards.
         `snapshot_at`: prompt lengths worth a snapshot besides the end (the history before the
@@ -129,7 +138,10 @@ class Generator:
         self.check_prompt(prompt_ids)
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
         started = time.perf_counter()
-        result.reused_tokens = await self.prefill(prompt_ids, snapshot_at)
+        if images is None:
+            result.reused_tokens = await self.prefill(prompt_ids, snapshot_at)
+        else:
+            result.reused_tokens = await self.prefill_images(prompt_ids, images)
         result.prefilled_tokens = len(prompt_ids) - result.reused_tokens
         decode_start = time.perf_counter()
         result.prefill_ms = (decode_start - started) * 1000
@@ -180,7 +192,7 @@ class Generator:
             yield tail
         result.decode_ms = (time.perf_counter() - decode_start) * 1000
         result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
-        if self.cache is not None:
+        if self.cache is not None and images is None:
             self.cache.remember("reply")
 
     async def generate(

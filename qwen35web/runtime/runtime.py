@@ -67,6 +67,32 @@ class Runtime:
             messages = [{"role": "user", "content": prompt or ""}]
         return chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking)
 
+    async def image_prompt(
+        self, text: str, image_paths: Sequence[Any], enable_thinking: bool | None = None
+    ) -> tuple[list[int], Any]:
+        """A one-message chat prompt with images first: its ids and the ImagePrefill to feed."""
+        from qwen35web.runtime.chat import render_chat
+        from qwen35web.runtime.prompt import checked_text
+        from qwen35web.runtime.vision.native import prepare_image
+        from qwen35web.runtime.vision.prompt import encode_image, expand_image_pads, image_message, image_prefill
+
+        vision = self.manifest.vision
+        if vision is None:
+            raise GenerationInputError("this bundle has no vision graph (text-only): it cannot take images")
+        if self.manifest.chat_template is None:
+            raise GenerationInputError("this bundle has no chat template")
+        spec = vision.image_spec()
+        resized = [prepare_image(path, spec) for path in image_paths]  # every file checked first
+        tokens = sum(spec.num_tokens(r.height, r.width) for r in resized)
+        if tokens >= self.max_context:
+            raise GenerationInputError(f"the images take {tokens} tokens; the context holds {self.max_context}")
+        encoded = [await encode_image(self.engine, vision, r) for r in resized]
+        options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+        rendered = render_chat(self.manifest.chat_template, [image_message(text, len(encoded))], True, **options)
+        ids = self.tokenizer.encode(checked_text(expand_image_pads(rendered, encoded)))
+        self.generator.check_prompt(ids)
+        return ids, image_prefill(self.engine, ids, vision, encoded)
+
     def prompt_ids(
         self, prompt: str | None = None, chat: bool = False, messages: list[Message] | None = None
     ) -> list[int]:
@@ -90,8 +116,9 @@ class Runtime:
         params: SamplingParams,
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
+        images: Any = None,
     ):
-        return self.generator.stream(prompt_ids, params, cancel, snapshot_at)
+        return self.generator.stream(prompt_ids, params, cancel, snapshot_at, images)
 
     def held_tensors(self) -> int:
         """Distinct tensors the runner and the kept snapshots hold (leak checks compare with live)."""
@@ -134,6 +161,11 @@ async def open_native(
     engine = NativeEngine(threads)
     await engine.open(MODEL_ROLE, str(bundle_dir / MODEL_FILE))
     await engine.open(SAMPLER_ROLE, str(bundle_dir / manifest.sampler.file))
+    if manifest.vision is not None:
+        from qwen35web.runtime.vision.prompt import PATCHIFY_ROLE, VISION_ROLE
+
+        await engine.open(VISION_ROLE, str(bundle_dir / manifest.vision.file))
+        await engine.open(PATCHIFY_ROLE, str(bundle_dir / manifest.vision.patchify_file))
     identity = hashlib.sha256((bundle_dir / MANIFEST).read_bytes()).hexdigest()
     return Runtime(
         manifest,
