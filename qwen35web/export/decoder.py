@@ -95,13 +95,16 @@ class Qwen35Decoder(nn.Module):
         zero = torch.zeros((), dtype=torch.float32)
         return torch.where(allowed, zero, torch.finfo(torch.float32).min)
 
-    def _merge_images(self, input_ids: torch.Tensor, x: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
+    def _merge_images(
+        self, input_ids: torch.Tensor, x: torch.Tensor, image_embeds: torch.Tensor
+    ) -> torch.Tensor:
         """x [B, T, D] with the image-pad tokens' rows replaced by image_embeds [N, D], in order.
 
         The n-th pad token (row-major over [B, T]) takes row n; a zero row appended keeps the
         gather valid when N is 0 (a text-only call)."""
-        is_image = input_ids == self.image_token_id  # [B, T]
-        rows = torch.cat((image_embeds.to(x.dtype), torch.zeros_like(image_embeds[:1]).to(x.dtype)), 0)
+        assert self.image_token_id is not None
+        is_image = torch.eq(input_ids, self.image_token_id)  # [B, T]
+        rows = torch.cat((image_embeds.to(x.dtype), x.new_zeros((1, x.shape[-1]))), 0)  # [N + 1, D]
         order = torch.cumsum(is_image.flatten().to(torch.long), 0) - 1  # [B*T]
         index = torch.where(is_image.flatten(), order, image_embeds.shape[0])  # [B*T]
         picked = rows.index_select(0, index).reshape(x.shape)  # [B, T, D]

@@ -165,7 +165,9 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
             written = layout_transformers_js.arrange(staging, data_files, config, spec, options.dtype)
         else:
             onnx.save(sampler_model(), str(staging / SAMPLER_FILE))
-            written = _manifest(spec, _load_io(staging), options, data_files, staging, generation, choice, vision)
+            written = _manifest(
+                spec, _load_io(staging), options, data_files, staging, generation, choice, vision
+            )
             bundle.write_manifest(staging, written)
     if report is not None and not report["passed"]:
         worst = report["worst"]

@@ -76,7 +76,8 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
         action="append",
         default=[],
         type=Path,
-        help="an image file for a vision bundle, before the prompt in the user message (repeatable; needs --chat)",
+        help="an image for a vision bundle, placed before the prompt (repeatable; needs --chat)",
+        metavar="PATH",
     )
     add_sampling_arguments(gen)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")

@@ -74,7 +74,12 @@ class Runtime:
         from qwen35web.runtime.chat import render_chat
         from qwen35web.runtime.prompt import checked_text
         from qwen35web.runtime.vision.native import prepare_image
-        from qwen35web.runtime.vision.prompt import encode_image, expand_image_pads, image_message, image_prefill
+        from qwen35web.runtime.vision.prompt import (
+            encode_image,
+            expand_image_pads,
+            image_message,
+            image_prefill,
+        )
 
         vision = self.manifest.vision
         if vision is None:
@@ -85,10 +90,14 @@ class Runtime:
         resized = [prepare_image(path, spec) for path in image_paths]  # every file checked first
         tokens = sum(spec.num_tokens(r.height, r.width) for r in resized)
         if tokens >= self.max_context:
-            raise GenerationInputError(f"the images take {tokens} tokens; the context holds {self.max_context}")
+            raise GenerationInputError(
+                f"the images take {tokens} tokens; the context holds {self.max_context}"
+            )
         encoded = [await encode_image(self.engine, vision, r) for r in resized]
         options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
-        rendered = render_chat(self.manifest.chat_template, [image_message(text, len(encoded))], True, **options)
+        rendered = render_chat(
+            self.manifest.chat_template, [image_message(text, len(encoded))], True, **options
+        )
         ids = self.tokenizer.encode(checked_text(expand_image_pads(rendered, encoded)))
         self.generator.check_prompt(ids)
         return ids, image_prefill(self.engine, ids, vision, encoded)

@@ -26,7 +26,9 @@ TOKEN_ID_KEYS = ("image_token_id", "vision_start_token_id", "vision_end_token_id
 
 def wants_vision(config: dict[str, Any], options: Any) -> bool:
     """A VL checkpoint exported as a bundle, unless --text-only (other layouts stay text-only)."""
-    return isinstance(config.get("vision_config"), dict) and not options.text_only and options.layout == "bundle"
+    return (
+        isinstance(config.get("vision_config"), dict) and not options.text_only and options.layout == "bundle"
+    )
 
 
 def image_token_ids(config: dict[str, Any]) -> tuple[int, int, int]:
@@ -38,7 +40,9 @@ def image_token_ids(config: dict[str, Any]) -> tuple[int, int, int]:
     return ids[0], ids[1], ids[2]  # type: ignore[return-value]
 
 
-def export_vision_files(model_dir: Path, out_dir: Path, config: dict[str, Any], dtype: str = "fp32") -> VisionInfo:
+def export_vision_files(
+    model_dir: Path, out_dir: Path, config: dict[str, Any], dtype: str = "fp32"
+) -> VisionInfo:
     """Write the vision and patchify graphs into out_dir; their manifest section."""
     preprocessor = json.loads((model_dir / PREPROCESSOR_FILE).read_text(encoding="utf-8"))
     write_patchify_graph(model_dir, out_dir)  # checks the preprocessor config first

@@ -98,7 +98,9 @@ def mrope_positions(ids: list[int], image_token_id: int, images: list[EncodedIma
     return rows
 
 
-def image_prefill(engine: Engine, ids: list[int], vision: VisionInfo, images: list[EncodedImage]) -> ImagePrefill:
+def image_prefill(
+    engine: Engine, ids: list[int], vision: VisionInfo, images: list[EncodedImage]
+) -> ImagePrefill:
     positions = mrope_positions(ids, vision.image_token_id, images)
     features = [v for image in images for v in image.features]
     width = len(features) // max(sum(image.num_tokens for image in images), 1)
