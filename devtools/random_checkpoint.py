@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from devtools.byte_tokenizer import write_tokenizer
+from devtools.byte_tokenizer import VISION_TOKEN_IDS, write_tokenizer
 from devtools.random_streamed import write_streamed_checkpoint
 
 TINY_TEXT_CONFIG: dict[str, Any] = {
@@ -170,10 +170,11 @@ def write_vl_checkpoint(
         "text_config": text_config,
         "vision_config": {"model_type": "qwen3_5_vision", **vision, "out_hidden_size": text["hidden_size"]},
         "tie_word_embeddings": text["tie_word_embeddings"],
+        **VISION_TOKEN_IDS,
     }
     (out_dir / "config.json").write_text(json.dumps(vl_config, indent=2))
     (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(vision), indent=2))
-    write_tokenizer(out_dir)
+    write_tokenizer(out_dir, vision=True)
     return out_dir
 
 

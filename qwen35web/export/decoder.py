@@ -67,6 +67,9 @@ class Qwen35Decoder(nn.Module):
         # Generation only ever samples from the last position: computing the head for it alone
         # skips a [T, D] x [D, V] product in prefill (a third of a 0.8B wasm prefill).
         self.last_position_only = False
+        # A vision bundle's decoder: set, the graph takes image_embeds after position_ids and puts
+        # them where input_ids holds this id (graph_io.IMAGE_EMBEDS).
+        self.image_token_id: int | None = None
 
     def _rope(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [B, 1, T, rot] from position_ids [3, B, T] (MRoPE rows t, h, w), interleaved.
@@ -92,15 +95,33 @@ class Qwen35Decoder(nn.Module):
         zero = torch.zeros((), dtype=torch.float32)
         return torch.where(allowed, zero, torch.finfo(torch.float32).min)
 
+    def _merge_images(
+        self, input_ids: torch.Tensor, x: torch.Tensor, image_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """x [B, T, D] with the image-pad tokens' rows replaced by image_embeds [N, D], in order.
+
+        The n-th pad token (row-major over [B, T]) takes row n; a zero row appended keeps the
+        gather valid when N is 0 (a text-only call)."""
+        assert self.image_token_id is not None
+        is_image = torch.eq(input_ids, self.image_token_id)  # [B, T]
+        rows = torch.cat((image_embeds.to(x.dtype), x.new_zeros((1, x.shape[-1]))), 0)  # [N + 1, D]
+        order = torch.cumsum(is_image.flatten().to(torch.long), 0) - 1  # [B*T]
+        index = torch.where(is_image.flatten(), order, image_embeds.shape[0])  # [B*T]
+        picked = rows.index_select(0, index).reshape(x.shape)  # [B, T, D]
+        return torch.where(is_image.unsqueeze(-1), picked, x)
+
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
-        *past: torch.Tensor,
+        *rest: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         seq = input_ids.shape[1]
         x = self.model.embed_tokens(input_ids)  # [B, T, D]
+        past = rest
+        if self.image_token_id is not None:
+            x, past = self._merge_images(input_ids, x, rest[0]), rest[1:]
         token_mask = attention_mask[:, attention_mask.shape[1] - seq :].to(x.dtype)  # [B, T]
         rope = self._rope(position_ids, x.dtype)
         attn_bias = self._attention_bias(attention_mask, seq)

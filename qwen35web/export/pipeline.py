@@ -23,6 +23,7 @@ from qwen35web.export.lazy_weights import optimize_with_weights, weightless_deco
 from qwen35web.export.passes.export_passes import export_passes
 from qwen35web.export.sampler_graph import sampler_model
 from qwen35web.export.trace import activation_dtype_name, trace_to_onnx
+from qwen35web.export.vision.bundle import export_vision_files, image_token_ids, wants_vision
 from qwen35web.runtime.bundle_format import (
     LOGITS,
     MODEL_FILE,
@@ -33,6 +34,7 @@ from qwen35web.runtime.bundle_format import (
     Manifest,
     SamplerInfo,
 )
+from qwen35web.runtime.bundle_vision import VisionInfo
 from qwen35web.runtime.graph_io import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class ExportOptions:
     embedding: str | None = None  # the token table and LM head: int4 | int8 | float
     logits: str = "all"
     layout: str = "bundle"
+    text_only: bool = False  # leave a VL checkpoint's vision tower out
+    vision_dtype: str = "auto"  # the vision graph's format; see vision_format()
 
 
 def io_contract(model: ir.Model) -> GraphIO:
@@ -99,6 +103,7 @@ def _manifest(
     staging: Path,
     generation: dict[str, Any],
     choice: formats.Choice,
+    vision: VisionInfo | None,
 ) -> Manifest:
     """The finished bundle's manifest (every file written, so the file table is complete)."""
     return Manifest(
@@ -117,7 +122,16 @@ def _manifest(
         files=bundle.file_table(staging),
         provenance=bundle.provenance(),
         generation=generation,
+        vision=vision,
     )
+
+
+def vision_format(options: ExportOptions) -> str:
+    """auto: fp32 beside an fp32 decoder (parity), else q8 — measured the fastest per image within
+    0.999 cosine of fp32 natively and on wasm (bench/results/vision.md); fp16 is no faster on CPU."""
+    if options.vision_dtype != "auto":
+        return options.vision_dtype
+    return "fp32" if options.dtype == "fp32" else "q8"
 
 
 def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.TransformersJsFolder:
@@ -138,6 +152,9 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
     # Weights are streamed: traced as fakes, read one at a time when a pass or the writer needs them.
     decoder = weightless_decoder(spec, checkpoint, choice.format.trace_dtype)
     decoder.last_position_only = options.logits == "last"
+    with_vision = wants_vision(config, options)
+    if with_vision:
+        decoder.image_token_id = image_token_ids(config)[0]
     traced = trace_to_onnx(decoder, choice.format.trace_dtype, optimize=False)
     passes = export_passes(options.ops, choice, options.max_data_file_bytes)
     model = passes(optimize_with_weights(traced, spec, checkpoint)).model
@@ -148,6 +165,9 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
         del model, decoder
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating
         bundle.copy_model_files(options.model_dir, staging)
+        vision = None
+        if with_vision:
+            vision = export_vision_files(options.model_dir, staging, config, vision_format(options))
         if options.validate:
             report = _validate(staging, spec, config, checkpoint, choice)
             (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
@@ -156,7 +176,9 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
             written = layout_transformers_js.arrange(staging, data_files, config, spec, options.dtype)
         else:
             onnx.save(sampler_model(), str(staging / SAMPLER_FILE))
-            written = _manifest(spec, _load_io(staging), options, data_files, staging, generation, choice)
+            written = _manifest(
+                spec, _load_io(staging), options, data_files, staging, generation, choice, vision
+            )
             bundle.write_manifest(staging, written)
     if report is not None and not report["passed"]:
         worst = report["worst"]

@@ -17,6 +17,7 @@ from qwen35web.export.ops.registry import translation_table
 from qwen35web.runtime.bundle_format import graph_metadata
 from qwen35web.runtime.graph_io import (
     BATCH,
+    IMAGE_TOKENS,
     MROPE_ROWS,
     PAST,
     SEQUENCE,
@@ -37,7 +38,9 @@ def activation_dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def example_inputs(spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    spec: ModelSpec, dtype: torch.dtype, with_images: bool = False
+) -> tuple[torch.Tensor, ...]:
     batch, seq, past = _TRACE_BATCH, _TRACE_SEQ, _TRACE_PAST
     states = [
         torch.zeros(state.dims(batch, past), dtype=getattr(torch, state.dtype))
@@ -50,10 +53,11 @@ def example_inputs(spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.Tensor, .
     positions = (
         torch.stack([text, text + 1, text + 2]).unsqueeze(1).expand(MROPE_ROWS, batch, seq).contiguous()
     )
-    return (ids, mask, positions, *states)
+    images = (torch.zeros((2, spec.hidden_size), dtype=torch.float32),) if with_images else ()
+    return (ids, mask, positions, *images, *states)
 
 
-def dynamic_shapes(spec: ModelSpec) -> tuple[object, ...]:
+def dynamic_shapes(spec: ModelSpec, with_images: bool = False) -> tuple[object, ...]:
     batch, seq = Dim(BATCH), Dim(SEQUENCE)
     # total = past + seq is a relation torch.export cannot state between two free dims; AUTO lets
     # it infer the past axis from the attention mask's.
@@ -62,8 +66,9 @@ def dynamic_shapes(spec: ModelSpec) -> tuple[object, ...]:
         {axis: axes[d] for axis, d in enumerate(state.shape) if isinstance(d, str)}
         for state in past_states(spec, "float32")
     )
-    # forward(ids, mask, positions, *past): the varargs are one element of the structure.
-    return ({0: batch, 1: seq}, {0: batch, 1: Dim.AUTO}, {1: batch, 2: seq}, states)
+    # forward(ids, mask, positions, *rest): the varargs are one element of the structure.
+    images = ({0: Dim(IMAGE_TOKENS)},) if with_images else ()
+    return ({0: batch, 1: seq}, {0: batch, 1: Dim.AUTO}, {1: batch, 2: seq}, (*images, *states))
 
 
 def _declare(value: ir.Value, spec: TensorSpec) -> None:
@@ -83,12 +88,12 @@ def _declare(value: ir.Value, spec: TensorSpec) -> None:
 
 
 def apply_io_contract(
-    model: ir.Model, spec: ModelSpec, activation_dtype: str, last_position_only: bool
+    model: ir.Model, spec: ModelSpec, activation_dtype: str, last_position_only: bool, with_images: bool
 ) -> None:
     """Check the traced I/O against graph_io's contract, name its dims, and record the model facts."""
     graph = model.graph
     inputs, outputs = (
-        graph_inputs(spec, activation_dtype),
+        graph_inputs(spec, activation_dtype, with_images),
         graph_outputs(spec, activation_dtype, last_position_only),
     )
     assert len(graph.inputs) == len(inputs) and len(graph.outputs) == len(outputs), "I/O count differs"
@@ -102,7 +107,8 @@ def trace_to_onnx(
 ) -> ir.Model:
     """`optimize=False` skips torch.onnx's constant folding (a weightless decoder: see lazy_weights)."""
     spec = decoder.spec
-    args = example_inputs(spec, dtype)
+    with_images = decoder.image_token_id is not None
+    args = example_inputs(spec, dtype, with_images)
     activations, last_only = activation_dtype_name(dtype), decoder.last_position_only
     log.info("tracing the decoder with torch.onnx (dynamo)")
     with torch.no_grad(), warnings.catch_warnings():
@@ -111,9 +117,9 @@ def trace_to_onnx(
             decoder,
             args,
             dynamo=True,
-            input_names=[i.name for i in graph_inputs(spec, activations)],
+            input_names=[i.name for i in graph_inputs(spec, activations, with_images)],
             output_names=[o.name for o in graph_outputs(spec, activations, last_only)],
-            dynamic_shapes=dynamic_shapes(spec),
+            dynamic_shapes=dynamic_shapes(spec, with_images),
             custom_translation_table=translation_table(),
             # The custom ops' function bodies import this opset; the model must match it.
             opset_version=ONNX_OPSET,
@@ -122,5 +128,5 @@ def trace_to_onnx(
         )
     assert program is not None
     model = program.model
-    apply_io_contract(model, spec, activations, last_only)
+    apply_io_contract(model, spec, activations, last_only, with_images)
     return model

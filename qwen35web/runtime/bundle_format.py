@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from qwen35web.runtime import graph_io
+from qwen35web.runtime.bundle_vision import VISION_SECTION, VisionInfo
 from qwen35web.runtime.errors import BundleError
 from qwen35web.runtime.graph_io import TensorSpec
 
@@ -286,6 +287,7 @@ class Manifest:
     # top_k, repetition_penalty); the runtime's defaults when the user gives none.
     generation: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    vision: VisionInfo | None = None  # a vision-language bundle's tower (bundle_vision.py)
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -324,7 +326,7 @@ class Manifest:
             "files": {path: entry.to_json() for path, entry in self.files.items()},
             "provenance": self.provenance,
             "generation": self.generation,
-        }
+        } | ({VISION_SECTION: self.vision.to_json()} if self.vision is not None else {})
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
@@ -350,6 +352,7 @@ class Manifest:
             provenance=_optional_object(top, "provenance") or {},
             generation=_generation(top),
             format_version=version,
+            vision=VisionInfo.from_json(top.get(VISION_SECTION)),
         )
         _check_consistency(manifest)
         return manifest
@@ -429,11 +432,12 @@ def _external_data(top: dict[str, Any], entries: dict[str, FileEntry]) -> tuple[
 
 def _check_consistency(manifest: Manifest) -> None:
     """The files the runtime opens are listed, and the graph I/O is the contract for the model."""
-    for required in (MODEL_FILE, TOKENIZER_FILE, manifest.sampler.file):
+    vision_files = manifest.vision.files() if manifest.vision is not None else ()
+    for required in (MODEL_FILE, TOKENIZER_FILE, manifest.sampler.file, *vision_files):
         _require(required in manifest.files, f"'files' does not list {required}")
     model, activations = manifest.model, manifest.activation_dtype
     expected = GraphIO(
-        tuple(graph_io.graph_inputs(model, activations)),
+        tuple(graph_io.graph_inputs(model, activations, with_images=manifest.vision is not None)),
         tuple(graph_io.graph_outputs(model, activations, last_position_only=manifest.logits == "last")),
     )
     _require(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen35web.cli_support import OneLineParser
-from qwen35web.runtime.errors import RuntimeUserError
+from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.sampling import SamplingParams
@@ -71,6 +71,14 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
     gen.add_argument("bundle", type=Path, help="a bundle directory written by `qwen35web export`")
     gen.add_argument("--prompt", required=True, help="the text to continue (with --chat: the user message)")
     gen.add_argument("--chat", action="store_true", help="wrap the prompt in the bundle's chat template")
+    gen.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        type=Path,
+        help="an image for a vision bundle, placed before the prompt (repeatable; needs --chat)",
+        metavar="PATH",
+    )
     add_sampling_arguments(gen)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     return gen
@@ -78,14 +86,22 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
 
 async def _generate(args: argparse.Namespace) -> int:
     from qwen35web.runtime.runtime import open_native
+    from qwen35web.runtime.vision.prompt import image_message
 
     sampling_params(args, {})  # bad flags fail before the bundle loads
+    if args.image and not args.chat:
+        raise GenerationInputError("--image needs --chat (images go into a chat message)")
     runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)
     params = sampling_params(args, runtime.manifest.generation)
-    prompt_ids = runtime.prompt_ids(args.prompt, chat=args.chat)
     cancel = CancelToken()
     try:
-        async for piece in runtime.stream(prompt_ids, params, cancel):
+        if args.image:
+            image_ids = [runtime.add_image(path) for path in args.image]  # every file checked first
+            prompt = runtime.prompt(messages=[image_message(args.prompt, image_ids)])
+        else:
+            prompt = runtime.prompt(args.prompt, chat=args.chat)
+        runtime.generator.check_prompt(prompt.ids)
+        async for piece in runtime.stream(prompt.ids, params, cancel, images=prompt.images):
             if not args.json:
                 sys.stdout.write(piece)
                 sys.stdout.flush()

@@ -11,7 +11,7 @@ import onnxruntime as ort
 from qwen35web.runtime.engine import Tensor
 from qwen35web.runtime.errors import BundleError
 
-_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
+_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "uint8": np.uint8}
 
 
 class NativeEngine:

@@ -10,6 +10,8 @@ Pyodide; the exporter imports it from here.
     attention_mask  int64 [batch_size, total_sequence_length]       total = past + new tokens
     position_ids    int64 [3, batch_size, sequence_length]          MRoPE rows: temporal, height,
                                                                     width (all equal for text)
+    image_embeds    float32 [num_image_tokens, hidden]              vision bundles only: the merged
+                    image features of this call's image-pad tokens, in order (0 rows: none)
     past_* / present_* per layer (see `past_states`), logits float32 [batch_size, T or 1, vocab]
 """
 
@@ -22,6 +24,7 @@ from typing import Literal, Protocol
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
+IMAGE_EMBEDS = "image_embeds"
 LOGITS = "logits"
 
 # Symbolic dims of the graph's I/O.
@@ -30,6 +33,7 @@ SEQUENCE = "sequence_length"
 PAST = "past_sequence_length"
 TOTAL = "total_sequence_length"  # past + sequence: the mask's length and the presents' cache length
 MROPE_ROWS = 3  # position_ids rows: temporal, height, width
+IMAGE_TOKENS = "num_image_tokens"  # image_embeds rows: the image-pad tokens in this call
 
 Dim = int | str  # a static size, or the name of a symbolic axis
 
@@ -138,6 +142,8 @@ class StateFacts(Protocol):
     def head_dim(self) -> int: ...
     @property
     def vocab_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -190,13 +196,15 @@ def past_states(facts: StateFacts, activation_dtype: str) -> list[PastState]:
     return states
 
 
-def graph_inputs(facts: StateFacts, activation_dtype: str) -> list[TensorSpec]:
-    """The decoder graph's inputs, in order (module docstring)."""
+def graph_inputs(facts: StateFacts, activation_dtype: str, with_images: bool = False) -> list[TensorSpec]:
+    """The decoder graph's inputs, in order (module docstring); `with_images`: a vision bundle's."""
     specs = [
         TensorSpec(INPUT_IDS, "int64", (BATCH, SEQUENCE)),
         TensorSpec(ATTENTION_MASK, "int64", (BATCH, TOTAL)),
         TensorSpec(POSITION_IDS, "int64", (MROPE_ROWS, BATCH, SEQUENCE)),
     ]
+    if with_images:
+        specs.append(TensorSpec(IMAGE_EMBEDS, "float32", (IMAGE_TOKENS, facts.hidden_size)))
     return specs + [TensorSpec(s.name, s.dtype, s.shape) for s in past_states(facts, activation_dtype)]
 
 

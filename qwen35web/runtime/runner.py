@@ -24,6 +24,8 @@ class ModelRunner:
         self.token_ids: list[int] = []  # what the states hold, in order (prefix_cache matches on it)
         self.states: list[Tensor] = []
         self.logits: Tensor | None = None
+        # A vision bundle's decoder takes image_embeds [N, hidden] on every call (0 rows: none).
+        self.image_width = manifest.model.hidden_size if manifest.vision is not None else None
 
     def reset(self) -> None:
         """Forget the sequence: zero states, empty KV cache."""
@@ -57,12 +59,21 @@ class ModelRunner:
             self.engine.release(self.logits)
             self.logits = None
 
-    async def forward(self, ids: list[int], positions: Positions | None = None) -> None:
+    async def forward(
+        self,
+        ids: list[int],
+        positions: Positions | None = None,
+        image_embeds: Tensor | None = None,
+        keys: list[int] | None = None,
+    ) -> None:
         """Run `ids` after what the states hold; keeps the logits [1, T, V] for sampling.
 
         `positions` are the new tokens' MRoPE rows [3][T] (an image's tokens have distinct rows);
         by default text, whose three rows count on from `next_position`. Text fed afterwards
         continues one past the largest position, as transformers' Qwen3.5 does after an image.
+        `image_embeds` [N, hidden] float32: the features of this call's N image-pad tokens, in order
+        (the caller keeps ownership). `keys` is what `token_ids` records for these tokens (default
+        the ids; an image's pad tokens are recorded as its key, see vision.images).
         """
         if not self.states:
             self.reset()
@@ -76,6 +87,12 @@ class ModelRunner:
             io.POSITION_IDS: self.engine.int64([p for row in rows for p in row], [io.MROPE_ROWS, 1, seq]),
         }
         feeds = dict(inputs)
+        if self.image_width is not None:
+            if image_embeds is None:
+                inputs[io.IMAGE_EMBEDS] = image_embeds = self.engine.zeros("float32", [0, self.image_width])
+            feeds[io.IMAGE_EMBEDS] = image_embeds
+        elif image_embeds is not None:
+            raise GenerationInputError("this bundle takes no images (exported text-only)")
         feeds.update({spec.name: state for spec, state in zip(self.state_specs, self.states, strict=True)})
         outputs = await self.engine.run(MODEL_ROLE, feeds, [io.LOGITS, *self.present_names])
         self._release_all()
@@ -85,7 +102,7 @@ class ModelRunner:
         self.logits = outputs[io.LOGITS]
         self.past_len = past + seq
         self.next_position = max([self.next_position, *(p + 1 for row in rows for p in row)])
-        self.token_ids.extend(ids)
+        self.token_ids.extend(ids if keys is None else keys)
 
     async def candidates(
         self, k: int, temperature: float, penalty: float, penalty_ids: list[int]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ from qwen35web.runtime.prompt import Prompt, chat_prompt, plain_prompt
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.shared_tensors import SharingEngine
+from qwen35web.runtime.vision.decode import ResizedImage
+from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE, ImageStore
+from qwen35web.runtime.vision.processor_config import smart_resize
+from qwen35web.runtime.vision.prompt import expand_image_pads, image_ids_in, image_prompt
 
 
 class Runtime:
@@ -37,6 +43,8 @@ class Runtime:
     ):
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256  # the bundle's identity in saved conversations
+        vision = manifest.vision
+        self.images = ImageStore(engine, vision, manifest.model.hidden_size) if vision is not None else None
         self.tokenizer = tokenizer
         self.engine = engine
         # The runner and the kept snapshots may hold the same tensors: frees wait for the last holder.
@@ -65,7 +73,35 @@ class Runtime:
             raise GenerationInputError("this bundle has no chat template")
         if messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
-        return chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking)
+        image_ids = image_ids_in(messages)
+        if not image_ids:
+            return chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking)
+        images = [self.image_store().get(i) for i in image_ids]
+        expand = partial(expand_image_pads, images=images)
+        rendered = chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking, expand)
+        return replace(rendered, images=image_prompt(rendered.ids, self.image_store(), images))
+
+    def image_store(self) -> ImageStore:
+        if self.images is None:
+            raise GenerationInputError(
+                "this bundle has no vision graph (exported text-only): it cannot take images"
+            )
+        return self.images
+
+    def image_target_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of height x width is resized to before it is added (ImageInputError if
+        it cannot be: no pixels, too elongated)."""
+        return smart_resize(height, width, self.image_store().spec)
+
+    def add_image_rgb(self, height: int, width: int, rgb: bytes) -> str:
+        """Register an RGB image already at its target size; returns the id messages name it by."""
+        return self.image_store().add(ResizedImage(height, width, bytes(rgb))).image_id
+
+    def add_image(self, source: Any) -> str:
+        """Register an image file, bytes or PIL image (natively: Pillow decodes and resizes it)."""
+        from qwen35web.runtime.vision.decode import prepare_image
+
+        return self.image_store().add(prepare_image(source, self.image_store().spec)).image_id
 
     def prompt_ids(
         self, prompt: str | None = None, chat: bool = False, messages: list[Message] | None = None
@@ -90,8 +126,9 @@ class Runtime:
         params: SamplingParams,
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
+        images: Any = None,
     ):
-        return self.generator.stream(prompt_ids, params, cancel, snapshot_at)
+        return self.generator.stream(prompt_ids, params, cancel, snapshot_at, images)
 
     def held_tensors(self) -> int:
         """Distinct tensors the runner and the kept snapshots hold (leak checks compare with live)."""
@@ -134,6 +171,9 @@ async def open_native(
     engine = NativeEngine(threads)
     await engine.open(MODEL_ROLE, str(bundle_dir / MODEL_FILE))
     await engine.open(SAMPLER_ROLE, str(bundle_dir / manifest.sampler.file))
+    if manifest.vision is not None:
+        await engine.open(VISION_ROLE, str(bundle_dir / manifest.vision.file))
+        await engine.open(PATCHIFY_ROLE, str(bundle_dir / manifest.vision.patchify_file))
     identity = hashlib.sha256((bundle_dir / MANIFEST).read_bytes()).hexdigest()
     return Runtime(
         manifest,
