@@ -13,6 +13,7 @@ from qwen35web.export.formats import FORMATS, default_help
 from qwen35web.export.model_source import resolve_model
 from qwen35web.export.pipeline import LAYOUTS, ExportOptions, run_export
 from qwen35web.export.quantization.nbits import ACCURACY_LEVELS, EMBEDDING_BITS
+from qwen35web.export.vision.precision import VISION_DTYPES
 from qwen35web.runtime.bundle_format import LOGITS, OPS
 
 log = logging.getLogger("qwen35web.export")
@@ -63,6 +64,13 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
         "--text-only",
         action="store_true",
         help="leave a vision-language checkpoint's vision tower out (a text-only bundle)",
+    )
+    parser.add_argument(
+        "--vision-dtype",
+        choices=("auto", *VISION_DTYPES),
+        default="auto",
+        help="the vision graph's weight format (auto: fp32 beside an fp32 decoder, else q8, the "
+        "fastest within 0.999 cosine of fp32 natively and on wasm: bench/results/vision.md)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser
@@ -143,4 +151,5 @@ def _options(args: argparse.Namespace, model_dir: Path) -> ExportOptions:
         logits=args.logits,
         layout=args.layout,
         text_only=args.text_only,
+        vision_dtype=args.vision_dtype,
     )

@@ -15,6 +15,7 @@ import onnxruntime as ort
 from qwen35web.runtime.bundle_format import facts_from_graph_metadata
 from qwen35web.runtime.graph_io import (
     ATTENTION_MASK,
+    IMAGE_EMBEDS,
     INPUT_IDS,
     LOGITS,
     MROPE_ROWS,
@@ -40,6 +41,13 @@ class GraphRunner:
         facts, activation_dtype = facts_from_graph_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.states = past_states(facts, activation_dtype)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # A vision bundle's decoder also takes image_embeds [N, hidden]: text here, so 0 rows.
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.no_images = (
+            {IMAGE_EMBEDS: np.zeros((0, facts.hidden_size), dtype=np.float32)}
+            if IMAGE_EMBEDS in inputs
+            else {}
+        )
 
     def zero_states(self, batch: int) -> list[np.ndarray]:
         """Zero conv/recurrent states and an empty KV cache for `batch` rows."""
@@ -67,6 +75,7 @@ class GraphRunner:
             ATTENTION_MASK: mask,
             POSITION_IDS: np.ascontiguousarray(positions, dtype=np.int64),
         }
+        feeds.update(self.no_images)
         feeds.update({state.name: s for state, s in zip(self.states, states, strict=True)})
         outputs = self.session.run(self.output_names, feeds)
         by_name = dict(zip(self.output_names, outputs, strict=True))

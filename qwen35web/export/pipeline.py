@@ -59,6 +59,7 @@ class ExportOptions:
     logits: str = "all"
     layout: str = "bundle"
     text_only: bool = False  # leave a VL checkpoint's vision tower out
+    vision_dtype: str = "auto"  # the vision graph's format; see vision_format()
 
 
 def io_contract(model: ir.Model) -> GraphIO:
@@ -125,6 +126,14 @@ def _manifest(
     )
 
 
+def vision_format(options: ExportOptions) -> str:
+    """auto: fp32 beside an fp32 decoder (parity), else q8 — measured the fastest per image within
+    0.999 cosine of fp32 natively and on wasm (bench/results/vision.md); fp16 is no faster on CPU."""
+    if options.vision_dtype != "auto":
+        return options.vision_dtype
+    return "fp32" if options.dtype == "fp32" else "q8"
+
+
 def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.TransformersJsFolder:
     """Export one checkpoint to a bundle (returns its manifest) or another layout (what it wrote).
 
@@ -156,7 +165,9 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
         del model, decoder
         gc.collect()  # the traced graph referenced the decoder's tensors: free them before validating
         bundle.copy_model_files(options.model_dir, staging)
-        vision = export_vision_files(options.model_dir, staging, config) if with_vision else None
+        vision = None
+        if with_vision:
+            vision = export_vision_files(options.model_dir, staging, config, vision_format(options))
         if options.validate:
             report = _validate(staging, spec, config, checkpoint, choice)
             (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2) + "\n")

@@ -23,13 +23,33 @@ from typing import Any, TextIO, TypeVar
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.cli import add_sampling_arguments, sampling_params
 from qwen35web.runtime.conversation import ContextFullError, Conversation, TurnResult
-from qwen35web.runtime.errors import RuntimeUserError
+from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 
 T = TypeVar("T")
-HELP = "commands: /save [FILE]  /reset (new chat)  /quit   (Ctrl+C stops a reply, Ctrl+D quits)"
+HELP = (
+    "commands: /image PATH (attach to the next message)  /save [FILE]  /reset (new chat)  /quit"
+    "   (Ctrl+C stops a reply, Ctrl+D quits)"
+)
+JSON_LINE_SHAPE = '{"content": TEXT, "images": [PATH, ...]}'
+
+
+def parse_line(line: str) -> tuple[str, list[str]]:
+    """A scripted stdin line: plain text, or a JSON object with the text and image files."""
+    if not line.lstrip().startswith("{"):
+        return line, []
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return line, []  # text that happens to start with a brace
+    images = message.get("images", []) if isinstance(message, dict) else None
+    if not (isinstance(message, dict) and isinstance(message.get("content"), str)) or not (
+        isinstance(images, list) and all(isinstance(p, str) for p in images)
+    ):
+        raise GenerationInputError(f"a JSON message line must be {JSON_LINE_SHAPE}")
+    return message["content"], images
 
 
 def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
@@ -69,6 +89,7 @@ class ChatSession:
         self.out = sys.stdout
         self.style = _Style(self.out)
         self.conversation = Conversation(runtime, args.system, enable_thinking=not args.no_thinking)
+        self.attached: list[str] = []  # image ids for the next message (interactive /image)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -87,9 +108,13 @@ class ChatSession:
 
         return self.run(save_file(self.runtime, self.conversation.messages, path))
 
-    async def _stream(self, text: str, cancel: CancelToken, show: bool) -> TurnResult:
+    def attach(self, path: str) -> str:
+        """Add an image file to the runtime (checked now); returns its id."""
+        return self.runtime.add_image(Path(path))
+
+    async def _stream(self, text: str, cancel: CancelToken, show: bool, image_ids: list[str]) -> TurnResult:
         kind = None
-        async for piece in self.conversation.turn(text, self.params, cancel):
+        async for piece in self.conversation.turn(text, self.params, cancel, image_ids):
             if not show:
                 continue
             if piece.kind != kind and kind == "reasoning":
@@ -99,12 +124,12 @@ class ChatSession:
         assert self.conversation.last is not None
         return self.conversation.last
 
-    def reply(self, text: str, show: bool) -> TurnResult:
+    def reply(self, text: str, show: bool, image_ids: list[str] | None = None) -> TurnResult:
         """One turn; Ctrl+C while it runs stops the reply (not the program)."""
         cancel = CancelToken()
         previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
         try:
-            return self.run(self._stream(text, cancel, show))
+            return self.run(self._stream(text, cancel, show, image_ids or []))
         finally:
             signal.signal(signal.SIGINT, previous)
 
@@ -128,10 +153,18 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
 
 
+def _message_text(content: Any) -> str:
+    """A message's text, an [image] mark for each image part."""
+    if not isinstance(content, list):
+        return str(content)
+    parts = [p for p in content if isinstance(p, dict)]
+    return " ".join("[image]" if p.get("type") == "image" else str(p.get("text", "")) for p in parts)
+
+
 def _show_transcript(session: ChatSession) -> None:
     style = session.style
     for message in session.conversation.messages:
-        role, content = message.get("role"), str(message.get("content", ""))
+        role, content = message.get("role"), _message_text(message.get("content", ""))
         if role == "user":
             session.write(f"{style.bold('you>')} {content}\n")
         elif role == "assistant":
@@ -148,8 +181,18 @@ def _command(session: ChatSession, line: str) -> bool:
     name, _, argument = line[1:].partition(" ")
     if name in ("quit", "exit", "q"):
         return False
-    if name == "reset":
+    if name == "image":
+        if not argument.strip():
+            session.write("error: /image needs a file name\n")
+        else:
+            try:
+                session.attached.append(session.attach(argument.strip()))
+                session.write(session.style.dim(f"attached {argument.strip()} (to your next message)") + "\n")
+            except RuntimeUserError as err:
+                session.write(f"error: {err}\n")
+    elif name == "reset":
         session.conversation.reset()
+        session.attached = []
         session.write(session.style.dim("new chat") + "\n")
     elif name == "save":
         target = Path(argument.strip()) if argument.strip() else session.args.save
@@ -165,10 +208,15 @@ def _command(session: ChatSession, line: str) -> bool:
 
 def _interactive_turn(session: ChatSession, line: str) -> None:
     try:
-        result = session.reply(line, show=True)
+        result = session.reply(line, show=True, image_ids=session.attached)
     except ContextFullError as err:
         session.write(f"context full: {err} with /reset (/save FILE first keeps this one)\n")
         return
+    except RuntimeUserError as err:  # e.g. images in a text-only bundle: the conversation is kept
+        session.write(f"error: {err}\n")
+        return
+    finally:
+        session.attached = []
     note = session.end_of_turn_note(result)
     session.write((f" {note}" if note else "") + "\n")
     session.write(session.style.dim(session.stats_line(result)) + "\n\n")
@@ -210,7 +258,9 @@ def _scripted(session: ChatSession, lines: TextIO) -> None:
         line = raw.rstrip("\r\n")
         if not line.strip():
             continue
-        result = session.reply(line, show=not session.args.json)
+        text, paths = parse_line(line)
+        image_ids = [session.attach(path) for path in paths]
+        result = session.reply(text, show=not session.args.json, image_ids=image_ids)
         if session.args.json:
             session.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
         else:

@@ -86,6 +86,7 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
 
 async def _generate(args: argparse.Namespace) -> int:
     from qwen35web.runtime.runtime import open_native
+    from qwen35web.runtime.vision.prompt import image_message
 
     sampling_params(args, {})  # bad flags fail before the bundle loads
     if args.image and not args.chat:
@@ -94,12 +95,13 @@ async def _generate(args: argparse.Namespace) -> int:
     params = sampling_params(args, runtime.manifest.generation)
     cancel = CancelToken()
     try:
-        images = None
         if args.image:
-            prompt_ids, images = await runtime.image_prompt(args.prompt, args.image)
+            image_ids = [runtime.add_image(path) for path in args.image]  # every file checked first
+            prompt = runtime.prompt(messages=[image_message(args.prompt, image_ids)])
         else:
-            prompt_ids = runtime.prompt_ids(args.prompt, chat=args.chat)
-        async for piece in runtime.stream(prompt_ids, params, cancel, images=images):
+            prompt = runtime.prompt(args.prompt, chat=args.chat)
+        runtime.generator.check_prompt(prompt.ids)
+        async for piece in runtime.stream(prompt.ids, params, cancel, images=prompt.images):
             if not args.json:
                 sys.stdout.write(piece)
                 sys.stdout.flush()

@@ -9,7 +9,7 @@ template expects a past assistant turn: `content`, with `reasoning_content` besi
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.vision.prompt import image_message
 
 
 class ContextFullError(GenerationInputError):
@@ -38,6 +39,7 @@ class TurnResult:
     first_token_ms: float = 0.0
     decode_tokens_per_s: float = 0.0
     stop_reason: str = ""
+    images_encoded: int = 0
     context_tokens: int = 0  # the context's size, for "used / total"
 
     @classmethod
@@ -53,6 +55,7 @@ class TurnResult:
             first_token_ms=result.first_token_ms,
             decode_tokens_per_s=result.decode_tokens_per_s,
             stop_reason=result.stop_reason,
+            images_encoded=result.images_encoded,
             context_tokens=context,
         )
 
@@ -68,6 +71,7 @@ class TurnResult:
             "first_token_ms": round(self.first_token_ms, 3),
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "stop_reason": self.stop_reason,
+            "images_encoded": self.images_encoded,
         }
 
 
@@ -102,11 +106,12 @@ class Conversation:
         self.messages = self._start()
         self.last = None
 
-    def prompt_for(self, user_text: str) -> Prompt:
-        """The rendered conversation with `user_text` as the next user turn; refuses a full context."""
+    def prompt_for(self, user_text: str, image_ids: Sequence[str] = ()) -> Prompt:
+        """The rendered conversation with `user_text` (after `image_ids`, images added to the
+        runtime) as the next user turn; refuses a full context."""
         if not user_text.strip():
             raise GenerationInputError("the message is empty")
-        messages = [*self.messages, {"role": "user", "content": user_text}]
+        messages = [*self.messages, image_message(user_text, image_ids)]
         prompt = self.runtime.prompt(messages=messages, enable_thinking=self.enable_thinking)
         context = self.runtime.max_context
         if len(prompt.ids) + 1 >= context:
@@ -117,15 +122,20 @@ class Conversation:
         return prompt
 
     async def turn(
-        self, user_text: str, params: SamplingParams, cancel: CancelToken | None = None
+        self,
+        user_text: str,
+        params: SamplingParams,
+        cancel: CancelToken | None = None,
+        image_ids: Sequence[str] = (),
     ) -> AsyncIterator[Piece]:
-        """Stream the reply to `user_text`; afterwards `last` holds its result and the messages
-        hold both turns (a stopped reply is kept as far as it went)."""
+        """Stream the reply to `user_text` (with the images of `image_ids` before it); afterwards
+        `last` holds its result and the messages hold both turns (a stopped reply is kept as far
+        as it went)."""
         started = time.perf_counter()
-        prompt = self.prompt_for(user_text)
+        prompt = self.prompt_for(user_text, image_ids)
         render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising the conversation
         splitter = ReasoningSplitter(prompt.opens_reasoning)
-        stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at)
+        stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at, prompt.images)
         async for text in stream:
             for piece in splitter.push(text):
                 yield piece
@@ -134,15 +144,19 @@ class Conversation:
         result = TurnResult.of(self.runtime.generator.result, splitter, self.runtime.max_context)
         result.first_token_ms += render_ms  # from the call: rendering and tokenising included
         self.messages += [
-            {"role": "user", "content": user_text},
+            image_message(user_text, image_ids),
             assistant_message(splitter.text, splitter.reasoning),
         ]
         self.last = result
 
     async def say(
-        self, user_text: str, params: SamplingParams, cancel: CancelToken | None = None
+        self,
+        user_text: str,
+        params: SamplingParams,
+        cancel: CancelToken | None = None,
+        image_ids: Sequence[str] = (),
     ) -> TurnResult:
-        async for _ in self.turn(user_text, params, cancel):
+        async for _ in self.turn(user_text, params, cancel, image_ids):
             pass
         assert self.last is not None
         return self.last

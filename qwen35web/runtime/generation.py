@@ -16,10 +16,11 @@ from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
 from qwen35web.runtime.stopping import StopStringFilter
+from qwen35web.runtime.vision.prompt import feed_chunk
 
 if TYPE_CHECKING:
     from qwen35web.runtime.prefix_cache import PrefixCache
-    from qwen35web.runtime.vision.prompt import ImagePrefill
+    from qwen35web.runtime.vision.prompt import ImagePrompt
 
 DEFAULT_PREFILL_CHUNK = 256
 
@@ -53,6 +54,7 @@ class GenerationResult:
     engine_ms: float = 0.0  # time inside the engine during decode (the rest is Python)
     reused_tokens: int = 0  # prompt tokens a kept state already held (prefix_cache)
     prefilled_tokens: int = 0  # prompt tokens run through the model for this call
+    images_encoded: int = 0  # images run through the vision graph for this call (reused ones are not)
     first_token_ms: float = 0.0  # from the call to the first chosen token
 
     @property
@@ -71,6 +73,7 @@ class GenerationResult:
             "prompt_tokens": self.prompt_tokens,
             "reused_tokens": self.reused_tokens,
             "prefilled_tokens": self.prefilled_tokens,
+            "images_encoded": self.images_encoded,
             "stop_reason": self.stop_reason,
             "first_token_ms": round(self.first_token_ms, 3),
             "prefill_ms": round(self.prefill_ms, 3),
@@ -108,20 +111,16 @@ class Generator:
                 f"the prompt has {len(prompt_ids)} tokens; the context holds {self.max_context}"
             )
 
-    async def prefill(self, prompt_ids: list[int], snapshot_at: Sequence[int] = ()) -> int:
+    async def prefill(
+        self, prompt_ids: list[int], snapshot_at: Sequence[int] = (), images: ImagePrompt | None = None
+    ) -> int:
         """Bring the runner to the end of `prompt_ids`; returns how many tokens were reused."""
         if self.cache is not None:
-            return await self.cache.prefill(prompt_ids, self.prefill_chunk, snapshot_at)
+            return await self.cache.prefill(prompt_ids, self.prefill_chunk, snapshot_at, images)
         self.runner.reset()
         for start in range(0, len(prompt_ids), self.prefill_chunk):
-            await self.runner.forward(prompt_ids[start : start + self.prefill_chunk])
-        return 0
-
-    async def prefill_images(self, prompt_ids: list[int], images: ImagePrefill) -> int:
-        """A prompt with images: one call from a fresh state with its MRoPE rows and image features
-        (image tokens are not split across calls; no prefix reuse: the ids do not name the pixels)."""
-        self.runner.reset()
-        await self.runner.forward(prompt_ids, images.positions, images.embeds)
+            end = min(start + self.prefill_chunk, len(prompt_ids))
+            await feed_chunk(self.runner, prompt_ids, start, end, images)
         return 0
 
     async def stream(
@@ -130,7 +129,7 @@ class Generator:
         params: SamplingParams,
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
-        images: ImagePrefill | None = None,
+        images: ImagePrompt | None = None,
     ) -> AsyncIterator[str]:
         """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards.
         `snapshot_at`: prompt lengths worth a snapshot besides the end (the history before the
@@ -138,10 +137,9 @@ class Generator:
         self.check_prompt(prompt_ids)
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
         started = time.perf_counter()
-        if images is None:
-            result.reused_tokens = await self.prefill(prompt_ids, snapshot_at)
-        else:
-            result.reused_tokens = await self.prefill_images(prompt_ids, images)
+        encoded_before = images.store.encoded if images is not None else 0
+        result.reused_tokens = await self.prefill(prompt_ids, snapshot_at, images)
+        result.images_encoded = images.store.encoded - encoded_before if images is not None else 0
         result.prefilled_tokens = len(prompt_ids) - result.reused_tokens
         decode_start = time.perf_counter()
         result.prefill_ms = (decode_start - started) * 1000
@@ -192,7 +190,7 @@ class Generator:
             yield tail
         result.decode_ms = (time.perf_counter() - decode_start) * 1000
         result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
-        if self.cache is not None and images is None:
+        if self.cache is not None:
             self.cache.remember("reply")
 
     async def generate(

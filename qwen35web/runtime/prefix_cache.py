@@ -28,6 +28,7 @@ from qwen35web.runtime.engine import Tensor
 from qwen35web.runtime.graph_io import PastState
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.shared_tensors import SharingEngine
+from qwen35web.runtime.vision.prompt import ImagePrompt, feed_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Snapshot:
     logits_bytes: int
     kv_tensor_len: int  # past positions the KV tensors hold: > len(token_ids) once shared
     label: str  # "history", "prompt" or "reply" (logs, tests)
+    next_position: int  # where positions continue (past an image: more than the token count)
     last_used: int = 0
 
     @property
@@ -121,7 +123,7 @@ class PrefixCache:
             else:
                 states.append(self.engine.retain(tensor))
         logits = self.engine.retain(snapshot.logits) if snapshot.logits is not None else None
-        self.runner.load_state(states, logits, list(snapshot.token_ids))
+        self.runner.load_state(states, logits, list(snapshot.token_ids), snapshot.next_position)
         self._touch(snapshot)
 
     def resume(self, prompt: Sequence[int]) -> int:
@@ -137,11 +139,19 @@ class PrefixCache:
         self.runner.reset()
         return 0
 
-    async def prefill(self, prompt: Sequence[int], chunk: int, snapshot_at: Sequence[int] = ()) -> int:
+    async def prefill(
+        self,
+        prompt: Sequence[int],
+        chunk: int,
+        snapshot_at: Sequence[int] = (),
+        images: ImagePrompt | None = None,
+    ) -> int:
         """Run `prompt` from the best resume point, in chunks of `chunk`, snapshotting at each of
-        `snapshot_at` (token counts) and at the end. Returns the tokens reused."""
+        `snapshot_at` (token counts) and at the end. Returns the tokens reused. With `images`, the
+        resume point is found on its keys (which name the pixels) and only the images past it are
+        encoded."""
         prompt = list(prompt)
-        start = self.resume(prompt)
+        start = self.resume(prompt if images is None else images.keys)
         stops = sorted({m for m in snapshot_at if start < m < len(prompt)} | {len(prompt)})
         position = start
         for stop in stops:
@@ -149,7 +159,7 @@ class PrefixCache:
                 continue
             while position < stop:
                 end = min(position + chunk, stop)
-                await self.runner.forward(prompt[position:end])
+                await feed_chunk(self.runner, prompt, position, end, images)
                 position = end
             self.remember("prompt" if stop == len(prompt) else "history")
         return start
@@ -183,6 +193,7 @@ class PrefixCache:
             logits_bytes=logits_bytes,
             kv_tensor_len=len(ids),
             label=label,
+            next_position=self.runner.next_position,
         )
         self._share_kv(snapshot)
         self.snapshots.append(snapshot)

@@ -10,6 +10,7 @@ next one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ class Prompt:
     ids: list[int]
     history_tokens: int = 0  # ids[:history_tokens] is the conversation before the generation prompt
     opens_reasoning: bool = False  # the generation prompt leaves a <think> open
+    images: Any = None  # vision.prompt.ImagePrompt when the messages hold images
 
     @property
     def snapshot_at(self) -> tuple[int, ...]:
@@ -53,17 +55,22 @@ def leaves_reasoning_open(generation_prompt: str) -> bool:
 
 
 def chat_prompt(
-    tokenizer: Any, template: str, messages: list[Message], enable_thinking: bool | None = None
+    tokenizer: Any,
+    template: str,
+    messages: list[Message],
+    enable_thinking: bool | None = None,
+    expand: Callable[[str], str] = lambda text: text,
 ) -> Prompt:
-    """`messages` rendered with the bundle's template and a generation prompt, then tokenised."""
+    """`messages` rendered with the bundle's template and a generation prompt, then tokenised.
+    `expand` rewrites the rendered text before tokenising (images: one pad per image token)."""
     if not any(str(m.get("content", "")).strip() for m in messages if isinstance(m, dict)):
         raise GenerationInputError("the prompt is empty")
     options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     text = checked_text(render_chat(template, messages, add_generation_prompt=True, **options))
-    ids = tokenizer.encode(text)
+    ids = tokenizer.encode(expand(text))
     history = render_chat(template, messages, add_generation_prompt=False, **options)
     if not text.startswith(history) or history == text:
         return Prompt(ids, 0, leaves_reasoning_open(text))
-    history_ids = tokenizer.encode(checked_text(history))
+    history_ids = tokenizer.encode(expand(checked_text(history)))
     aligned = ids[: len(history_ids)] == history_ids
     return Prompt(ids, len(history_ids) if aligned else 0, leaves_reasoning_open(text[len(history) :]))

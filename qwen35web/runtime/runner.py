@@ -60,7 +60,11 @@ class ModelRunner:
             self.logits = None
 
     async def forward(
-        self, ids: list[int], positions: Positions | None = None, image_embeds: Tensor | None = None
+        self,
+        ids: list[int],
+        positions: Positions | None = None,
+        image_embeds: Tensor | None = None,
+        keys: list[int] | None = None,
     ) -> None:
         """Run `ids` after what the states hold; keeps the logits [1, T, V] for sampling.
 
@@ -68,7 +72,8 @@ class ModelRunner:
         by default text, whose three rows count on from `next_position`. Text fed afterwards
         continues one past the largest position, as transformers' Qwen3.5 does after an image.
         `image_embeds` [N, hidden] float32: the features of this call's N image-pad tokens, in order
-        (the caller keeps ownership).
+        (the caller keeps ownership). `keys` is what `token_ids` records for these tokens (default
+        the ids; an image's pad tokens are recorded as its key, see vision.images).
         """
         if not self.states:
             self.reset()
@@ -97,7 +102,7 @@ class ModelRunner:
         self.logits = outputs[io.LOGITS]
         self.past_len = past + seq
         self.next_position = max([self.next_position, *(p + 1 for row in rows for p in row)])
-        self.token_ids.extend(ids)
+        self.token_ids.extend(ids if keys is None else keys)
 
     async def candidates(
         self, k: int, temperature: float, penalty: float, penalty_ids: list[int]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ from qwen35web.runtime.prompt import Prompt, chat_prompt, plain_prompt
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.shared_tensors import SharingEngine
+from qwen35web.runtime.vision.decode import ResizedImage
+from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE, ImageStore
+from qwen35web.runtime.vision.processor_config import smart_resize
+from qwen35web.runtime.vision.prompt import expand_image_pads, image_ids_in, image_prompt
 
 
 class Runtime:
@@ -37,6 +43,8 @@ class Runtime:
     ):
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256  # the bundle's identity in saved conversations
+        vision = manifest.vision
+        self.images = ImageStore(engine, vision, manifest.model.hidden_size) if vision is not None else None
         self.tokenizer = tokenizer
         self.engine = engine
         # The runner and the kept snapshots may hold the same tensors: frees wait for the last holder.
@@ -65,42 +73,35 @@ class Runtime:
             raise GenerationInputError("this bundle has no chat template")
         if messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
-        return chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking)
+        image_ids = image_ids_in(messages)
+        if not image_ids:
+            return chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking)
+        images = [self.image_store().get(i) for i in image_ids]
+        expand = partial(expand_image_pads, images=images)
+        rendered = chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking, expand)
+        return replace(rendered, images=image_prompt(rendered.ids, self.image_store(), images))
 
-    async def image_prompt(
-        self, text: str, image_paths: Sequence[Any], enable_thinking: bool | None = None
-    ) -> tuple[list[int], Any]:
-        """A one-message chat prompt with images first: its ids and the ImagePrefill to feed."""
-        from qwen35web.runtime.chat import render_chat
-        from qwen35web.runtime.prompt import checked_text
-        from qwen35web.runtime.vision.native import prepare_image
-        from qwen35web.runtime.vision.prompt import (
-            encode_image,
-            expand_image_pads,
-            image_message,
-            image_prefill,
-        )
-
-        vision = self.manifest.vision
-        if vision is None:
-            raise GenerationInputError("this bundle has no vision graph (text-only): it cannot take images")
-        if self.manifest.chat_template is None:
-            raise GenerationInputError("this bundle has no chat template")
-        spec = vision.image_spec()
-        resized = [prepare_image(path, spec) for path in image_paths]  # every file checked first
-        tokens = sum(spec.num_tokens(r.height, r.width) for r in resized)
-        if tokens >= self.max_context:
+    def image_store(self) -> ImageStore:
+        if self.images is None:
             raise GenerationInputError(
-                f"the images take {tokens} tokens; the context holds {self.max_context}"
+                "this bundle has no vision graph (exported text-only): it cannot take images"
             )
-        encoded = [await encode_image(self.engine, vision, r) for r in resized]
-        options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
-        rendered = render_chat(
-            self.manifest.chat_template, [image_message(text, len(encoded))], True, **options
-        )
-        ids = self.tokenizer.encode(checked_text(expand_image_pads(rendered, encoded)))
-        self.generator.check_prompt(ids)
-        return ids, image_prefill(self.engine, ids, vision, encoded)
+        return self.images
+
+    def image_target_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of height x width is resized to before it is added (ImageInputError if
+        it cannot be: no pixels, too elongated)."""
+        return smart_resize(height, width, self.image_store().spec)
+
+    def add_image_rgb(self, height: int, width: int, rgb: bytes) -> str:
+        """Register an RGB image already at its target size; returns the id messages name it by."""
+        return self.image_store().add(ResizedImage(height, width, bytes(rgb))).image_id
+
+    def add_image(self, source: Any) -> str:
+        """Register an image file, bytes or PIL image (natively: Pillow decodes and resizes it)."""
+        from qwen35web.runtime.vision.decode import prepare_image
+
+        return self.image_store().add(prepare_image(source, self.image_store().spec)).image_id
 
     def prompt_ids(
         self, prompt: str | None = None, chat: bool = False, messages: list[Message] | None = None
@@ -171,8 +172,6 @@ async def open_native(
     await engine.open(MODEL_ROLE, str(bundle_dir / MODEL_FILE))
     await engine.open(SAMPLER_ROLE, str(bundle_dir / manifest.sampler.file))
     if manifest.vision is not None:
-        from qwen35web.runtime.vision.prompt import PATCHIFY_ROLE, VISION_ROLE
-
         await engine.open(VISION_ROLE, str(bundle_dir / manifest.vision.file))
         await engine.open(PATCHIFY_ROLE, str(bundle_dir / manifest.vision.patchify_file))
     identity = hashlib.sha256((bundle_dir / MANIFEST).read_bytes()).hexdigest()

@@ -23,6 +23,10 @@ from qwen35web.runtime.snapshots import (
     decode,
     encode,
 )
+from qwen35web.runtime.vision.decode import ResizedImage
+from qwen35web.runtime.vision.errors import ImageInputError
+from qwen35web.runtime.vision.images import image_id_of, prepared
+from qwen35web.runtime.vision.prompt import image_ids_in
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +37,8 @@ def _resume_point(runtime: Runtime, messages: list[Message]) -> tuple[tuple[int,
     """(token ids, state tensors, past length the KV tensors hold) the next turn would resume from."""
     if not messages:
         return (), [], 0
-    probe = runtime.prompt(messages=[*messages, _PROBE_USER_TURN]).ids
+    rendered = runtime.prompt(messages=[*messages, _PROBE_USER_TURN])
+    probe = rendered.ids if rendered.images is None else rendered.images.keys  # keys name the images
     runner = runtime.runner
     current = tuple(runner.token_ids)
     best = runtime.cache.best(probe) if runtime.cache is not None else None
@@ -62,21 +67,71 @@ async def capture(runtime: Runtime, messages: list[Message]) -> SavedConversatio
     if messages and not ids:
         logger.info("no kept state prefixes this conversation: it is saved without one")
     return SavedConversation(
-        runtime.manifest_sha256, runtime.manifest.dtype, list(messages), list(ids), tensors
+        runtime.manifest_sha256,
+        runtime.manifest.dtype,
+        list(messages),
+        list(ids),
+        tensors,
+        _images_of(runtime, messages),
+        _next_position(runtime, ids),
     )
+
+
+def _images_of(runtime: Runtime, messages: list[Message]) -> list[SavedTensor]:
+    """The pixels of the images the messages name (at the model's size), once each."""
+    saved: dict[str, SavedTensor] = {}
+    for image_id in image_ids_in(messages):
+        image = runtime.image_store().get(image_id).image
+        saved.setdefault(image_id, SavedTensor(image_id, "uint8", [image.height, image.width, 3], image.rgb))
+    return list(saved.values())
+
+
+def _next_position(runtime: Runtime, ids: tuple[int, ...]) -> int | None:
+    """Where the saved state's positions continue: past an image, more than its token count."""
+    runner = runtime.runner
+    if ids and tuple(runner.token_ids) == ids:
+        return runner.next_position
+    snapshot = (
+        next((s for s in runtime.cache.snapshots if s.token_ids == ids), None) if runtime.cache else None
+    )
+    return snapshot.next_position if snapshot is not None else None
 
 
 def restore(runtime: Runtime, saved: SavedConversation) -> list[Message]:
     """Load the saved state into the runtime (after every check passed); returns the messages."""
     specs = runtime.runner.state_specs
     check_fits(saved, runtime.manifest, runtime.manifest_sha256, specs, past_axes(specs))
+    _check_images(runtime, saved)
+    for image in saved.images:
+        height, width, _ = image.shape
+        runtime.add_image_rgb(height, width, image.data)
     if saved.tensors:
         engine = runtime.runner.engine
         states = [engine.from_bytes(t.dtype, t.shape, t.data) for t in saved.tensors]
-        runtime.runner.load_state(states, None, saved.token_ids)
+        runtime.runner.load_state(states, None, saved.token_ids, saved.next_position)
         if runtime.cache is not None:
             runtime.cache.remember("restored")
     return list(saved.messages)
+
+
+def _check_images(runtime: Runtime, saved: SavedConversation) -> None:
+    """Every image the messages name is in the file, intact, and this bundle takes images."""
+    named = set(image_ids_in(saved.messages))
+    if not named and not saved.images:
+        return
+    if runtime.images is None:
+        raise SnapshotError("it holds images and this bundle has no vision graph")
+    carried = {image.name: image for image in saved.images}
+    if named - set(carried):
+        raise SnapshotError("corrupted (its messages name images it does not carry)")
+    for image_id, image in carried.items():
+        height, width, _ = image.shape
+        if image_id_of(height, width, image.data) != image_id:
+            raise SnapshotError("corrupted (an image's pixels do not match its id)")
+        try:
+            prepared(ResizedImage(height, width, image.data), runtime.images.spec)
+        except ImageInputError as err:
+            raise SnapshotError(f"an image does not fit this bundle ({err})") from None
 
 
 async def save_file(runtime: Runtime, messages: list[Message], path: Path) -> int:

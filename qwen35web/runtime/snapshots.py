@@ -5,8 +5,11 @@ Standard library only (it runs in Pyodide, which has no numpy). Layout, little-e
     magic     8 bytes  b"Q35CHAT\\0"
     version   uint32   FORMAT_VERSION
     length    uint64   bytes of the header that follows
-    header    JSON     bundle identity (manifest sha256, dtype), messages, token ids, and per
-                       tensor: name, dtype, shape, offset and size of its bytes in the data
+    header    JSON     bundle identity (manifest sha256, dtype), messages, token ids (an image's
+                       tokens as its key, see vision.images), next position, and per tensor:
+                       name, dtype, shape, offset and size of its bytes in the data — the states,
+                       then the images the messages name (uint8 [H, W, 3] at the model's size,
+                       named by their image id)
     data      the tensors' elements, one after the other, in header order
     checksum  32 bytes sha256 of everything before it
 
@@ -32,10 +35,10 @@ from qwen35web.runtime.errors import RuntimeUserError
 from qwen35web.runtime.graph_io import PastState
 
 MAGIC = b"Q35CHAT\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: images and next_position (format 1 files still read)
 _PREFIX = struct.Struct("<8sIQ")
 _DIGEST_BYTES = 32
-_ITEM_BYTES = {"float32": 4, "float16": 2, "int64": 8}
+_ITEM_BYTES = {"float32": 4, "float16": 2, "int64": 8, "uint8": 1}
 
 
 class SnapshotError(RuntimeUserError):
@@ -57,6 +60,8 @@ class SavedConversation:
     messages: list[Message]
     token_ids: list[int] = field(default_factory=list)  # what the tensors hold (none: no state)
     tensors: list[SavedTensor] = field(default_factory=list)
+    images: list[SavedTensor] = field(default_factory=list)  # name: image id; uint8 [H, W, 3]
+    next_position: int | None = None  # where positions continue (None: the token count; images take fewer)
 
 
 def _element_count(shape: list[int]) -> int:
@@ -66,9 +71,9 @@ def _element_count(shape: list[int]) -> int:
     return count
 
 
-def encode(saved: SavedConversation) -> bytes:
-    entries, offset = [], 0
-    for tensor in saved.tensors:
+def _entries(tensors: list[SavedTensor], offset: int) -> list[dict[str, Any]]:
+    entries = []
+    for tensor in tensors:
         entries.append(
             {
                 "name": tensor.name,
@@ -79,17 +84,25 @@ def encode(saved: SavedConversation) -> bytes:
             }
         )
         offset += len(tensor.data)
+    return entries
+
+
+def encode(saved: SavedConversation) -> bytes:
+    entries = _entries(saved.tensors, 0)
+    image_entries = _entries(saved.images, sum(len(t.data) for t in saved.tensors))
     header = {
         "created_by": f"qwen35web {__version__}",
         "bundle": {"manifest_sha256": saved.bundle_sha256, "dtype": saved.bundle_dtype},
         "messages": saved.messages,
         "token_ids": saved.token_ids,
+        "next_position": saved.next_position,
         "tensors": entries,
+        "images": image_entries,
     }
     header_bytes = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     body = b"".join(
         [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)), header_bytes]
-        + [t.data for t in saved.tensors]
+        + [t.data for t in (*saved.tensors, *saved.images)]
     )
     return body + hashlib.sha256(body).digest()
 
@@ -152,21 +165,33 @@ def decode(blob: bytes) -> SavedConversation:
         isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages
     ):
         _fail("corrupted (its messages are not a list of {role, content} objects)")
-    if not isinstance(ids, list) or not all(_is_int(i) and i >= 0 for i in ids):
+    if not isinstance(ids, list) or not all(_is_int(i) for i in ids):
         _fail("corrupted (its token ids are not a list of integers)")
-    entries = header.get("tensors")
-    if not isinstance(entries, list):
+    entries, image_entries = header.get("tensors"), header.get("images", [])
+    if not isinstance(entries, list) or not isinstance(image_entries, list):
         _fail("corrupted (its header lists no tensors)")
+    next_position = header.get("next_position")
+    if next_position is not None and not (_is_int(next_position) and next_position >= 0):
+        _fail("corrupted (its next position is not a count of positions)")
     data = blob[start + length : -_DIGEST_BYTES]
     tensors, offset = [], 0
-    for entry in entries:
+    for entry in [*entries, *image_entries]:
         tensor = _tensor_entry(entry, data, offset)
         tensors.append(tensor)
         offset += len(tensor.data)
     if offset != len(data):
         _fail(f"corrupted ({len(data) - offset} bytes after the last tensor)")
+    states, images = tensors[: len(entries)], tensors[len(entries) :]
+    if any(t.dtype != "uint8" or len(t.shape) != 3 or t.shape[2] != 3 for t in images):
+        _fail("corrupted (an image is not uint8 [height, width, 3])")
     return SavedConversation(
-        str(bundle.get("manifest_sha256")), str(bundle.get("dtype")), messages, ids, tensors
+        str(bundle.get("manifest_sha256")),
+        str(bundle.get("dtype")),
+        messages,
+        ids,
+        states,
+        images,
+        next_position,
     )
 
 
@@ -201,5 +226,7 @@ def check_fits(
         _fail("its tensors are not this bundle's states")
     if any(i >= manifest.vocab_size for i in saved.token_ids) or not saved.token_ids:
         _fail(f"its token ids do not fit this bundle's vocabulary of {manifest.vocab_size}")
+    if any(i < 0 for i in saved.token_ids) and not saved.images:
+        _fail("corrupted (its state holds image tokens but it carries no images)")
     for tensor, spec, axis in zip(saved.tensors, specs, past_axes, strict=True):
         _check_tensor(tensor, spec, axis, len(saved.token_ids))

@@ -18,6 +18,7 @@ from PIL import Image
 from qwen35web.export.pipeline import ExportOptions, run_export
 from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.vision.prompt import image_message
 
 PROMPT = "Describe the image."
 NEW_TOKENS = 6
@@ -87,27 +88,30 @@ def _reference(checkpoint: Path, images: list[Path]) -> tuple[list[int], list[in
     return prompt, new, out.logits[-1][0].float().numpy()
 
 
-async def _ours(bundle: Path, images: list[Path]) -> tuple[list[int], list[int], np.ndarray]:
-    runtime = await open_native(bundle, snapshot_budget=0)
+async def _ours(bundle: Path, images: list[Path], chunk: int) -> tuple[list[int], list[int], np.ndarray]:
+    runtime = await open_native(bundle, snapshot_budget=0, prefill_chunk=chunk)
     try:
-        ids, prefill = await runtime.image_prompt(PROMPT, images)
+        image_ids = [runtime.add_image(path) for path in images]
+        prompt = runtime.prompt(messages=[image_message(PROMPT, image_ids)])
         params = SamplingParams(greedy=True, max_new_tokens=NEW_TOKENS)
-        async for _ in runtime.stream(ids, params, images=prefill):
+        async for _ in runtime.stream(prompt.ids, params, images=prompt.images):
             pass
         result = runtime.generator.result
+        assert result.images_encoded == len(set(image_ids))
         logits = np.asarray(await runtime.runner.last_logits())
     finally:
         await runtime.close()
-    return ids, result.tokens, logits
+    return prompt.ids, result.tokens, logits
 
 
-@pytest.mark.parametrize("names", [["odd"], ["odd", "wide"]])
-def test_images_match_transformers(vl_bundle, tmp_path, names):
+# chunk 7: the prefill is cut inside each image's run of pad tokens (rows and features split).
+@pytest.mark.parametrize("names, chunk", [(["odd"], 256), (["odd", "wide"], 256), (["odd", "wide"], 7)])
+def test_images_match_transformers(vl_bundle, tmp_path, names, chunk):
     checkpoint, bundle = vl_bundle
     paths = _images(tmp_path)
     images = [paths[n] for n in names]
     ref_prompt, ref_tokens, ref_logits = _reference(checkpoint, images)
-    prompt, tokens, logits = asyncio.run(_ours(bundle, images))
+    prompt, tokens, logits = asyncio.run(_ours(bundle, images, chunk))
     assert prompt == ref_prompt
     assert tokens == ref_tokens
     # Our last logits are after the last fed token (NEW_TOKENS - 1 decode steps): transformers' last too.

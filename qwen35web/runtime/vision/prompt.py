@@ -1,68 +1,58 @@
-"""A chat prompt with images: features from the vision graph, pad tokens, MRoPE positions.
+"""A chat prompt with images: pad expansion, MRoPE positions, prefix-cache keys, per-chunk features.
 
-As transformers' Qwen3.5 processor and `get_rope_index` do it: the user message holds the images
-first, then the text; the template renders each image as <|vision_start|><|image_pad|><|vision_end|>
-and the single pad is repeated once per merged image token before tokenising. Text positions count
-on; an image's tokens take `grid_positions` at the next position (over its merged grid), and the
-text after it continues one past the largest. Decode positions continue from there, which is
-transformers' cache position + rope delta.
+As transformers' Qwen3.5 processor and `get_rope_index` do it: the template renders each image as
+<|vision_start|><|image_pad|><|vision_end|> and the single pad is repeated once per merged image
+token before tokenising. Text positions count on; an image's tokens take `grid_positions` at the
+next position (over its merged grid), and the text after it continues one past the largest. Decode
+positions continue from there, which is transformers' cache position + rope delta.
+
+Messages name their images by id (`{"type": "image", "image_id": ...}` in a user message's content
+list, before or between text parts); the ids resolve in the runtime's ImageStore.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from qwen35web.runtime import graph_io as io
-from qwen35web.runtime.bundle_vision import IMAGE_PAD, VisionInfo
+from qwen35web.runtime.bundle_vision import IMAGE_PAD
+from qwen35web.runtime.chat import Message
 from qwen35web.runtime.engine import Engine, Tensor
 from qwen35web.runtime.errors import GenerationInputError
-from qwen35web.runtime.vision.decode import ResizedImage
-from qwen35web.runtime.vision.patchify import PATCHIFY_INPUT, PATCHIFY_OUTPUT
+from qwen35web.runtime.vision.images import ImageStore, PreparedImage
 
-VISION_ROLE, PATCHIFY_ROLE = "vision", "patchify"
-PIXEL_VALUES, IMAGE_GRID_THW, IMAGE_FEATURES = "pixel_values", "image_grid_thw", "image_features"
+if TYPE_CHECKING:
+    from qwen35web.runtime.runner import ModelRunner
 
-
-@dataclass(frozen=True)
-class EncodedImage:
-    grid_h: int  # merged tokens down and across
-    grid_w: int
-    features: list[float]  # [grid_h * grid_w, hidden], row-major
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid_h * self.grid_w
+IMAGE_PART = "image"
 
 
-@dataclass
-class ImagePrefill:
-    positions: list[list[int]]  # [3][T]
-    embeds: Tensor  # [N, hidden] float32
-
-
-async def encode_image(engine: Engine, vision: VisionInfo, image: ResizedImage) -> EncodedImage:
-    """One image through the patchify graph and the vision graph."""
-    spec = vision.image_spec()
-    pixels = engine.from_bytes("uint8", [image.height, image.width, 3], image.rgb)
-    patches = (await engine.run(PATCHIFY_ROLE, {PATCHIFY_INPUT: pixels}, [PATCHIFY_OUTPUT]))[PATCHIFY_OUTPUT]
-    grid = engine.int64(list(spec.grid_thw(image.height, image.width)), [1, 3])
-    feeds = {PIXEL_VALUES: patches, IMAGE_GRID_THW: grid}
-    features = (await engine.run(VISION_ROLE, feeds, [IMAGE_FEATURES]))[IMAGE_FEATURES]
-    values = [float(v) for v in await engine.read(features)]
-    for tensor in (pixels, patches, grid, features):
-        engine.release(tensor)
-    _, grid_h, grid_w = spec.grid_thw(image.height, image.width)
-    return EncodedImage(grid_h // spec.merge_size, grid_w // spec.merge_size, values)
-
-
-def image_message(text: str, count: int) -> dict[str, Any]:
-    """One user message: `count` images first, then the text (as transformers' examples order them)."""
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(count)]
+def image_message(text: str, image_ids: Sequence[str]) -> Message:
+    """One user message: the images first, then the text (as transformers' examples order them)."""
+    if not image_ids:
+        return {"role": "user", "content": text}
+    content: list[dict[str, Any]] = [{"type": IMAGE_PART, "image_id": i} for i in image_ids]
     return {"role": "user", "content": [*content, {"type": "text", "text": text}]}
 
 
-def expand_image_pads(rendered: str, images: list[EncodedImage]) -> str:
+def image_ids_in(messages: Sequence[Message]) -> list[str]:
+    """The image ids the messages refer to, in the order the template renders them."""
+    ids = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == IMAGE_PART:
+                    image_id = part.get("image_id")
+                    if not isinstance(image_id, str):
+                        raise GenerationInputError("an image part of a message needs an image_id")
+                    ids.append(image_id)
+    return ids
+
+
+def expand_image_pads(rendered: str, images: Sequence[PreparedImage]) -> str:
     """Each image's single <|image_pad|> repeated once per merged token, in order."""
     pieces = rendered.split(IMAGE_PAD)
     if len(pieces) - 1 != len(images):
@@ -75,10 +65,50 @@ def expand_image_pads(rendered: str, images: list[EncodedImage]) -> str:
     return "".join(out)
 
 
-def mrope_positions(ids: list[int], image_token_id: int, images: list[EncodedImage]) -> list[list[int]]:
-    """position_ids rows [3][len(ids)] for a prompt whose images' pad runs appear in order."""
+@dataclass
+class ImageSpan:
+    start: int  # index of the image's first pad token in the prompt
+    image: PreparedImage
+
+    @property
+    def end(self) -> int:
+        return self.start + self.image.num_tokens
+
+
+@dataclass
+class ImagePrompt:
+    """What a prompt with images adds to its ids: where each image sits and the MRoPE rows."""
+
+    store: ImageStore  # where the images' features come from
+    keys: list[int]  # the ids, each image's pad tokens replaced by its key (prefix-cache matching)
+    positions: list[list[int]]  # [3][T]
+    spans: list[ImageSpan] = field(default_factory=list)
+
+    def positions_of(self, start: int, end: int) -> list[list[int]]:
+        return [row[start:end] for row in self.positions]
+
+    async def embeds_of(self, engine: Engine, start: int, end: int) -> Tensor:
+        """float32 [N, hidden]: the features of the image tokens in ids[start:end], in order (only
+        the images with tokens in that range are encoded). The caller releases the tensor."""
+        store, width = self.store, self.store.vision_hidden
+        pieces = []
+        for span in self.spans:
+            lo, hi = max(span.start, start), min(span.end, end)
+            if lo < hi:
+                features = await store.features_of(span.image)
+                row = 4 * width
+                pieces.append(features[(lo - span.start) * row : (hi - span.start) * row])
+        data = b"".join(pieces)
+        return engine.from_bytes("float32", [len(data) // (4 * width), width], data)
+
+
+def image_prompt(ids: list[int], store: ImageStore, images: Sequence[PreparedImage]) -> ImagePrompt:
+    """Keys and position rows [3][len(ids)] for a prompt whose images' pad runs appear in order."""
     rows: list[list[int]] = [[], [], []]
+    keys: list[int] = []
+    spans: list[ImageSpan] = []
     position, i, remaining = 0, 0, list(images)
+    image_token_id = store.vision.image_token_id
     while i < len(ids):
         if ids[i] == image_token_id:
             if not remaining:
@@ -87,22 +117,31 @@ def mrope_positions(ids: list[int], image_token_id: int, images: list[EncodedIma
             if ids[i : i + image.num_tokens] != [image_token_id] * image.num_tokens:
                 raise GenerationInputError("an image's tokens are not one run in the prompt")
             grid = io.grid_positions(position, image.grid_h, image.grid_w)
+            spans.append(ImageSpan(i, image))
+            keys.extend([image.key] * image.num_tokens)
             position += max(image.grid_h, image.grid_w)
             i += image.num_tokens
         else:
-            grid, position, i = io.text_positions(position, 1), position + 1, i + 1
+            grid = io.text_positions(position, 1)
+            keys.append(ids[i])
+            position, i = position + 1, i + 1
         for row, values in zip(rows, grid, strict=True):
             row.extend(values)
     if remaining:
         raise GenerationInputError("the prompt has fewer image tokens than images")
-    return rows
+    return ImagePrompt(store, keys, rows, spans)
 
 
-def image_prefill(
-    engine: Engine, ids: list[int], vision: VisionInfo, images: list[EncodedImage]
-) -> ImagePrefill:
-    positions = mrope_positions(ids, vision.image_token_id, images)
-    features = [v for image in images for v in image.features]
-    width = len(features) // max(sum(image.num_tokens for image in images), 1)
-    embeds = engine.float32(features, [sum(image.num_tokens for image in images), width])
-    return ImagePrefill(positions, embeds)
+async def feed_chunk(
+    runner: ModelRunner, ids: list[int], start: int, end: int, images: ImagePrompt | None
+) -> None:
+    """ids[start:end] through the runner: plain text, or with its slice of the MRoPE rows and the
+    features of the image tokens it holds (an image may span chunks: its rows are cut to fit)."""
+    if images is None:
+        await runner.forward(ids[start:end])
+        return
+    embeds = await images.embeds_of(runner.engine, start, end)
+    try:
+        await runner.forward(ids[start:end], images.positions_of(start, end), embeds, images.keys[start:end])
+    finally:
+        runner.engine.release(embeds)
