@@ -1,0 +1,150 @@
+"""Images in the page: the tiny random VL bundle (a real vision tower) through the module, on wasm and
+WebGPU, against transformers' Qwen3_5ForConditionalGeneration with its PIL processor.
+
+The page decodes and resizes each image itself (images.js, Pillow's arithmetic) and the runtime in
+Pyodide runs the patchify and vision graphs: the greedy tokens must be transformers' and the final
+logits within 1e-4, for images of odd sizes and modes (RGB, RGBA with transparency, grey with alpha,
+a palette with a transparent index). A second turn about the same image reuses the state (no vision
+work); a bad image is one clear error and the conversation goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from devtools.random_checkpoint import TINY_VISION_CONFIG, write_vl_checkpoint
+from qwen35web.export.pipeline import ExportOptions, run_export
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.serve import serving
+from tests.browser.pages import WatchedPage, open_page
+from tests.vision.test_generate_images import NEW_TOKENS, PROMPT, _reference
+
+pytestmark = pytest.mark.browser
+
+MODEL = "tiny-vl"
+LOGIT_TOLERANCE = 1e-4
+# name -> (file, what it exercises); sizes are odd so every resize is a real one.
+IMAGE_SETS = {"rgb+rgba": ["rgb-odd.png", "rgba-alpha.png"], "grey-alpha+palette": ["la.png", "palette.png"]}
+
+
+def _write_images(directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(17)
+    rgba = rng.integers(0, 256, (45, 61, 4), dtype=np.uint8)
+    rgba[:10, :, 3] = 0  # fully transparent rows: white after compositing
+    palette = Image.fromarray(rng.integers(0, 256, (29, 41, 3), dtype=np.uint8)).convert(
+        "P", palette=Image.Palette.ADAPTIVE, colors=12
+    )
+    images = {
+        "rgb-odd.png": Image.fromarray(rng.integers(0, 256, (53, 37, 3), dtype=np.uint8)),
+        "rgba-alpha.png": Image.fromarray(rgba, "RGBA"),
+        "la.png": Image.fromarray(rng.integers(0, 256, (70, 23, 2), dtype=np.uint8), "LA"),
+        "palette.png": palette,
+        "chat.png": Image.fromarray(rng.integers(0, 256, (40, 66, 3), dtype=np.uint8)),  # only the chat's
+    }
+    paths = {}
+    for name, image in images.items():
+        paths[name] = directory / name
+        image.save(paths[name], **({"transparency": 2} if image.mode == "P" else {}))
+    (directory / "not-an-image.png").write_text("plain text, not a PNG\n")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def vl_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict[str, Path]]]:
+    """(site URL, the checkpoint, the images under the site's test-images/)."""
+    root = tmp_path_factory.mktemp("vision-page")
+    checkpoint = write_vl_checkpoint(root / "checkpoint", seed=3, vision_config=TINY_VISION_CONFIG)
+    bundle = root / "bundle"
+    run_export(ExportOptions(model_dir=checkpoint, out_dir=bundle))
+    site = root / "site"
+    build_site(SiteSpec(site, [(MODEL, bundle)], {MODEL: "Tiny random vision-language checkpoint (test)."}))
+    images = _write_images(site / "test-images")
+    with serving(site) as url:
+        yield url, checkpoint, images
+
+
+@pytest.fixture(scope="module", params=["wasm", "webgpu"])
+def vl_page(request, browser, vl_site) -> Iterator[WatchedPage]:
+    url, _, _ = vl_site
+    watched = open_page(browser, url, request.param)
+    watched.page.evaluate("window.app.ready")
+    yield watched
+    watched.page.context.close()
+
+
+GENERATE = """async ([prompt, urls, maxNewTokens]) => {
+    const model = await window.app.model();
+    const progress = [];
+    let stats = null;
+    const request = { prompt, images: urls, greedy: true, maxNewTokens, returnLogits: true };
+    for await (const event of model.generate(request)) {
+        if (event.type === 'progress') progress.push(event);
+        if (event.type === 'done') stats = event.stats;
+    }
+    return { stats, progress };
+}"""
+
+
+@pytest.mark.parametrize("set_name", sorted(IMAGE_SETS))
+def test_greedy_tokens_and_logits_match_transformers(vl_page: WatchedPage, vl_site, set_name: str) -> None:
+    _, checkpoint, images = vl_site
+    names = IMAGE_SETS[set_name]
+    ref_prompt, ref_tokens, ref_logits = _reference(checkpoint, [images[n] for n in names])
+    urls = [f"test-images/{n}" for n in names]
+    out = vl_page.page.evaluate(GENERATE, [PROMPT, urls, NEW_TOKENS])
+    stats = out["stats"]
+    assert stats["promptTokens"] == len(ref_prompt)
+    assert stats["tokens"] == ref_tokens
+    diff = float(np.abs(np.asarray(stats["lastLogits"]) - ref_logits).max())
+    print(f"{vl_page.backend} {set_name}: max |logits - transformers| = {diff:.2e}")
+    assert diff <= LOGIT_TOLERANCE
+    # Each new image went through the vision graph once, and the page heard of it.
+    assert stats["imagesEncoded"] == len(names)
+    starts = [p for p in out["progress"] if p["phase"] == "vision" and p["state"] == "start"]
+    assert [p["image"] for p in starts] == list(range(1, len(names) + 1))
+    vl_page.assert_clean()
+
+
+CHAT = """async ([turns]) => {
+    const model = await window.app.model();
+    const messages = [];
+    const results = [];
+    for (const turn of turns) {
+        const images = await Promise.all((turn.images || []).map(async (url) => (await fetch(url)).blob()));
+        const message = { role: 'user', content: turn.text, images };
+        let stats = null;
+        try {
+            for await (const event of model.chat([...messages, message], { greedy: true, maxNewTokens: 4 })) {
+                if (event.type === 'done') stats = event.stats;
+            }
+        } catch (err) {
+            results.push({ error: err.message, name: err.name });
+            continue;  // the conversation stays as it was
+        }
+        messages.push(message, { role: 'assistant', content: stats.text });
+        const { reusedTokens: reused, imagesEncoded: encoded, promptTokens: prompt } = stats;
+        results.push({ reused, encoded, prompt });
+    }
+    return results;
+}"""
+
+
+def test_later_turns_reuse_the_image_state_and_a_bad_image_loses_nothing(vl_page: WatchedPage) -> None:
+    turns = [
+        {"text": "What is this?", "images": ["test-images/chat.png"]},
+        {"text": "And the colours?"},
+        {"text": "This one?", "images": ["test-images/not-an-image.png"]},
+        {"text": "Tell me more."},
+    ]
+    first, second, bad, fourth = vl_page.page.evaluate(CHAT, [turns])
+    assert first["encoded"] == 1
+    assert second["encoded"] == 0 and second["reused"] > first["prompt"] - 1  # the image turn is reused
+    assert bad["name"] == "InputError" and "is not an image" in bad["error"] and "\n" not in bad["error"]
+    assert fourth["encoded"] == 0 and fourth["reused"] >= second["prompt"]  # nothing was lost
+    vl_page.assert_clean()
