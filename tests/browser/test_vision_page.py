@@ -11,62 +11,18 @@ work); a bad image is one clear error and the conversation goes on.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from devtools.random_checkpoint import TINY_VISION_CONFIG, write_vl_checkpoint
-from qwen35web.export.pipeline import ExportOptions, run_export
-from qwen35web.web.build import SiteSpec, build_site
-from qwen35web.web.serve import serving
 from tests.browser.pages import WatchedPage, open_page
 from tests.vision.test_generate_images import NEW_TOKENS, PROMPT, _reference
 
 pytestmark = pytest.mark.browser
 
-MODEL = "tiny-vl"
 LOGIT_TOLERANCE = 1e-4
-# name -> (file, what it exercises); sizes are odd so every resize is a real one.
+# Images of odd sizes and modes, as the vl_site fixture (conftest.py) writes them under test-images/.
 IMAGE_SETS = {"rgb+rgba": ["rgb-odd.png", "rgba-alpha.png"], "grey-alpha+palette": ["la.png", "palette.png"]}
-
-
-def _write_images(directory: Path) -> dict[str, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(17)
-    rgba = rng.integers(0, 256, (45, 61, 4), dtype=np.uint8)
-    rgba[:10, :, 3] = 0  # fully transparent rows: white after compositing
-    palette = Image.fromarray(rng.integers(0, 256, (29, 41, 3), dtype=np.uint8)).convert(
-        "P", palette=Image.Palette.ADAPTIVE, colors=12
-    )
-    images = {
-        "rgb-odd.png": Image.fromarray(rng.integers(0, 256, (53, 37, 3), dtype=np.uint8)),
-        "rgba-alpha.png": Image.fromarray(rgba, "RGBA"),
-        "la.png": Image.fromarray(rng.integers(0, 256, (70, 23, 2), dtype=np.uint8), "LA"),
-        "palette.png": palette,
-        "chat.png": Image.fromarray(rng.integers(0, 256, (40, 66, 3), dtype=np.uint8)),  # only the chat's
-    }
-    paths = {}
-    for name, image in images.items():
-        paths[name] = directory / name
-        image.save(paths[name], **({"transparency": 2} if image.mode == "P" else {}))
-    (directory / "not-an-image.png").write_text("plain text, not a PNG\n")
-    return paths
-
-
-@pytest.fixture(scope="module")
-def vl_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict[str, Path]]]:
-    """(site URL, the checkpoint, the images under the site's test-images/)."""
-    root = tmp_path_factory.mktemp("vision-page")
-    checkpoint = write_vl_checkpoint(root / "checkpoint", seed=3, vision_config=TINY_VISION_CONFIG)
-    bundle = root / "bundle"
-    run_export(ExportOptions(model_dir=checkpoint, out_dir=bundle))
-    site = root / "site"
-    build_site(SiteSpec(site, [(MODEL, bundle)], {MODEL: "Tiny random vision-language checkpoint (test)."}))
-    images = _write_images(site / "test-images")
-    with serving(site) as url:
-        yield url, checkpoint, images
 
 
 @pytest.fixture(scope="module", params=["wasm", "webgpu"])
