@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.browser.pages import WatchedPage, open_page
 from tests.vision.test_generate_images import NEW_TOKENS, PROMPT, _reference
@@ -104,3 +105,41 @@ def test_later_turns_reuse_the_image_state_and_a_bad_image_loses_nothing(vl_page
     assert bad["name"] == "InputError" and "is not an image" in bad["error"] and "\n" not in bad["error"]
     assert fourth["encoded"] == 0 and fourth["reused"] >= second["prompt"]  # nothing was lost
     vl_page.assert_clean()
+
+
+ADD = """async (urls) => {
+    const model = await window.app.model();
+    const out = [];
+    for (const url of urls) {
+        try { out.push({ ok: (await model.addImage(url)).imageId }); }
+        catch (err) { out.push({ error: err.message, name: err.name }); }
+    }
+    return out;
+}"""
+
+
+def test_bad_images_are_one_clear_error(browser, vl_site) -> None:
+    """The runtime's own limits, asked by the page before it reads any pixels: too elongated (transformers
+    allows 200:1), more than decode.MAX_IMAGE_PIXELS; and files that are no image at all. (No graph runs
+    for a refusal, so one backend shows them all: wasm.)"""
+    url, _, images = vl_site
+    page = open_page(browser, url, "wasm")
+    page.page.evaluate("window.app.ready")
+    directory = images["rgb-odd.png"].parent
+    Image.new("RGB", (300, 1)).save(directory / "thin.png")
+    Image.new("L", (8200, 8200)).save(directory / "huge.png")  # 67.2 MP > 8192 x 8192; compresses to ~70 kB
+    (directory / "empty.png").write_bytes(b"")
+    expected = {
+        "thin.png": "too elongated (300x1)",
+        "huge.png": "too large (8200x8200): at most 67 megapixels",
+        "empty.png": "is empty (0 bytes)",
+        "not-an-image.png": "is not an image (unknown or unsupported format)",
+    }
+    results = page.page.evaluate(ADD, [f"test-images/{name}" for name in expected])
+    for (name, says), result in zip(expected.items(), results, strict=True):
+        assert result.get("name") == "InputError", (name, result)
+        assert says in result["error"] and name in result["error"] and "\n" not in result["error"], result
+    good = page.page.evaluate(ADD, ["test-images/rgb-odd.png"])  # the model takes images still
+    assert len(good[0]["ok"]) == 64
+    page.assert_clean()
+    page.page.context.close()

@@ -43,6 +43,13 @@ def chat_page(browser, vl_site) -> Iterator[WatchedPage]:
     context.close()
 
 
+def test_the_offline_shell_holds_the_image_code(chat_page: WatchedPage) -> None:
+    """web/shell.py lists every page file: the image code is cached for offline use too."""
+    worker = chat_page.page.evaluate("async () => (await fetch('sw.js')).text()")
+    for name in ("images.js", "attachments.js"):
+        assert f'"{name}"' in worker, name
+
+
 def _wait_for_reply(page) -> dict:
     expect(page.locator(".turn.assistant.streaming")).to_have_count(0, timeout=READY_TIMEOUT_MS)
     expect(page.locator("#generate")).to_be_enabled()
