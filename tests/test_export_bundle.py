@@ -49,10 +49,13 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, layout):
     inputs, outputs = manifest["io"]["inputs"], manifest["io"]["outputs"]
     # The tiny model: three Gated DeltaNet layers, then one full-attention layer.
     linear = [f"{kind}.{i}" for i in range(3) for kind in ("conv", "recurrent")]
+    # A vision-language checkpoint's decoder also takes the image features (merged in the graph).
+    images = ["image_embeds"] if layout == "vl" else []
     assert [i["name"] for i in inputs] == [
         "input_ids",
         "attention_mask",
         "position_ids",
+        *images,
         *(f"past_{name}" for name in linear),
         "past_key_values.3.key",
         "past_key_values.3.value",
@@ -89,7 +92,14 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, layout):
     assert by_name["past_key_values.3.key"]["shape"] == ["batch_size", 2, "past_sequence_length", 32]
     assert by_name["present.3.value"]["shape"] == ["batch_size", 2, "total_sequence_length", 32]
     # The batch dim is named batch_size everywhere (transformers.js resolves only that name).
-    assert all(v["shape"][1 if v["name"] == "position_ids" else 0] == "batch_size" for v in inputs + outputs)
+    batched = [v for v in inputs + outputs if v["name"] != "image_embeds"]  # rows: the call's image tokens
+    assert all(v["shape"][1 if v["name"] == "position_ids" else 0] == "batch_size" for v in batched)
+    if images:
+        assert by_name["image_embeds"] == {
+            "name": "image_embeds",
+            "dtype": "float32",
+            "shape": ["num_image_tokens", 64],
+        }
     sampler = manifest["sampler"]["inputs"] + manifest["sampler"]["outputs"]
     assert [v["shape"][0] for v in sampler if v["name"] not in ("penalty", "temperature", "k")] == [
         "batch_size"

@@ -24,11 +24,14 @@ import * as ort from "%(modules)s/onnxruntime-web/dist/ort.all.min.mjs";
 import fs from "fs";
 const [work, runtime] = process.argv.slice(2);
 const py = await loadPyodide({ indexURL: "%(modules)s/pyodide/" });
-py.FS.mkdirTree("/work/qwen35web/runtime");
+py.FS.mkdirTree("/work/qwen35web");
 py.FS.writeFile("/work/qwen35web/__init__.py", fs.readFileSync(`${runtime}/../__init__.py`));
-for (const name of fs.readdirSync(runtime)) {
-  if (!name.endsWith(".py")) continue;
-  py.FS.writeFile(`/work/qwen35web/runtime/${name}`, fs.readFileSync(`${runtime}/${name}`));
+// The runtime package with its subpackages (vision/, tokenizer/), as the page's runtime archive has it.
+for (const entry of fs.readdirSync(runtime, { recursive: true })) {
+  if (!entry.endsWith(".py")) continue;
+  const target = `/work/qwen35web/runtime/${entry}`;
+  py.FS.mkdirTree(target.slice(0, target.lastIndexOf("/")));
+  py.FS.writeFile(target, fs.readFileSync(`${runtime}/${entry}`));
 }
 for (const name of fs.readdirSync(work)) py.FS.writeFile(`/work/${name}`, fs.readFileSync(`${work}/${name}`));
 py.registerJsModule("ort_module", ort);
@@ -113,7 +116,8 @@ def test_pyodide_reads_and_writes_the_same_files(tmp_path: Path) -> None:
         timeout=180,
         check=False,
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    # Pyodide's error output starts with its own minified source: show the Python traceback.
+    assert completed.returncode == 0, completed.stderr[completed.stderr.rfind("Traceback") :][:3000]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["written_sha256"] == hashlib.sha256(native).hexdigest()  # byte for byte
     assert report["read_back"] == [True, True, True]

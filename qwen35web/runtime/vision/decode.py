@@ -73,7 +73,8 @@ def open_image(source: ImageSource) -> Any:
     if not isinstance(source, str | os.PathLike | bytes):
         raise ImageInputError(f"expected a path, bytes or a PIL image, got {type(source).__name__}")
     if not isinstance(source, bytes) and not Path(source).is_file():
-        raise ImageInputError(f"{name}: no such file")
+        reason = "a directory, not an image file" if Path(source).is_dir() else "no such file"
+        raise ImageInputError(f"{name}: {reason}")
     try:
         image = image_module.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         _check_size(image.width, image.height, name)  # from the header, before decoding
