@@ -30,8 +30,14 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("webgpu", "wasm")
 # float16 data travels as raw bits in a Uint16Array (onnxruntime-web accepts it): Pyodide cannot
 # hand a Float16Array across the FFI ("Unknown typed array type").
-_TYPED_ARRAYS = {"float32": "Float32Array", "int64": "BigInt64Array", "float16": "Uint16Array"}
-_ITEM_BYTES = {"float32": 4, "int64": 8, "float16": 2}
+# uint8: an image's resized RGB pixels, the patchify graph's input.
+_TYPED_ARRAYS = {
+    "float32": "Float32Array",
+    "int64": "BigInt64Array",
+    "float16": "Uint16Array",
+    "uint8": "Uint8Array",
+}
+_ITEM_BYTES = {"float32": 4, "int64": 8, "float16": 2, "uint8": 1}
 
 
 class EngineRunError(RuntimeError):

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from qwen35web.runtime import saved_conversation
+from qwen35web.runtime import saved_conversation, web_images
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.conversation import ContextFullError
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
@@ -27,6 +27,7 @@ from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.snapshots import decode, encode
+from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE
 
 logger = logging.getLogger(__name__)
 
@@ -54,24 +55,30 @@ def external_data_files(manifest: Manifest) -> list[str]:
     return list(manifest.external_data)
 
 
+def _plan_paths(manifest: Manifest) -> dict[str, list[str]]:
+    """Each file the page loads -> the external-data files of it (graphs only), in load order: the
+    decoder and its data, the sampler, the tokenizer, then a VL bundle's vision and patchify graphs."""
+    external = external_data_files(manifest)
+    paths: dict[str, list[str]] = {MODEL_FILE: external, **{path: [] for path in external}}
+    paths.update({manifest.sampler.file: [], TOKENIZER_FILE: []})
+    vision = manifest.vision
+    if vision is not None:
+        paths[vision.file] = list(vision.data_files)
+        paths.update({path: [] for path in vision.data_files})
+        paths[vision.patchify_file] = []
+    return paths
+
+
 def download_plan(manifest_text: str) -> str:
     """JSON list of the files the page fetches to run the bundle: path, size, sha256, externalData."""
     try:
         manifest = parse_manifest_text(manifest_text)
     except RuntimeUserError as err:
         return _error(err)
-    external = external_data_files(manifest)
     plan = []
-    for path in (MODEL_FILE, *external, manifest.sampler.file, TOKENIZER_FILE):
+    for path, external in _plan_paths(manifest).items():
         entry = manifest.files[path]
-        plan.append(
-            {
-                "path": path,
-                "size": entry.size,
-                "sha256": entry.sha256,
-                "externalData": external if path == MODEL_FILE else [],
-            }
-        )
+        plan.append({"path": path, "size": entry.size, "sha256": entry.sha256, "externalData": external})
     return json.dumps({"files": plan})
 
 
@@ -130,6 +137,7 @@ class WebSession:
         self.runtime = runtime
         self.model_name = model_name
         self._cancel: CancelToken | None = None
+        self._vision = web_images.watch_vision(runtime)  # reports the vision graphs' runs
 
     def describe(self) -> str:
         manifest = self.runtime.manifest
@@ -147,8 +155,23 @@ class WebSession:
                 "weightBytes": weight_bytes,
                 "chat": manifest.chat_template is not None,
                 "contextTokens": self.runtime.max_context,
+                "vision": web_images.vision_facts(self.runtime),
             }
         )
+
+    def image_target_size(self, height: Any, width: Any) -> str:
+        """JSON {height, width}: the size the page resizes a decoded image to, or why it cannot."""
+        try:
+            return json.dumps(web_images.target_size(self.runtime, height, width))
+        except Exception as err:
+            return _error(err)
+
+    def add_image(self, height: Any, width: Any, rgb: Any) -> str:
+        """Register resized RGB bytes (a Uint8Array [height, width, 3]): JSON {imageId, tokens}."""
+        try:
+            return json.dumps(web_images.add_rgb(self.runtime, height, width, rgb))
+        except Exception as err:
+            return _error(err)
 
     def _prompt(self, request: dict[str, Any]) -> Prompt:
         messages = request.get("messages")
@@ -170,49 +193,62 @@ class WebSession:
             )
         return rendered
 
-    async def generate(self, request_json: str, on_text: Callable[..., Any]) -> str:
+    async def generate(
+        self, request_json: str, on_text: Callable[..., Any], on_progress: Callable[..., Any] | None = None
+    ) -> str:
         """Generate for the request; `on_text(text, kind)` receives the text as it streams. A chat
-        reply is split into its reasoning and its answer (`kind` "reasoning" or "text")."""
+        reply is split into its reasoning and its answer (`kind` "reasoning" or "text").
+        `on_progress(json)` hears when the vision graph starts and ends each image it encodes."""
         cancel = self._cancel = CancelToken()
         splitter: ReasoningSplitter | None = None
+        if self._vision is not None:
+            self._vision.watch((lambda event: on_progress(json.dumps(event))) if on_progress else None)
         try:
             request = _parse_request(request_json)
             params = _sampling_params(request, self.runtime.manifest.generation)
             prompt = self._prompt(request)
             if request.get("chat"):
                 splitter = ReasoningSplitter(prompt.opens_reasoning)
-            # The prefix cache resumes from the longest kept state: only new tokens are prefilled.
-            async for text in self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at):
+            # The prefix cache resumes from the longest kept state: only new tokens are prefilled
+            # (and only images whose tokens it does not hold go through the vision graph).
+            stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at, images=prompt.images)
+            async for text in stream:
                 if splitter is None:
                     on_text(text, "text")
                 else:
                     _send(splitter.push(text), on_text)
             if splitter is not None:
                 _send(splitter.flush(), on_text)
+            # Parity checks: the last fed position's logits (the module's returnLogits option).
+            last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
         except Exception as err:  # the page shows one sentence; see _error
             return _error(err)
         finally:
             self._cancel = None
+            if self._vision is not None:
+                self._vision.watch(None)
+        return json.dumps(self._result(splitter) | ({"lastLogits": last_logits} if last_logits else {}))
+
+    def _result(self, splitter: ReasoningSplitter | None) -> dict[str, Any]:
         result = self.runtime.generator.result
-        return json.dumps(
-            {
-                "tokens": result.tokens,
-                "text": splitter.text if splitter is not None else result.text,
-                "reasoning": splitter.reasoning if splitter is not None else "",
-                "contextTokens": self.runtime.max_context,
-                "firstTokenMs": result.first_token_ms,
-                "backend": self.runtime.engine.name,
-                "model": self.model_name,
-                "promptTokens": result.prompt_tokens,
-                "reusedTokens": result.reused_tokens,
-                "prefilledTokens": result.prefilled_tokens,
-                "stopReason": result.stop_reason,
-                "prefillMs": result.prefill_ms,
-                "decodeMs": result.decode_ms,
-                "decodeTokensPerSecond": result.decode_tokens_per_s,
-                "pythonShare": result.python_share,
-            }
-        )
+        return {
+            "tokens": result.tokens,
+            "text": splitter.text if splitter is not None else result.text,
+            "reasoning": splitter.reasoning if splitter is not None else "",
+            "contextTokens": self.runtime.max_context,
+            "firstTokenMs": result.first_token_ms,
+            "backend": self.runtime.engine.name,
+            "model": self.model_name,
+            "promptTokens": result.prompt_tokens,
+            "reusedTokens": result.reused_tokens,
+            "prefilledTokens": result.prefilled_tokens,
+            "stopReason": result.stop_reason,
+            "prefillMs": result.prefill_ms,
+            "decodeMs": result.decode_ms,
+            "decodeTokensPerSecond": result.decode_tokens_per_s,
+            "pythonShare": result.python_share,
+            "imagesEncoded": result.images_encoded,
+        }
 
     async def save_conversation(self, messages_json: str) -> bytes | str:
         """The conversation with the state its next turn resumes from, as saved_conversation's bytes
@@ -293,6 +329,9 @@ async def open_session(
             raise BundleError(f"{TOKENIZER_FILE}: {err}") from None
         await engine.open(MODEL_ROLE, MODEL_FILE)
         await engine.open(SAMPLER_ROLE, manifest.sampler.file)
+        if manifest.vision is not None:  # a vision-language bundle: its tower and the patchify graph
+            await engine.open(VISION_ROLE, manifest.vision.file)
+            await engine.open(PATCHIFY_ROLE, manifest.vision.patchify_file)
         runtime = Runtime(
             manifest,
             tokenizer,

@@ -27,6 +27,7 @@ from tests.browser.pages import (
     WatchedPage,
     open_page,
 )
+from tests.browser.vision_images import write_vision_images
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +99,23 @@ def wasm_page(browser, base_url: str) -> Iterator[WatchedPage]:
     watched = open_page(browser, base_url, "wasm")
     yield watched
     watched.page.context.close()
+
+
+VISION_MODEL = "tiny-vl"
+
+
+@pytest.fixture(scope="session")
+def vl_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict[str, Path]]]:
+    """A site with the tiny random VL bundle (real vision tower): (URL, checkpoint, its test-images/)."""
+    from devtools.random_checkpoint import TINY_VISION_CONFIG, write_vl_checkpoint
+    from qwen35web.export.pipeline import ExportOptions, run_export
+
+    root = tmp_path_factory.mktemp("vision-page")
+    checkpoint = write_vl_checkpoint(root / "checkpoint", seed=3, vision_config=TINY_VISION_CONFIG)
+    run_export(ExportOptions(model_dir=checkpoint, out_dir=root / "bundle"))
+    site = root / "site"
+    note = "Tiny random vision-language checkpoint (test): its answers are noise."
+    build_site(SiteSpec(site, [(VISION_MODEL, root / "bundle")], {VISION_MODEL: note}))
+    images = write_vision_images(site / "test-images")
+    with serving(site) as url:
+        yield url, checkpoint, images

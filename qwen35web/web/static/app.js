@@ -4,6 +4,7 @@
 //   app.ready                 -> Promise<{backend, model}> (rejects with the load error)
 //   app.generate({prompt, maxNewTokens, ..., onText})
 //                             -> Promise<stats> of the done event (after app.stop(): the partial stats)
+//   app.model()               -> Promise<Model>: the module's model the page loaded (images, chat, ...)
 //   app.logits(tokenIds) / app.tokenize(text) / app.stats()
 //   app.stop()                -> stops the running generation before its next token
 //   app.info()                -> the load's facts: backend(+Reason), threads(+Reason), weights, timings, ...
@@ -43,6 +44,7 @@ export function exposeApp(loading, progressListeners) {
   const app = {
     ready,
     generate,
+    model,
     logits: async (ids) => (await model()).logits(ids),
     tokenize: async (text) => (await model()).tokenize(text),
     stats: async () => (await model()).stats(),

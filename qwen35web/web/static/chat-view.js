@@ -1,5 +1,8 @@
-// The transcript's DOM: user and assistant turns, an assistant turn's reasoning collapsed above its
-// answer (a <details>), and the per-turn figures (time to first token, what was prefilled).
+// The transcript's DOM: user and assistant turns (a user turn's images as thumbnails), an assistant
+// turn's reasoning collapsed above its answer (a <details>), and the per-turn figures (time to first
+// token, what was prefilled, images encoded).
+
+const THUMBNAIL_PIXELS = 96; // the longer side of a thumbnail
 
 const STOP_REASONS = {
   cancelled: "stopped",
@@ -20,9 +23,39 @@ function element(tag, className, text) {
   return node;
 }
 
-export function addUserTurn(transcript, text, label = "You") {
+// A thumbnail of an image Blob drawn into `canvas` (a canvas, not an <img>: the page's CSP allows no
+// blob: image URLs). A Blob the browser cannot decode leaves a marked, empty canvas.
+export async function drawThumbnail(canvas, blob) {
+  canvas.className = "thumbnail";
+  canvas.width = canvas.height = THUMBNAIL_PIXELS;
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", blob.name ? `image ${blob.name}` : "image");
+  try {
+    const bitmap = await createImageBitmap(blob, { imageOrientation: "from-image" });
+    const scale = THUMBNAIL_PIXELS / Math.max(bitmap.width, bitmap.height);
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    canvas.dataset.drawn = "true";
+  } catch {
+    canvas.classList.add("broken");
+  }
+}
+
+export function addUserTurn(transcript, text, label = "You", images = []) {
   const turn = element("article", "turn user");
-  turn.append(element("div", "role", label), element("p", "text", text));
+  turn.append(element("div", "role", label));
+  if (images.length) {
+    const strip = element("div", "turn-images");
+    for (const blob of images) {
+      const canvas = document.createElement("canvas");
+      drawThumbnail(canvas, blob);
+      strip.append(canvas);
+    }
+    turn.append(strip);
+  }
+  turn.append(element("p", "text", text));
   transcript.append(turn);
   turn.scrollIntoView({ block: "end" });
   return turn;
@@ -37,13 +70,21 @@ export function addAssistantTurn(transcript, label = "Assistant") {
   reasoning.append(summary, reasoningText);
   reasoning.hidden = true;
   const text = element("p", "text");
+  const status = element("p", "turn-status");
+  status.hidden = true;
   const figures = element("p", "turn-stats");
-  turn.append(element("div", "role", label), reasoning, text, figures);
+  turn.append(element("div", "role", label), status, reasoning, text, figures);
   transcript.append(turn);
   const follow = () => turn.scrollIntoView({ block: "end" });
   return {
     turn,
+    // What runs before the first token (e.g. "Looking at image 1…"); "" hides it.
+    status(line) {
+      status.textContent = line;
+      status.hidden = !line;
+    },
     append(kind, piece) {
+      status.hidden = true;
       if (kind === "reasoning") {
         reasoning.hidden = false;
         reasoningText.textContent += piece;
@@ -55,6 +96,7 @@ export function addAssistantTurn(transcript, label = "Assistant") {
     // The final answer and reasoning as the runtime recorded them (what the next turn renders).
     finish(stats) {
       turn.classList.remove("streaming");
+      status.hidden = true;
       showReply(reasoning, summary, reasoningText, text, stats.text, stats.reasoning);
       if (!stats.text && stats.reasoning) {
         text.append(element("span", "empty-answer", `No answer yet: the reply ended in its reasoning (${stopReasonText(stats.stopReason)}).`));
@@ -90,6 +132,7 @@ export function describeTurn(stats) {
   if (Number.isFinite(stats.prefilledTokens)) {
     parts.push(`${stats.prefilledTokens} new of ${stats.promptTokens} prompt tokens prefilled (${stats.reusedTokens} reused)`);
   }
+  if (stats.imagesEncoded) parts.push(`${stats.imagesEncoded} ${stats.imagesEncoded === 1 ? "image" : "images"} encoded`);
   if (stats.tokens) parts.push(`${stats.tokens.length} tokens at ${stats.decodeTokensPerSecond.toFixed(1)}/s`);
   if (stats.stopReason) parts.push(stopReasonText(stats.stopReason));
   return parts.join(" · ");

@@ -1,9 +1,10 @@
-// The page's conversation: send, stop, regenerate the last reply, new chat, the stored chats (list,
-// open, delete) and the context gauge. Each finished turn is saved with the state its next turn
-// resumes from (model.saveConversation), so a reload continues without prefilling the history.
+// The page's conversation: send (with the attached images), stop, regenerate the last reply, new chat,
+// the stored chats (list, open, delete) and the context gauge. Each finished turn is saved with the
+// state its next turn resumes from (model.saveConversation) and its images, so a reload shows them and
+// continues without prefilling the history.
 
 import { AbortError, ContextFullError } from "./qwen35web.mjs";
-import { ChatStore, newChatId } from "./chat-store.js";
+import { ChatStore, newChatId, storedBytes } from "./chat-store.js";
 import { addAssistantTurn, addStoredAssistantTurn, addUserTurn } from "./chat-view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,8 +14,9 @@ function megabytes(bytes) {
 }
 
 export class ChatController {
-  constructor(model, { readSettings, showError, setRunning }) {
+  constructor(model, { readSettings, showError, setRunning, attachments = null }) {
     this.model = model;
+    this.attachments = attachments; // the images for the next message (attachments.js); null: no vision
     this.readSettings = readSettings;
     this.showError = showError;
     this.setRunning = setRunning;
@@ -43,7 +45,7 @@ export class ChatController {
     if (!stored) return;
     this.reset({ id, messages: stored.chat.messages });
     for (const message of this.chat.messages) {
-      if (message.role === "user") addUserTurn($("transcript"), message.content);
+      if (message.role === "user") addUserTurn($("transcript"), message.content, "You", message.images || []);
       else if (message.role === "assistant") addStoredAssistantTurn($("transcript"), message);
     }
     this.restoredTokens = 0;
@@ -77,17 +79,23 @@ export class ChatController {
   }
 
   async send(text, signal) {
-    if (!text.trim()) throw new Error("Write a message first.");
-    const user = { role: "user", content: text };
-    const userTurn = addUserTurn($("transcript"), text);
+    const images = this.attachments ? await this.attachments.take() : [];
+    if (!text.trim() && !images.length) throw new Error("Write a message first.");
+    const user = images.length ? { role: "user", content: text, images } : { role: "user", content: text };
+    const userTurn = addUserTurn($("transcript"), text, "You", images);
     this.chat.messages.push(user);
     $("prompt").value = "";
-    const ok = await this.reply(signal);
-    if (!ok) {
-      // Nothing the user wrote is lost: the message goes back into the box.
-      this.chat.messages.pop();
-      userTurn.remove();
-      $("prompt").value = text;
+    let ok = false;
+    try {
+      ok = await this.reply(signal);
+    } finally {
+      if (!ok) {
+        // Nothing the user gave is lost: the message goes back into the box, its images back above it.
+        this.chat.messages.pop();
+        userTurn.remove();
+        $("prompt").value = text;
+        if (images.length) this.attachments.putBack(images);
+      }
     }
   }
 
@@ -114,7 +122,8 @@ export class ChatController {
     try {
       for await (const event of this.model.chat(this.chat.messages, { ...settings, enableThinking, signal })) {
         if (event.type === "delta") view.append(event.kind, event.text);
-        else stats = event.stats;
+        else if (event.type === "progress") view.status(progressText(event));
+        else if (event.type === "done") stats = event.stats;
       }
     } catch (err) {
       if (err instanceof AbortError && err.stats) stats = err.stats;
@@ -161,7 +170,7 @@ export class ChatController {
     }
     const chats = await this.store.list();
     list.replaceChildren(...chats.map((chat) => this.listItem(chat)));
-    const used = chats.reduce((sum, chat) => sum + chat.messageBytes + chat.stateBytes, 0);
+    const used = chats.reduce((sum, chat) => sum + storedBytes(chat), 0);
     $("chat-storage").textContent = chats.length
       ? `${chats.length} stored ${chats.length === 1 ? "chat" : "chats"}: ${megabytes(used)} in this browser`
       : "No stored chats yet.";
@@ -175,7 +184,7 @@ export class ChatController {
     open.type = "button";
     open.className = "open-chat";
     open.textContent = chat.title;
-    open.title = `${new Date(chat.updated).toLocaleString()} · ${megabytes(chat.messageBytes + chat.stateBytes)}`;
+    open.title = `${new Date(chat.updated).toLocaleString()} · ${megabytes(storedBytes(chat))}`;
     open.addEventListener("click", () => this.whenIdle(() => this.open(chat.id)));
     const remove = document.createElement("button");
     remove.type = "button";
@@ -216,6 +225,13 @@ export class ChatController {
     $("chat-note").textContent = message;
     $("chat-note").hidden = !message;
   }
+}
+
+// The vision graph's progress before the first token (the reply's status line).
+function progressText(event) {
+  if (event.phase !== "vision") return "";
+  if (event.state === "start") return `Looking at image ${event.image}…`;
+  return `Image ${event.image} seen in ${(event.ms / 1000).toFixed(1)} s; reading the message…`;
 }
 
 function assistantMessage(stats) {

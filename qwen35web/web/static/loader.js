@@ -21,6 +21,7 @@ const MAX_AUTO_THREADS = 4;
 const PYTHON_ERROR_CODES = {
   BundleError: "bad-bundle",
   GenerationInputError: "bad-input",
+  ImageInputError: "bad-input",
   SnapshotError: "bad-input",
   ContextFullError: "context-full",
 };

@@ -50,8 +50,40 @@ export interface ModelFacts {
   chat: boolean;
   /** Tokens a conversation may hold. */
   contextTokens: number;
+  /** A vision-language bundle's image settings; null when the bundle takes no images. */
+  vision: VisionFacts | null;
   [field: string]: unknown;
 }
+
+export interface VisionFacts {
+  /** PIL's resampling filter number the processor resizes with (3: bicubic). */
+  resample: number;
+  /** Resized sides are multiples of this (patch x merge). */
+  factor: number;
+  minPixels: number;
+  maxPixels: number;
+  /** The largest decoded image accepted (pixels). */
+  maxImagePixels: number;
+}
+
+/** An image for the model: a Blob or File (PNG, JPEG, GIF, BMP, WebP: what the browser decodes), an
+ * ImageBitmap, or a URL (resolved against the page). */
+export type ImageSource = Blob | ImageBitmap | string;
+
+export interface AddedImage {
+  /** The sha256 of the resized pixels: what a content part's `image_id` names. */
+  imageId: string;
+  /** Image tokens it takes in the prompt. */
+  tokens: number;
+  /** The size it was resized to (the model's), and the size it was decoded at (upright). */
+  width: number;
+  height: number;
+  sourceWidth: number;
+  sourceHeight: number;
+}
+
+/** The runtime's own form of a message part (what restoreConversation() returns for images). */
+export type ContentPart = { type: "image"; image_id: string } | { type: "text"; text: string };
 
 export interface ModelInfo {
   model: string;
@@ -87,13 +119,21 @@ export interface ModelInfo {
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | string;
-  content: string;
+  /** The text; or the runtime's content list (images by id, then text). */
+  content: string | ContentPart[];
+  /** A user message's images, before its text (a vision-language bundle only). */
+  images?: ImageSource[];
   /** An assistant turn's reasoning, beside its answer (as Qwen's templates expect it). */
   reasoning_content?: string;
 }
 
 export interface GenerateRequest {
   prompt?: string;
+  /** Images with the prompt: it becomes one user message (the images, then the text) rendered with
+   * the bundle's chat template. */
+  images?: ImageSource[];
+  /** Parity checks: the done stats carry `lastLogits`, the logits after the last token fed. */
+  returnLogits?: boolean;
   /** Render the bundle's chat template around `prompt` (or `messages`). */
   chat?: boolean;
   messages?: ChatMessage[];
@@ -131,6 +171,8 @@ export interface GenerationStats {
   contextTokens: number;
   /** A chat reply's reasoning (`text` is then the answer alone); "" otherwise. */
   reasoning: string;
+  /** Images this call ran through the vision graph (0 when every image's tokens were reused). */
+  imagesEncoded: number;
   /** Newer runtimes add fields; they arrive as they are. */
   [field: string]: unknown;
 }
@@ -148,7 +190,18 @@ export interface DoneEvent {
   stats: GenerationStats;
 }
 
-export type GenerationEvent = DeltaEvent | DoneEvent;
+/** Before the first token: the vision graph starts and ends each image it encodes. */
+export interface ProgressEvent {
+  type: "progress";
+  phase: "vision";
+  state: "start" | "done";
+  /** 1, 2, ...: the images this call encodes, in prompt order. */
+  image: number;
+  /** With "done": how long the patchify and vision graphs took for it. */
+  ms?: number;
+}
+
+export type GenerationEvent = DeltaEvent | ProgressEvent | DoneEvent;
 
 export interface ChatOptions {
   signal?: AbortSignal;
@@ -179,7 +232,12 @@ export declare class Model {
     messages: ChatMessage[] | { messages: ChatMessage[] },
     options?: ChatOptions,
   ): AsyncGenerator<GenerationEvent, void, undefined>;
-  /** The conversation and the state its next turn resumes from, as bytes to store. */
+  /** Decode and resize an image as transformers' PIL processor would and register it (InputError for
+   * a bad one: not an image, no pixels, too large, too elongated, or a bundle without vision). The
+   * same Blob, ImageBitmap or URL again is not decoded again. */
+  addImage(source: ImageSource): Promise<AddedImage>;
+  /** The conversation and the state its next turn resumes from, as bytes to store (with its images'
+   * pixels at the model's size). */
   saveConversation(messages: ChatMessage[] | { messages: ChatMessage[] }): Promise<Uint8Array>;
   /** Load saved bytes back (InputError, and no change, for another bundle's or damaged bytes). */
   restoreConversation(bytes: Uint8Array): Promise<{ messages: ChatMessage[]; tokens: number }>;

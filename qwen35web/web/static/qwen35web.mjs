@@ -4,8 +4,11 @@
 //   const model = await load({ bundle: "./models/tiny-qwen35/", onProgress: (p) => console.log(p) });
 //   for await (const event of model.generate({ prompt: "Hello", maxNewTokens: 32 }, { signal })) {
 //     if (event.type === "delta") output.append(event.text);       // event.kind: "text" | "reasoning"
-//     else console.log(event.stats);                               // type "done"
+//     else if (event.type === "done") console.log(event.stats);    // ("progress": the vision graph runs)
 //   }
+//   // A vision-language bundle takes images (Blob, File, ImageBitmap or URL) with a prompt or a message:
+//   model.generate({ prompt: "What is in the picture?", images: [file] });
+//   model.chat([{ role: "user", content: "And this one?", images: [blob] }]);
 //   model.dispose();
 //
 // The model runs in a Web Worker (worker.js beside this file, same origin): Pyodide hosts the Python
@@ -76,6 +79,23 @@ class WorkerClient {
   }
 }
 
+// A URL string resolved against the page (the worker would resolve it against its own script).
+function imageSource(source) {
+  if (typeof source !== "string") return source;
+  return new URL(source, globalThis.document ? document.baseURI : self.location.href).href;
+}
+
+// A user message with `images` as the runtime reads it: a content list, the images first, then the text.
+function imageMessage(message, imageIds) {
+  const { images, content, ...rest } = message;
+  if (message.role !== "user") throw new InputError(`only user messages take images, not a ${message.role} message`);
+  if (typeof content !== "string" && content !== undefined) {
+    throw new InputError("a message with images takes its text as a string `content`");
+  }
+  const parts = imageIds.map((id) => ({ type: "image", image_id: id }));
+  return { ...rest, content: [...parts, { type: "text", text: content || "" }] };
+}
+
 function checkRequest(request) {
   if (!request || typeof request !== "object") throw new InputError("generate() takes a request object");
   for (const name of NUMERIC_SETTINGS) {
@@ -133,6 +153,8 @@ async function storageFacts(persist) {
 
 export class Model {
   #client;
+  #imageIds = new WeakMap(); // Blob / ImageBitmap -> Promise of its addImage() result
+  #urlImages = new Map(); // absolute URL -> the same
 
   constructor(client, info) {
     this.#client = client;
@@ -150,17 +172,61 @@ export class Model {
 
   // Async iterator of {type: "delta", kind, text, ...} and, last, {type: "done", stats}. Aborting
   // `signal` stops before the next token and throws an AbortError whose `stats` has what was made.
+  // With `images` the prompt becomes one user message (the images, then the text) rendered with the
+  // bundle's chat template, as `qwen35web generate --chat --image` does.
   generate(request, { signal } = {}) {
+    if (request && Array.isArray(request.images) && request.images.length) {
+      const { images, prompt, ...rest } = request;
+      const messages = [{ role: "user", content: prompt ?? "", images }];
+      return this.#stream(checkRequest({ ...rest, messages, chat: true }), signal);
+    }
     return this.#stream(checkRequest(request), signal);
   }
 
+  // Decode, resize (as transformers' PIL processor would) and register an image with the model:
+  // {imageId, tokens, width, height, sourceWidth, sourceHeight}. A bad image throws InputError. The
+  // same Blob, ImageBitmap or URL again costs nothing (its id is kept).
+  addImage(source) {
+    const resolved = imageSource(source);
+    const cache = typeof resolved === "string" ? this.#urlImages : this.#imageIds;
+    const isObject = typeof resolved === "object" && resolved !== null;
+    if ((isObject || typeof resolved === "string") && cache.has(resolved)) return cache.get(resolved);
+    const added = this.#client.call("addImage", { source: resolved });
+    if (isObject || typeof resolved === "string") {
+      cache.set(resolved, added);
+      added.catch(() => cache.delete(resolved)); // a failure is not kept: the next call tries again
+    }
+    return added;
+  }
+
+  // Messages with `images` turned into the runtime's content lists (each image added once).
+  async #withImageIds(messages) {
+    const out = [];
+    for (const message of messages) {
+      if (!message || !Array.isArray(message.images) || !message.images.length) {
+        if (message && message.images !== undefined) {
+          const { images, ...rest } = message;
+          out.push(rest);
+        } else out.push(message);
+        continue;
+      }
+      const ids = [];
+      for (const image of message.images) ids.push((await this.addImage(image)).imageId);
+      out.push(imageMessage(message, ids));
+    }
+    return out;
+  }
+
   async *#stream(request, signal) {
+    if (signal && signal.aborted) throw new AbortError("the generation was aborted before it started");
+    if (request.messages) request = { ...request, messages: await this.#withImageIds(request.messages) };
     if (signal && signal.aborted) throw new AbortError("the generation was aborted before it started");
     const queue = [];
     let wake = null;
     let outcome = null; // {result} or {error}
     const { id, promise } = this.#client.start("generate", { request }, (event) => {
       if (event.delta) queue.push({ type: "delta", ...event.delta });
+      if (event.progress) queue.push({ type: "progress", ...event.progress });
       if (wake) wake();
     });
     promise.then(
@@ -204,10 +270,11 @@ export class Model {
     return this.#stream(checkRequest(request), signal);
   }
 
-  // The conversation with the state its next turn resumes from, as bytes (store them anywhere).
-  saveConversation(messages) {
+  // The conversation with the state its next turn resumes from, as bytes (store them anywhere). Its
+  // images' pixels (at the model's size) are in the bytes too.
+  async saveConversation(messages) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
-    return this.#client.call("saveConversation", { messages: list || [] });
+    return this.#client.call("saveConversation", { messages: await this.#withImageIds(list || []) });
   }
 
   // Load saved bytes back: {messages, tokens}. Its next chat() prefills only the new tokens. Bytes of

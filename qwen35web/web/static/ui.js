@@ -4,6 +4,7 @@
 
 import { AbortError, enableOffline, load, siteModel } from "./qwen35web.mjs";
 import { exposeApp } from "./app.js";
+import { Attachments } from "./attachments.js";
 import { ChatController } from "./chat.js";
 import { addAssistantTurn, addUserTurn, describeRun } from "./chat-view.js";
 
@@ -87,7 +88,16 @@ async function startMode() {
     $("prompt").placeholder = "Write a prompt… (Ctrl+Enter generates)";
     return;
   }
-  chat = new ChatController(model, { readSettings, showError, setRunning });
+  // A vision-language bundle takes images: attach (picker, drop, paste), checked as they come.
+  const attachments = model.info.facts.vision
+    ? new Attachments(
+        model,
+        { list: $("attachments"), input: $("attach-input"), button: $("attach"), dropTarget: $("prompt-form"), pasteTarget: $("prompt") },
+        { showError },
+      )
+    : null;
+  if (attachments) $("prompt").placeholder = "Write a message, attach or paste images… (Ctrl+Enter sends)";
+  chat = new ChatController(model, { readSettings, showError, setRunning, attachments });
   window.app.lastTurn = () => chat.lastStats;
   window.app.chat = () => ({ id: chat.chat.id, messages: chat.chat.messages, restoredTokens: chat.restoredTokens });
   await chat.start();
@@ -134,7 +144,7 @@ async function runContinuation(signal) {
   try {
     for await (const event of model.generate({ prompt, ...settings }, { signal })) {
       if (event.type === "delta") reply.append("text", event.text);
-      else stats = event.stats;
+      else if (event.type === "done") stats = event.stats;
     }
   } catch (err) {
     if (!(err instanceof AbortError && err.stats)) {

@@ -260,13 +260,20 @@ export function planFromManifest(manifestText) {
   }
   if (!manifest || typeof manifest.files !== "object" || !Array.isArray(manifest.external_data)) return null;
   const external = manifest.external_data;
+  // [path, its external data]: the decoder, the sampler, the tokenizer, then a VL bundle's vision graphs.
+  const files = [["model.onnx", external], ...external.map((p) => [p, []]), ["sampler.onnx", []], ["tokenizer.json", []]];
+  const vision = manifest.vision;
+  if (vision) {
+    const data = Array.isArray(vision.data_files) ? vision.data_files : [];
+    files.push([vision.file, data], ...data.map((p) => [p, []]), [vision.patchify_file, []]);
+  }
   const plan = [];
-  for (const path of ["model.onnx", ...external, "sampler.onnx", "tokenizer.json"]) {
+  for (const [path, externalData] of files) {
     const entry = manifest.files[path];
     if (!PLAIN_PATH.test(String(path)) || !entry || !Number.isInteger(entry.size) || typeof entry.sha256 !== "string") {
       return null;
     }
-    plan.push({ path, size: entry.size, sha256: entry.sha256, externalData: path === "model.onnx" ? external : [] });
+    plan.push({ path, size: entry.size, sha256: entry.sha256, externalData });
   }
   return plan;
 }

@@ -4,9 +4,11 @@
 // "result" or "error" ({message, code}: errors.mjs turns the code back into a class).
 
 import { coded } from "./errors.mjs";
+import { prepareImage } from "./images.js";
 import { checked, loadModel, readable } from "./loader.js";
 
 let session = null; // PyProxy of qwen35web.runtime.web_entry.WebSession
+let vision = null; // the bundle's image settings (web_images.vision_facts), null for a text-only one
 let queue = Promise.resolve(); // calls into Python run one after the other
 let running = null; // id of the generate call in progress
 const cancelledBeforeStart = new Set();
@@ -18,6 +20,7 @@ function post(id, kind, payload = {}, transfer = []) {
 async function init(id, options) {
   const loaded = await loadModel(options, (progress) => post(id, "event", { progress }));
   session = loaded.session;
+  vision = loaded.info.facts.vision;
   return loaded.info;
 }
 
@@ -44,7 +47,8 @@ async function generate(id, { request }) {
   running = id;
   try {
     const onText = (piece, kind, extra) => post(id, "event", { delta: delta(piece, kind, extra) });
-    return checked(await session.generate(JSON.stringify(request), onText));
+    const onProgress = (json) => post(id, "event", { progress: JSON.parse(json) });
+    return checked(await session.generate(JSON.stringify(request), onText, onProgress));
   } finally {
     running = null;
   }
@@ -61,7 +65,22 @@ async function saveConversation(id, { messages }) {
   }
 }
 
+// An image (Blob, File, ImageBitmap or absolute URL) decoded and resized here, as Pillow would, to the
+// size Python names; then registered with the runtime: {imageId, tokens, width, height, sourceWidth, sourceHeight}.
+async function addImage(id, { source }) {
+  if (!vision) throw coded("bad-input", "this model takes no images (its bundle has no vision graph)");
+  const targetSize = (height, width) => {
+    const size = checked(session.image_target_size(height, width));
+    return [size.height, size.width];
+  };
+  const image = await prepareImage(source, { targetSize, resample: vision.resample });
+  const added = checked(session.add_image(image.height, image.width, image.rgb));
+  const { rgb, ...size } = image;
+  return { ...added, ...size };
+}
+
 const HANDLERS = {
+  addImage,
   saveConversation,
   restoreConversation: async (id, { bytes }) => checked(session.restore_conversation(bytes)),
   init,
