@@ -69,6 +69,34 @@ def test_bad_file_is_refused_and_the_message_stays(chat_page: WatchedPage, vl_si
     expect(page.locator("#transcript .turn")).to_have_count(0)
 
 
+# A File from the site's test image, handed to the page the way a drop or a paste hands it.
+DROP_AND_PASTE = """async () => {
+    const blob = await (await fetch('test-images/scene.png')).blob();
+    const transfer = () => {
+        const data = new DataTransfer();
+        data.items.add(new File([blob], 'scene.png', { type: 'image/png' }));
+        return data;
+    };
+    const form = document.getElementById('prompt-form');
+    const drop = new DragEvent('drop', { dataTransfer: transfer(), bubbles: true, cancelable: true });
+    form.dispatchEvent(drop);
+    const paste = new ClipboardEvent('paste', { clipboardData: transfer(), bubbles: true, cancelable: true });
+    document.getElementById('prompt').dispatchEvent(paste);
+    return [drop.defaultPrevented, paste.defaultPrevented];
+}"""
+
+
+def test_drop_and_paste_attach_images(chat_page: WatchedPage) -> None:
+    page = chat_page.page
+    handled = page.evaluate(DROP_AND_PASTE)
+    assert handled == [True, True]  # the page took both (a file drop does not open the file)
+    expect(page.locator("#attachments canvas.thumbnail")).to_have_count(2)
+    for _ in range(2):  # removed again: the next test starts with none attached
+        page.locator("#attachments .remove-attachment").first.click()
+    expect(page.locator("#attachments")).to_be_hidden()
+    chat_page.assert_clean()
+
+
 def test_attached_picture_goes_with_the_message(chat_page: WatchedPage, vl_site) -> None:
     _, _, images = vl_site
     page = chat_page.page
