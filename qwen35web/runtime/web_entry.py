@@ -143,6 +143,8 @@ class WebSession:
         manifest = self.runtime.manifest
         facts = manifest.model
         weight_bytes = sum(manifest.files[p].size for p in (MODEL_FILE, *manifest.external_data))
+        vision = manifest.vision
+        vision_bytes = sum(manifest.files[p].size for p in vision.files()) if vision is not None else 0
         return json.dumps(
             {
                 "model": self.model_name,
@@ -153,6 +155,7 @@ class WebSession:
                 "layers": facts.num_layers,
                 "hiddenSize": facts.hidden_size,
                 "weightBytes": weight_bytes,
+                "visionWeightBytes": vision_bytes,
                 "chat": manifest.chat_template is not None,
                 "contextTokens": self.runtime.max_context,
                 "vision": web_images.vision_facts(self.runtime),

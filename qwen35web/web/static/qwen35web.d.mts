@@ -46,7 +46,10 @@ export interface ModelFacts {
   vocabSize: number;
   layers: number;
   hiddenSize: number;
+  /** The decoder's weights (model.onnx and its data files). */
   weightBytes: number;
+  /** The vision and patchify graphs' (0 for a text-only bundle). */
+  visionWeightBytes: number;
   chat: boolean;
   /** Tokens a conversation may hold. */
   contextTokens: number;

@@ -71,7 +71,8 @@ function showModel() {
   $("threads").textContent = info.threadsReason;
   $("model-name").textContent =
     `${info.model} · ${facts.layers} layers · hidden ${facts.hiddenSize} · vocabulary ${facts.vocabSize} · ` +
-    `${facts.dtype} · ${megabytes(facts.weightBytes)} of weights`;
+    `${facts.dtype} · ${megabytes(facts.weightBytes)} of weights` +
+    (facts.visionWeightBytes ? ` + ${megabytes(facts.visionWeightBytes)} vision` : "");
   $("model-note").textContent = info.note;
   $("model-note").hidden = !info.note;
   const weights = info.weights;
