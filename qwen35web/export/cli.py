@@ -69,8 +69,8 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
         "--vision-dtype",
         choices=("auto", *VISION_DTYPES),
         default="auto",
-        help="the vision graph's weight format (auto: fp32 beside an fp32 decoder, else q8, the "
-        "fastest within 0.999 cosine of fp32 natively and on wasm: bench/results/vision.md)",
+        help="the vision graph's weight format (auto: fp32 beside fp32, fp16 beside the WebGPU formats "
+        "fp16/q4f16, else q8: bench/results/vision.md)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser

@@ -127,11 +127,13 @@ def _manifest(
 
 
 def vision_format(options: ExportOptions) -> str:
-    """auto: fp32 beside an fp32 decoder (parity), else q8 — measured the fastest per image within
-    0.999 cosine of fp32 natively and on wasm (bench/results/vision.md); fp16 is no faster on CPU."""
+    """auto: the vision graph's format follows the decoder's backend. fp32 beside fp32 (parity);
+    fp16 beside the WebGPU formats (fp16, q4f16): the GPU runs half precision and int8
+    DynamicQuantizeMatMul has no WebGPU kernel; q8 beside the CPU/wasm formats (q8, q4): measured
+    the fastest per image within 0.999 cosine of fp32 natively and on wasm (bench/results/vision.md)."""
     if options.vision_dtype != "auto":
         return options.vision_dtype
-    return "fp32" if options.dtype == "fp32" else "q8"
+    return {"fp32": "fp32", "fp16": "fp16", "q4f16": "fp16"}.get(options.dtype, "q8")
 
 
 def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.TransformersJsFolder:
