@@ -41,8 +41,8 @@ class ResizedImage:
 def _pil() -> Any:
     try:
         from PIL import Image
-    except ImportError:  # the base install has no Pillow
-        raise ImageInputError("reading images needs Pillow: pip install pillow") from None
+    except ImportError:  # a dependency, but an install without dependencies may lack it
+        raise ImageInputError("reading images needs Pillow: pip install 'pillow>=13'") from None
     return Image
 
 
