@@ -3,20 +3,18 @@
 The page decodes and resizes an image itself (web/static/images.js, Pillow's arithmetic) and asks here
 first for the size it must resize to, so the sizing rule and its refusals live in Python only
 (smart_resize, decode.MAX_IMAGE_PIXELS). The image store encodes images lazily, inside the prefill;
-`VisionWatch` stands in for its engine so the page can show that the vision graph is running.
+`VisionWatch` hears of each encoding so the page can show that the vision graph is running.
 Stdlib only (Pyodide).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.vision.decode import MAX_IMAGE_PIXELS
 from qwen35web.runtime.vision.errors import ImageInputError
-from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -63,42 +61,31 @@ def vision_facts(runtime: Runtime) -> dict[str, Any] | None:
 
 
 class VisionWatch:
-    """The image store's engine with a report around its vision work: one patchify run starts an
-    image, the vision run after it ends it. Everything else passes straight through."""
+    """Word of the image store's vision work for the generation in progress: each image that is
+    encoded (reused ones are not) sends a start and a done event with its number and time."""
 
-    def __init__(self, engine: Any):
-        self.engine = engine
+    def __init__(self) -> None:
         self.report: Report | None = None  # set for the generation in progress
         self.images = 0  # images started during it
-        self._started = 0.0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.engine, name)
 
     def watch(self, report: Report | None) -> None:
         self.report = report
         self.images = 0
 
-    async def run(self, role: str, feeds: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
-        if role == PATCHIFY_ROLE:
+    def __call__(self, state: str, ms: float | None) -> None:
+        if state == "start":
             self.images += 1
-            self._started = time.perf_counter()
-            self._send({"phase": "vision", "state": "start", "image": self.images})
-        results = await self.engine.run(role, feeds, outputs)
-        if role == VISION_ROLE:
-            elapsed = (time.perf_counter() - self._started) * 1000
-            self._send({"phase": "vision", "state": "done", "image": self.images, "ms": elapsed})
-        return results  # type: ignore[no-any-return]
-
-    def _send(self, event: dict[str, Any]) -> None:
+        event: dict[str, Any] = {"phase": "vision", "state": state, "image": self.images}
+        if ms is not None:
+            event["ms"] = ms
         if self.report is not None:
             self.report(event)
 
 
 def watch_vision(runtime: Runtime) -> VisionWatch | None:
-    """Put a VisionWatch between the runtime's image store and its engine (None: no vision graph)."""
+    """A VisionWatch told of the runtime's image encodings (None: no vision graph)."""
     if runtime.images is None:
         return None
-    watch = VisionWatch(runtime.images.engine)
-    runtime.images.engine = watch
+    watch = VisionWatch()
+    runtime.images.on_encode = watch
     return watch

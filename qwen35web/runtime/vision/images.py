@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qwen35web.runtime.bundle_vision import VisionInfo
@@ -79,6 +81,9 @@ class ImageStore:
         self.images: dict[str, PreparedImage] = {}
         self.features: OrderedDict[str, bytes] = OrderedDict()  # image id -> float32 [tokens, hidden]
         self.encoded = 0  # images run through the vision graph so far (tests and stats)
+        # Told when an image's vision work starts ("start", None) and ends ("done", milliseconds):
+        # the page shows it while the prefill waits.
+        self.on_encode: Callable[[str, float | None], None] | None = None
 
     def add(self, image: ResizedImage) -> PreparedImage:
         entry = prepared(image, self.spec)
@@ -95,13 +100,20 @@ class ImageStore:
         """float32 [num_tokens, hidden] bytes, row-major: from the kept ones or the vision graph."""
         kept = self.features.get(entry.image_id)
         if kept is None:
+            started = time.perf_counter()
+            self._tell("start", None)
             kept = await self._encode(entry.image)
+            self._tell("done", (time.perf_counter() - started) * 1000)
             self.encoded += 1
             self.features[entry.image_id] = kept
             while len(self.features) > KEPT_FEATURES:
                 self.features.popitem(last=False)
         self.features.move_to_end(entry.image_id)
         return kept
+
+    def _tell(self, state: str, ms: float | None) -> None:
+        if self.on_encode is not None:
+            self.on_encode(state, ms)
 
     async def _encode(self, image: ResizedImage) -> bytes:
         engine = self.engine
