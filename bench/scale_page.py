@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -46,20 +48,27 @@ RESULTS = REPO / "bench" / "results"
 TIMEOUT_MS = 3_600_000  # SwiftShader runs a 4B decode step in minutes
 PREFILL_TOKENS = 128
 CHECK_PROMPT = "The quick brown fox jumps over the lazy dog."
+WEBGPU_PROMPT = "The fox"  # short: SwiftShader runs every prompt token of a 4B at CPU-rasteriser speed
 
 
 class RssWatch:
-    """Peak resident memory of the processes whose command line holds `marker` (one browser's profile)."""
+    """Peak resident memory of the processes whose command line holds `marker` (one browser's profile).
 
-    def __init__(self, marker: str, period_s: float = 0.5):
+    Past `cap_bytes` in all it ends those processes (the page then fails with a closed target, and
+    `capped` says why): a model too big for this shared machine is stopped, not left to the OOM killer.
+    """
+
+    def __init__(self, marker: str, cap_bytes: float, period_s: float = 0.5):
         self.marker = marker.encode()
+        self.cap_bytes = cap_bytes
         self.period_s = period_s
         self.peak_process = self.peak_total = 0
+        self.capped = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
 
     def _sample(self) -> None:
-        sizes = []
+        sizes: dict[int, int] = {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes():
@@ -67,10 +76,16 @@ class RssWatch:
                 fields = Path(f"/proc/{pid}/statm").read_text().split()
             except OSError:  # the process ended between listing and reading
                 continue
-            sizes.append(int(fields[1]) * os.sysconf("SC_PAGE_SIZE"))
+            sizes[int(pid)] = int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
         if sizes:
-            self.peak_process = max(self.peak_process, max(sizes))
-            self.peak_total = max(self.peak_total, sum(sizes))
+            self.peak_process = max(self.peak_process, max(sizes.values()))
+            self.peak_total = max(self.peak_total, sum(sizes.values()))
+        if sum(sizes.values()) > self.cap_bytes and not self.capped:
+            self.capped = True
+            log.warning("browser RSS %.1f GB passed the cap: ending it", sum(sizes.values()) / 1e9)
+            for pid in sizes:  # only this browser's own processes (matched by its profile path)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
@@ -84,15 +99,18 @@ class RssWatch:
         self._stop.set()
         self._thread.join()
 
-    def figures(self) -> dict[str, float]:
-        return {
+    def figures(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
             "peak_rss_largest_process_gb": round(self.peak_process / 1e9, 2),
             "peak_rss_browser_gb": round(self.peak_total / 1e9, 2),
         }
+        if self.capped:
+            found["rss_cap_gb"] = round(self.cap_bytes / 1e9, 1)
+        return found
 
 
 @contextmanager
-def browser_context(webgpu: bool) -> Iterator[tuple[Any, RssWatch]]:
+def browser_context(webgpu: bool, cap_gb: float) -> Iterator[tuple[Any, RssWatch]]:
     """A fresh Chromium profile (a persistent context, so its processes can be told apart by its path)."""
     from playwright.sync_api import sync_playwright
 
@@ -102,10 +120,11 @@ def browser_context(webgpu: bool) -> Iterator[tuple[Any, RssWatch]]:
             profile, executable_path=CHROMIUM, args=flags, headless=True
         )
         try:
-            with RssWatch(profile) as watch:
+            with RssWatch(profile, cap_gb * 1e9) as watch:
                 yield context, watch
         finally:
-            context.close()
+            with contextlib.suppress(Exception):  # already gone when the watch ended it
+                context.close()
 
 
 def open_model(context: Any, url: str, query: str) -> tuple[Any, dict]:
@@ -138,43 +157,49 @@ def time_wasm(page: Any, prompt: str, decode_tokens: int) -> dict[str, float]:
     stats = generate(page, decode)
     return {
         "prefill_128_ms": prefill["prefillMs"],
+        "prefilled_tokens": prefill["prefilledTokens"],  # 128 unless the prefix cache skipped some
         "decode_ms_per_token": 1000 / stats["decodeTokensPerSecond"],
         "load_average_1min": os.getloadavg()[0],
     }
 
 
+def _open_wasm(
+    context: Any, url: str, name: str, threads: int, repeats: int
+) -> tuple[dict, tuple[Any, list[str]] | None]:
+    """A wasm page of `name` with `threads`: its row, and (page, a 128-token prompt per round) once it
+    is warm. Each round's prompt starts differently, so the prefix cache cannot skip its prefill."""
+    page, loaded = open_model(context, url, f"model={name}&backend=wasm&threads={threads}")
+    row = {"backend": "wasm", "model": name, "threads": threads, **loaded, "samples": {}}
+    log.info("%s wasm %d threads: %s", name, threads, loaded)
+    if "error" in loaded:
+        return row, None
+    row["first_tokens"] = generate(page, {"prompt": CHECK_PROMPT, "maxNewTokens": 4, "greedy": True})[
+        "tokens"
+    ]
+    generate(page, {"prompt": "Hello", "maxNewTokens": 8, "minNewTokens": 8, "greedy": True})  # warm-up
+    return row, (page, [prompt_of(page, PREFILL_TOKENS, f"Round {i}: ") for i in range(repeats)])
+
+
 def measure_wasm(
-    url: str, name: str, thread_counts: list[int], repeats: int, decode_tokens: int
+    url: str, cases: list[tuple[str, int]], repeats: int, decode_tokens: int, cap_gb: float
 ) -> list[dict]:
-    rows: list[dict] = []
-    with browser_context(webgpu=False) as (context, watch):
-        pages: dict[int, tuple[Any, str]] = {}
-        for threads in thread_counts:
-            page, loaded = open_model(context, url, f"model={name}&backend=wasm&threads={threads}")
-            rows.append({"backend": "wasm", "model": name, "threads": threads, **loaded, "samples": {}})
-            log.info("%s wasm %d threads: %s", name, threads, loaded)
-            if "error" in loaded:
-                continue
-            first = generate(page, {"prompt": CHECK_PROMPT, "maxNewTokens": 4, "greedy": True})
-            rows[-1]["first_tokens"] = first["tokens"]
-            generate(
-                page, {"prompt": "Hello", "maxNewTokens": 8, "minNewTokens": 8, "greedy": True}
-            )  # warm-up
-            pages[threads] = (page, prompt_of(page, PREFILL_TOKENS))
-        for _ in range(repeats):  # the pages interleaved round by round, so drifting load hits them alike
-            for row in rows:
-                if row["threads"] in pages:
-                    for key, value in time_wasm(*pages[row["threads"]], decode_tokens).items():
-                        row["samples"].setdefault(key, []).append(value)
-                    log.info(
-                        "%s %d threads: %s",
-                        name,
-                        row["threads"],
-                        {k: round(v[-1], 1) for k, v in row["samples"].items()},
-                    )
+    """Every (model, threads) case in its own page of one browser, timed interleaved round by round
+    (A B C A B C ...) so drifting machine load hits them alike."""
+    with browser_context(False, cap_gb) as (context, watch):
+        opened = [_open_wasm(context, url, name, threads, repeats) for name, threads in cases]
+        for round_ in range(repeats):
+            for row, ready in opened:
+                if ready is None:
+                    continue
+                page, prompts = ready
+                for key, value in time_wasm(page, prompts[round_], decode_tokens).items():
+                    row["samples"].setdefault(key, []).append(value)
+                latest = {k: round(v[-1], 1) for k, v in row["samples"].items()}
+                log.info("%s %d threads: %s", row["model"], row["threads"], latest)
+        rows = [row for row, _ in opened]
         for row in rows:
             row["median"] = {k: statistics.median(v) for k, v in row["samples"].items()}
-            row.update(watch.figures())  # one browser for every thread count: the peak of them all
+            row.update(watch.figures())  # one browser for every case: the peak of them all
     return rows
 
 
@@ -195,23 +220,24 @@ def native_tokens(bundle: Path, prompt: str, max_new_tokens: int) -> list[int]:
     return asyncio.run(run())
 
 
-def check_webgpu(url: str, name: str, bundle: Path, max_new_tokens: int) -> dict:
-    with browser_context(webgpu=True) as (context, watch):
+def check_webgpu(url: str, name: str, bundle: Path, max_new_tokens: int, cap_gb: float) -> dict:
+    with browser_context(True, cap_gb) as (context, watch):
         page, loaded = open_model(context, url, f"model={name}&backend=webgpu")
         row: dict[str, Any] = {"backend": "webgpu", "model": name, "threads": None, **loaded}
         log.info("%s webgpu: %s", name, loaded)
         if "error" not in loaded:
             row["adapter"] = page.evaluate(ADAPTER_JS)
             started = time.monotonic()
-            request = {"prompt": CHECK_PROMPT, "maxNewTokens": max_new_tokens, "greedy": True}
+            request = {"prompt": WEBGPU_PROMPT, "maxNewTokens": max_new_tokens, "greedy": True}
             stats = generate(page, request)
             row["generate_s"] = round(time.monotonic() - started, 1)
             row["page_tokens"] = stats["tokens"]
         row.update(watch.figures())
     if "page_tokens" in row:
         # After the browser is gone: the native session needs the memory the page held.
-        row["native_tokens"] = native_tokens(bundle, CHECK_PROMPT, max_new_tokens)
+        row["native_tokens"] = native_tokens(bundle, WEBGPU_PROMPT, max_new_tokens)
         row["tokens_equal"] = row["page_tokens"] == row["native_tokens"]
+    log.info("%s webgpu row: %s", name, json.dumps(row))
     return row
 
 
@@ -252,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=4, help="webgpu: tokens compared with native")
+    parser.add_argument(
+        "--rss-cap-gb", type=float, default=16.0, help="end the browser past this much RSS (shared machine)"
+    )
     parser.add_argument("--site", type=Path, default=REPO / "build" / "scale-site")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -261,17 +290,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not a bundle (no manifest.json): {missing[0]}", file=sys.stderr)
         return 2
     build_site(SiteSpec(args.site, bundles, {name: "bench.scale_page" for name, _ in bundles}))
-    rows: list[dict] = []
+    paths = dict(bundles)
     with serving(args.site) as url:
-        for name, path in bundles:
-            if args.backend == "wasm":
-                threads = [int(t) for t in args.threads.split(",")]
-                found = measure_wasm(url, name, threads, args.repeats, args.decode_tokens)
-            else:
-                found = [check_webgpu(url, name, path, args.max_new_tokens)]
-            for row in found:
-                row.update(bundle_facts(path), date=date.today().isoformat())
-            rows += found
+        if args.backend == "wasm":
+            threads = [int(t) for t in args.threads.split(",")]
+            cases = [(name, t) for name, _ in bundles for t in threads]
+            rows = measure_wasm(url, cases, args.repeats, args.decode_tokens, args.rss_cap_gb)
+        else:
+            rows = [
+                check_webgpu(url, name, path, args.max_new_tokens, args.rss_cap_gb) for name, path in bundles
+            ]
+    for row in rows:
+        row.update(bundle_facts(paths[row["model"]]), date=date.today().isoformat())
     command = " ".join(["python -m bench.scale_page", *map(_no_path, sys.argv[1:] if argv is None else argv)])
     results = merge(RESULTS / "scale-page.json", rows, command)
     (RESULTS / "scale-page.json").write_text(json.dumps(results, indent=2) + "\n")
