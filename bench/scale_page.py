@@ -18,7 +18,6 @@ Results merge into bench/results/scale-page.{json,md} (one row per backend, mode
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -35,6 +34,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench.scale_native import native_references
 from bench.scale_report import markdown, merge
 from bench.threads import generate, prompt_of
 from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS, OFFLINE_FLAGS
@@ -203,23 +203,6 @@ def measure_wasm(
     return rows
 
 
-def native_tokens(bundle: Path, prompt: str, max_new_tokens: int) -> list[int]:
-    """The greedy tokens of qwen35web.runtime on CPython + onnxruntime for the same bundle."""
-    from qwen35web.runtime.runtime import open_native
-    from qwen35web.runtime.sampling import SamplingParams
-
-    async def run() -> list[int]:
-        runtime = await open_native(bundle, verify_hashes=False)
-        try:
-            params = SamplingParams(greedy=True, max_new_tokens=max_new_tokens)
-            result = await runtime.generate(runtime.prompt_ids(prompt), params)
-            return list(result.tokens)
-        finally:
-            await runtime.close()
-
-    return asyncio.run(run())
-
-
 def check_webgpu(url: str, name: str, bundle: Path, max_new_tokens: int, cap_gb: float) -> dict:
     with browser_context(True, cap_gb) as (context, watch):
         page, loaded = open_model(context, url, f"model={name}&backend=webgpu")
@@ -235,8 +218,10 @@ def check_webgpu(url: str, name: str, bundle: Path, max_new_tokens: int, cap_gb:
         row.update(watch.figures())
     if "page_tokens" in row:
         # After the browser is gone: the native session needs the memory the page held.
-        row["native_tokens"] = native_tokens(bundle, WEBGPU_PROMPT, max_new_tokens)
-        row["tokens_equal"] = row["page_tokens"] == row["native_tokens"]
+        row.update(native_references(bundle, WEBGPU_PROMPT, max_new_tokens))
+        # The page's kernels compute in fp32: compare with native doing the same (see bench.scale_native).
+        reference = row.get("native_fp32_compute_tokens", row["native_tokens"])
+        row["tokens_equal"] = row["page_tokens"] == reference
     log.info("%s webgpu row: %s", name, json.dumps(row))
     return row
 
