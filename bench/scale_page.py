@@ -132,14 +132,18 @@ def open_model(context: Any, url: str, query: str) -> tuple[Any, dict]:
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
+    last_progress: list[dict] = [{}]  # the load's latest progress event: where a failed load stopped
+    page.expose_function("__scaleProgress", lambda p: last_progress.__setitem__(0, p))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     started = time.monotonic()
     page.goto(f"{url}?{query}")
     try:
-        page.evaluate("app.ready")
+        page.evaluate("app.on('progress', (p) => window.__scaleProgress(p)); app.ready")
     except Exception as err:  # the page rejected: record its message, that is the measurement
         message = str(err).splitlines()[0]
-        return page, {"error": message, "console_errors": errors[-5:]}
+        seconds = round(time.monotonic() - started, 1)
+        failed = {"error": message, "console_errors": errors[-5:], "failed_after_s": seconds}
+        return page, {**failed, "last_progress": last_progress[0]}
     info = page.evaluate("app.info()")
     return page, {
         "ready_ms": round((time.monotonic() - started) * 1000),

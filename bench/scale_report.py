@@ -39,9 +39,19 @@ def _load_span(row: dict) -> str:
     return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
 
 
+def _result(row: dict) -> str:
+    if "rss_cap_gb" in row:
+        phase = (row.get("last_progress") or {}).get("phase", "?")
+        return (
+            f"stopped by the bench: browser RSS passed {row['rss_cap_gb']} GB in phase "
+            f"`{phase}`, {row.get('failed_after_s')} s after navigation"
+        )
+    return str(row.get("error", "ok"))
+
+
 def _wasm_lines(rows: list[dict]) -> list[str]:
     lines = [
-        "| model | format | bundle | threads | ready (cold) | session | prefill-128 | decode | peak RSS "
+        "| model | format | bundle | threads | ready | session | prefill-128 | decode | peak RSS "
         "(renderer / browser) | load avg | result |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -55,7 +65,7 @@ def _wasm_lines(rows: list[dict]) -> list[str]:
             f"| {row['model']} | {row.get('dtype')} | {_gb(row.get('bundle_bytes'))} | {row['threads']} "
             f"| {row.get('ready_ms', '-')} ms | {'-' if session is None else f'{session:.0f} ms'} "
             f"| {prefill} | {decode} | {row.get('peak_rss_largest_process_gb')} / "
-            f"{row.get('peak_rss_browser_gb')} GB | {_load_span(row)} | {row.get('error', 'ok')} |"
+            f"{row.get('peak_rss_browser_gb')} GB | {_load_span(row)} | {_result(row)} |"
         )
     return lines
 
@@ -78,7 +88,7 @@ def _webgpu_lines(rows: list[dict]) -> list[str]:
             row.get("native_fp32_compute_tokens", "-"),
             row.get("tokens_equal", "-"),
             f"{row.get('peak_rss_largest_process_gb')} / {row.get('peak_rss_browser_gb')} GB",
-            row.get("error", "ok"),
+            _result(row),
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
@@ -99,7 +109,8 @@ def markdown(results: dict) -> str:
         "",
         "Prefill-128 is one generate() of a 128-token prompt with one new token; decode is ms per token of "
         "a greedy run at a short context (the runtime's own timings), medians of interleaved rounds after a "
-        "warm-up. Ready is navigation to `app.ready` in a fresh profile (download, hash, cache, session).",
+        "warm-up. Ready is navigation to `app.ready` (download, hash, cache, session): cold for a browser's "
+        "first page, later pages of the same browser find Pyodide (and a bundle they share) cached.",
         "",
         *_wasm_lines([r for r in rows if r["backend"] == "wasm"]),
         "",
