@@ -59,9 +59,9 @@ def bundle_for(model: str) -> Path:
     return path.parent
 
 
-def prompt_of(page: Any, tokens: int) -> str:
-    """A prompt of exactly `tokens` tokens (the longest prefix of a repeated text that fits)."""
-    text = PROMPT_TEXT * (tokens // 4 + 8)
+def prompt_of(page: Any, tokens: int, lead: str = "") -> str:
+    """A prompt of exactly `tokens` tokens (the longest prefix of `lead` + a repeated text that fits)."""
+    text = lead + PROMPT_TEXT * (tokens // 4 + 8)
     low, high = 1, len(text)
     while low < high:  # longest prefix with at most `tokens` tokens
         middle = (low + high + 1) // 2

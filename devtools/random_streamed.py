@@ -1,5 +1,7 @@
 """Random checkpoints of the real shapes, written tensor by tensor (4B and 9B do not fit in memory).
 
+    python -m devtools.random_streamed bench/configs/qwen3_5-2b.json OUT_DIR [--seed 0]
+
 `devtools.random_checkpoint.random_model` builds transformers' model with its own initialisation: right for
 the tests, but 36 GB of fp32 at 9B. Here the parameter names and shapes come from the model built on
 the meta device, and each tensor is drawn on its own from a generator seeded by (seed, index), with
@@ -14,6 +16,7 @@ import copy
 import json
 import logging
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,3 +107,28 @@ def write_streamed_checkpoint(
     write_tokenizer(out_dir)
     log.info("wrote %s: %d tensors, %.2f GB in %d shards", out_dir, len(shapes), total / 1e9, len(shards))
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A random checkpoint of a config.json's shape (a text config or a full one with text_config)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m devtools.random_streamed", description=main.__doc__)
+    parser.add_argument("config", type=Path, help="a config.json, e.g. bench/configs/qwen3_5-2b.json")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        config = json.loads(args.config.read_text())
+    except (OSError, ValueError) as err:
+        print(f"error: cannot read {args.config}: {err}", file=sys.stderr)
+        return 2
+    config = config.get("text_config", config)
+    config.pop("torch_dtype", None)
+    write_streamed_checkpoint(args.out_dir, config, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

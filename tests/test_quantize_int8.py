@@ -111,6 +111,51 @@ def test_embedding_and_tied_head_are_stored_once_as_int8(q8_model: ir.Model) -> 
     assert all(v.const_value.size < HIDDEN * HIDDEN for v in floats)  # only norms, scales, tables
 
 
+def _one_matmul(k: int, n: int) -> ir.Model:
+    """x [2, 3, K] @ a constant random weight [K, N] -> y [2, 3, N]."""
+    weight = np.random.default_rng(1).standard_normal((k, n)).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"], name="linear")],
+        "one_matmul",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, k])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3, n])],
+        [onnx.numpy_helper.from_array(weight, "w")],
+    )
+    opsets = [onnx.helper.make_opsetid("", 18)]
+    return ir.serde.deserialize_model(onnx.helper.make_model(graph, opset_imports=opsets, ir_version=10))
+
+
+def _run_one(model: ir.Model, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    proto = ir.serde.serialize_model(model).SerializeToString()
+    session = ort.InferenceSession(proto, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+def test_aliased_widths_are_padded_and_sliced_back_to_the_same_numbers(monkeypatch) -> None:
+    """N = 2048 gets 64 zero columns and a Slice; the outputs equal the unpadded graph's exactly."""
+    from qwen35web.export.passes import quantize_int8
+
+    padded = quantize_int8.quantize_weights_int8(_one_matmul(16, 2048))
+    ops = [n.op_type for n in padded.graph]
+    assert ops == ["DynamicQuantizeMatMul", "Slice"]
+    int8 = [v for v in padded.graph.initializers.values() if v.dtype == ir.DataType.INT8]
+    assert [tuple(v.const_value.shape) for v in int8] == [(16, 2048 + quantize_int8.WIDTH_PADDING)]
+    monkeypatch.setattr(quantize_int8, "ALIASED_WIDTH", 1 << 30)  # the same weight, never padded
+    plain = quantize_int8.quantize_weights_int8(_one_matmul(16, 2048))
+    assert [n.op_type for n in plain.graph] == ["DynamicQuantizeMatMul"]
+    x = np.random.default_rng(2).standard_normal((2, 3, 16)).astype(np.float32)
+    got, expected = _run_one(padded, x), _run_one(plain, x)
+    assert got.shape == (2, 3, 2048)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_other_widths_are_left_as_they_are() -> None:
+    model = quantize_weights_int8(_one_matmul(16, 3584))
+    assert [n.op_type for n in model.graph] == ["DynamicQuantizeMatMul"]
+
+
 def test_fp16_graph_is_refused(tiny_text_dir: Path) -> None:
     spec = spec_from_config(read_config_json(tiny_text_dir))
     decoder = load_decoder(spec, Checkpoint(tiny_text_dir), torch.float16)

@@ -12,6 +12,12 @@ The embedding table E [V, D] is stored once, as E^T [D, V] quantized per column 
 token): the layout a tied LM head reads directly, and the lookup reads its columns with
 `Gather(axis=1)`, then transposes the few gathered rows back and applies their scales.
 
+Output widths N that are a multiple of 2048 run 2-3x slower per weight in the wasm build's int8 GEMM
+(measured at M = 1, one thread: N = 2048 / 4096 / 6144 / 8192 at 0.29 / 0.44 / 0.29 / 0.44 ns per
+weight, N = 2112 / 4160 / 6272 at 0.17-0.19, 3584 at 0.15: rows of the weight that far apart share
+cache sets). Such weights get 64 zero columns more, and a Slice takes the N real outputs back: the
+same numbers, 3 % more bytes for those weights (the 2B's projections are nearly all of that width).
+
 Why not onnxruntime's `quantize_dynamic`: it rewrites a serialized ModelProto (a second fp32 copy
 of every weight) and does not see a tied head through its Transpose. The rounding is
 `quantization.columns`.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import onnx_ir as ir
 
 from qwen35web.export.ops.domain import MS_DOMAIN
@@ -35,6 +42,7 @@ from qwen35web.export.passes.quantize_graph import (
     drop_unused_initializer,
     dynamic_quantize_matmul_node,
     replace_node,
+    static_shape,
 )
 from qwen35web.export.quantization.columns import quantize_columns
 
@@ -42,18 +50,48 @@ log = logging.getLogger(__name__)
 
 _FP32 = (ir.DataType.FLOAT,)  # q8 quantizes fp32 graphs only
 EMBEDDINGS = ("int8", "float")  # q8's choices for the token table and a tied head
+ALIASED_WIDTH = 2048  # output widths that are a multiple of this are padded (see the module doc)
+WIDTH_PADDING = 64
+
+
+def unaliased(quantized: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 [K, N] and scales [N], with WIDTH_PADDING zero columns more when N is an aliased width."""
+    k, n = quantized.shape
+    if n % ALIASED_WIDTH:
+        return quantized, scales
+    padded = np.zeros((k, n + WIDTH_PADDING), dtype=quantized.dtype)
+    padded[:, :n] = quantized
+    return padded, np.concatenate([scales, np.ones(WIDTH_PADDING, dtype=scales.dtype)])
+
+
+class _FirstColumns:
+    """Slices value [..., N + padding] -> [..., N] (the real outputs); one set of bounds per N."""
+
+    def __init__(self, graph: ir.Graph):
+        self.graph = graph
+        self.bounds: dict[int, list[ir.Value]] = {}
+
+    def node(self, value: ir.Value, width: int, name: str) -> ir.Node:
+        if width not in self.bounds:
+            self.bounds[width] = [
+                add_initializer(self.graph, f"slice_{part}_{width}", np.array([bound], dtype=np.int64))
+                for part, bound in (("starts", 0), ("ends", width), ("axes", -1))
+            ]
+        return ir.node("Slice", [value, *self.bounds[width]], name=name)
 
 
 def quantize_matmuls_int8(graph: ir.Graph) -> tuple[int, int, int]:
     """Replace every MatMul with a constant fp32 weight; returns (count, float bytes, int8 bytes)."""
     done: dict[str, tuple[ir.Value, ir.Value]] = {}  # a weight shared by several MatMuls: once
+    first_columns = _FirstColumns(graph)
     count = float_bytes = quantized_bytes = 0
     for node in [n for n in graph if constant_weight(n, _FP32) is not None]:
         weight, activations = constant_weight(node, _FP32), node.inputs[0]
         assert weight is not None and weight.name is not None and activations is not None
+        width = static_shape(weight)[1]
         if weight.name not in done:
             array = constant_array(weight)  # [K, N]
-            quantized, scales = quantize_columns(array)
+            quantized, scales = unaliased(*quantize_columns(array))
             done[weight.name] = (
                 add_initializer(graph, f"{weight.name}.q8", quantized),
                 add_initializer(graph, f"{weight.name}.q8_scales", scales),
@@ -61,9 +99,10 @@ def quantize_matmuls_int8(graph: ir.Graph) -> tuple[int, int, int]:
             float_bytes += array.nbytes
             quantized_bytes += quantized.nbytes + scales.nbytes
             del array
-        replace_node(
-            graph, node, [dynamic_quantize_matmul_node(activations, *done[weight.name], f"{node.name}_q8")]
-        )
+        new = [dynamic_quantize_matmul_node(activations, *done[weight.name], f"{node.name}_q8")]
+        if static_shape(done[weight.name][1])[0] != width:  # padded: keep the N real columns
+            new.append(first_columns.node(new[0].outputs[0], width, f"{node.name}_q8_slice"))
+        replace_node(graph, node, new)
         drop_unused_initializer(graph, weight)
         count += 1
     return count, float_bytes, quantized_bytes
