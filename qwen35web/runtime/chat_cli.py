@@ -22,7 +22,8 @@ from typing import Any, TextIO, TypeVar
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.cli import add_sampling_arguments, sampling_params
-from qwen35web.runtime.conversation import ContextFullError, Conversation, TurnResult
+from qwen35web.runtime.context_fit import ContextFullError
+from qwen35web.runtime.conversation import Conversation, TurnResult
 from qwen35web.runtime.errors import RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.runtime import Runtime

@@ -14,16 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen35web.runtime.chat import Message
+from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
-
-
-class ContextFullError(GenerationInputError):
-    """The conversation no longer fits the model's context: a new chat is needed."""
 
 
 @dataclass
@@ -39,6 +36,8 @@ class TurnResult:
     decode_tokens_per_s: float = 0.0
     stop_reason: str = ""
     context_tokens: int = 0  # the context's size, for "used / total"
+    dropped_messages: int = 0  # the oldest messages dropped to fit this turn (drop_oldest)
+    dropped_turns: int = 0
 
     @classmethod
     def of(cls, result: GenerationResult, splitter: ReasoningSplitter, context: int) -> TurnResult:
@@ -68,6 +67,8 @@ class TurnResult:
             "first_token_ms": round(self.first_token_ms, 3),
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "stop_reason": self.stop_reason,
+            "dropped_messages": self.dropped_messages,
+            "dropped_turns": self.dropped_turns,
         }
 
 
@@ -93,6 +94,7 @@ class Conversation:
         self.system = system
         self.messages: list[Message] = list(messages) if messages is not None else self._start()
         self.last: TurnResult | None = None
+        self.dropped: list[Message] = []  # turns left out to fit the context, oldest first
 
     def _start(self) -> list[Message]:
         return [{"role": "system", "content": self.system}] if self.system else []
@@ -101,28 +103,39 @@ class Conversation:
         """A new chat: the messages go; the kept snapshots stay (a new chat may share a prefix)."""
         self.messages = self._start()
         self.last = None
+        self.dropped = []
 
-    def prompt_for(self, user_text: str) -> Prompt:
-        """The rendered conversation with `user_text` as the next user turn; refuses a full context."""
+    def fit(self, user_text: str, drop_oldest: bool = False, reply_room: int = 1) -> Fitted:
+        """The conversation with `user_text` as the next user turn, rendered; a full context is
+        refused (ContextFullError), or with `drop_oldest` its oldest turns are left out (see
+        context_fit: the caller must say so)."""
         if not user_text.strip():
             raise GenerationInputError("the message is empty")
         messages = [*self.messages, {"role": "user", "content": user_text}]
-        prompt = self.runtime.prompt(messages=messages, enable_thinking=self.enable_thinking)
-        context = self.runtime.max_context
-        if len(prompt.ids) + 1 >= context:
-            raise ContextFullError(
-                f"the conversation would need {len(prompt.ids)} tokens with this message and the "
-                f"context holds {context}: start a new chat"
-            )
-        return prompt
+
+        def render(chosen: list[Message]) -> Prompt:
+            return self.runtime.prompt(messages=chosen, enable_thinking=self.enable_thinking)
+
+        return fit(render, messages, self.runtime.max_context, reply_room, drop_oldest)
+
+    def prompt_for(self, user_text: str) -> Prompt:
+        """The rendered conversation with `user_text` as the next user turn; refuses a full context."""
+        return self.fit(user_text).prompt
 
     async def turn(
-        self, user_text: str, params: SamplingParams, cancel: CancelToken | None = None
+        self,
+        user_text: str,
+        params: SamplingParams,
+        cancel: CancelToken | None = None,
+        drop_oldest: bool = False,
     ) -> AsyncIterator[Piece]:
         """Stream the reply to `user_text`; afterwards `last` holds its result and the messages
-        hold both turns (a stopped reply is kept as far as it went)."""
+        hold both turns (a stopped reply is kept as far as it went). With `drop_oldest`, a
+        conversation too long for the context loses its oldest turns first (`last` and `dropped`
+        say which)."""
         started = time.perf_counter()
-        prompt = self.prompt_for(user_text)
+        fitted = self.fit(user_text, drop_oldest, reply_room=params.max_new_tokens)
+        prompt = fitted.prompt
         render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising the conversation
         splitter = ReasoningSplitter(prompt.opens_reasoning)
         stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at)
@@ -133,16 +146,21 @@ class Conversation:
             yield piece
         result = TurnResult.of(self.runtime.generator.result, splitter, self.runtime.max_context)
         result.first_token_ms += render_ms  # from the call: rendering and tokenising included
-        self.messages += [
-            {"role": "user", "content": user_text},
-            assistant_message(splitter.text, splitter.reasoning),
-        ]
+        result.dropped_messages, result.dropped_turns = fitted.dropped_messages, fitted.dropped_turns
+        if fitted.dropped_messages:
+            kept = {id(m) for m in fitted.messages}
+            self.dropped += [m for m in self.messages if id(m) not in kept]
+        self.messages = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
         self.last = result
 
     async def say(
-        self, user_text: str, params: SamplingParams, cancel: CancelToken | None = None
+        self,
+        user_text: str,
+        params: SamplingParams,
+        cancel: CancelToken | None = None,
+        drop_oldest: bool = False,
     ) -> TurnResult:
-        async for _ in self.turn(user_text, params, cancel):
+        async for _ in self.turn(user_text, params, cancel, drop_oldest):
             pass
         assert self.last is not None
         return self.last

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from qwen35web.runtime.conversation import ContextFullError, Conversation
+from qwen35web.runtime.context_fit import ContextFullError
+from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
 
