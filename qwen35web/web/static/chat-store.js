@@ -63,10 +63,12 @@ export class ChatStore {
   }
 
   // Store (or replace) a chat and its state in one transaction: both or neither are kept.
-  async put({ id, model, messages }, state) {
+  // contextStart: the first message the model still sees (older ones were dropped to fit its context).
+  async put({ id, model, messages, contextStart = 0 }, state) {
     const chat = {
       id,
       model,
+      contextStart,
       title: titleOf(messages),
       updated: Date.now(),
       messages,

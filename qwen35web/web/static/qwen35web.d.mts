@@ -50,6 +50,8 @@ export interface ModelFacts {
   chat: boolean;
   /** Tokens a conversation may hold. */
   contextTokens: number;
+  /** The bundle's sampling defaults (its generation_config.json); a setting left out takes these. */
+  generation: { greedy?: boolean; temperature?: number; topK?: number; topP?: number; repetitionPenalty?: number };
   [field: string]: unknown;
 }
 
@@ -106,6 +108,9 @@ export interface GenerateRequest {
   repetitionPenalty?: number;
   seed?: number;
   stop?: string[];
+  /** A chat too long for the context: drop its fewest oldest turns (leaving room for the reply)
+   * instead of throwing ContextFullError. The stats say how many went (`droppedMessages`). */
+  dropOldest?: boolean;
   /** Fields the module does not know are passed to the runtime unchanged. */
   [field: string]: unknown;
 }
@@ -131,6 +136,10 @@ export interface GenerationStats {
   contextTokens: number;
   /** A chat reply's reasoning (`text` is then the answer alone); "" otherwise. */
   reasoning: string;
+  /** With `dropOldest`: the oldest messages (and the user turns among them) left out to fit; the
+   * rest was prefilled afresh. 0 otherwise. */
+  droppedMessages: number;
+  droppedTurns: number;
   /** Newer runtimes add fields; they arrive as they are. */
   [field: string]: unknown;
 }
@@ -154,6 +163,8 @@ export interface ChatOptions {
   signal?: AbortSignal;
   /** The template's enable_thinking (Qwen3.5: reason before answering); default the template's own. */
   enableThinking?: boolean;
+  /** See GenerateRequest.dropOldest. */
+  dropOldest?: boolean;
   maxNewTokens?: number;
   greedy?: boolean;
   temperature?: number;
