@@ -138,9 +138,9 @@ class ChatSession:
     def dropped_note(self, result: TurnResult) -> str | None:
         if not result.dropped_turns:
             return None
-        turns = "turn" if result.dropped_turns == 1 else "turns"
+        turns = "oldest turn" if result.dropped_turns == 1 else f"{result.dropped_turns} oldest turns"
         return (
-            f"[dropped the {result.dropped_turns} oldest {turns} to fit the context; the model re-read "
+            f"[dropped the {turns} to fit the context; the model re-read "
             f"the rest ({result.prefilled_tokens} tokens prefilled)]"
         )
 

@@ -21,7 +21,7 @@ function leadingSystem(messages) {
 }
 
 function turnsText(count) {
-  return `${count} oldest ${count === 1 ? "turn" : "turns"}`;
+  return count === 1 ? "oldest turn" : `${count} oldest turns`;
 }
 
 export class ChatController {

@@ -73,7 +73,7 @@ function showModel() {
     `${facts.dtype} · ${megabytes(facts.weightBytes)} of weights`;
   $("model-note").textContent = info.note;
   $("model-note").hidden = !info.note;
-  applyBundleDefaults(facts.generation);
+  applyBundleDefaults(facts.generation || {});
   const weights = info.weights;
   const where = weights.cachedFiles && !weights.downloadedBytes ? "weights from cache" : `${megabytes(weights.downloadedBytes)} downloaded`;
   $("load-text").textContent = `Ready in ${(info.timings.totalMs / 1000).toFixed(1)} s (${where})`;
@@ -109,7 +109,7 @@ function failedToLoad(err) {
 
 // The form starts from the bundle's recommended sampling (its generation_config.json, in the
 // manifest's `generation` section); where the bundle says nothing, index.html's values stay.
-function applyBundleDefaults(generation = {}) {
+function applyBundleDefaults(generation) {
   const fields = { temperature: "temperature", topK: "top-k", topP: "top-p" };
   const taken = [];
   for (const [name, id] of Object.entries(fields)) {
