@@ -50,6 +50,7 @@ WORK = REPO / "build" / "conversation-page"
 RESULTS = REPO / "bench" / "results"
 MODEL = "qwen3_5-0.8b-random"
 TIMEOUT_MS = 900_000
+RELOAD_KEYS = ("reload_s", "restored_tokens", "open", "turn_after_reload", "refill")
 TWO_THREAD_LONG_BUDGET_S = 15 * 60  # the 2-thread long run starts only while the bench is under this
 
 
@@ -165,6 +166,7 @@ def run_threads(browser: Any, url: str, threads: int, turns: int, long_history: 
         result: dict[str, Any] = {"threads": threads, "load_ms": load, "turns": rows}
         messages = page.evaluate("app.chat().messages")
         result |= reload_and_refill(page, messages[:-1])  # the last turn's prompt: all but its reply
+        log.info("%d thread(s), after the conversation: %s", threads, {k: result[k] for k in RELOAD_KEYS})
     return result
 
 
@@ -189,6 +191,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     long = False
                 history = args.long_history if long else 0
                 runs[str(threads)] = run_threads(browser, url, threads, args.turns, history)
+                partial = WORK / "partial.json"  # a later failure keeps what was measured
+                partial.write_text(json.dumps({"runs": runs, "skipped": skipped}, indent=2) + "\n")
         finally:
             browser.close()
     return {"runs": runs, "skipped": skipped, "wall_s": round(time.perf_counter() - started, 1)}

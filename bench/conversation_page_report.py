@@ -5,6 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.conversation import REPLY_TOKENS
+
+
+def _range(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "–"
+    times = [r["first_token_ms"] / 1000 for r in rows]
+    return f"{min(times):.2f}–{max(times):.2f}"
+
 
 def _ms(value: float) -> str:
     return f"{value:.0f} ms"
@@ -39,9 +48,14 @@ def _findings(run: dict[str, Any], budget: int) -> list[str]:
     opened = run.get("open") or {}
     after = run["turn_after_reload"]
     kept = max(r["snapshot_bytes"] for r in rows)
+    resumed_after_reply = [r for r in rows[1:] if r["prefilled_tokens"] < REPLY_TOKENS // 2]
+    loads = [r["load_average_1min"] for r in rows]
     lines = [
         f"- Turn {eighth['turn']} / turn 1 time to first token: **{ratio:.2f}×** (target ≤ 1.5×); "
-        f"turn {eighth['turn']} / turn 2: {ratio_2:.2f}×.",
+        f"turn {eighth['turn']} / turn 2: {ratio_2:.2f}×. Turn 1 prefills {rows[0]['prefilled_tokens']} "
+        f"tokens, a later turn about 93 (the previous reply again, see below); the turns that resumed after "
+        f"the reply ({', '.join(str(r['turn']) for r in resumed_after_reply) or 'none'}) prefilled about 30 "
+        f"and took {_range(resumed_after_reply)} s to the first token.",
         f"- At a {last['prompt_tokens']}-token history (turn {last['turn']}): first token "
         f"{last['first_token_ms'] / 1000:.2f} s with reuse vs {refill['first_token_ms'] / 1000:.2f} s "
         f"re-prefilling the same {refill['prompt_tokens']}-token prompt (reused {refill['reused_tokens']}): "
@@ -65,6 +79,14 @@ def _findings(run: dict[str, Any], budget: int) -> list[str]:
             f"{after['reused_tokens']} and prefilled {after['prefilled_tokens']} of {after['prompt_tokens']} "
             f"tokens: first token {after['first_token_ms'] / 1000:.2f} s."
         )
+    lines.append(
+        f"- 1-minute load average during these turns: {min(loads):.1f}–{max(loads):.1f} on 2 cores"
+        + (
+            " (other sessions' work competed for the cores: these figures are contention-bound)."
+            if max(loads) > 6
+            else "."
+        )
+    )
     lines.append(
         f"- Kept snapshots: at most {kept / 2**20:.1f} MiB over {len(rows)} turns, budget "
         f"{budget / 2**20:.0f} MiB (the page's default; bytes of the distinct tensors held)."
@@ -98,7 +120,10 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "tokenising the conversation in Pyodide included. Each turn prefills the previous reply again with "
         "the new message: random weights write ids the tokenizer does not give back when the reply is "
         "re-rendered as text, so the turn resumes from the state before that reply (see "
-        "conversation.md). The re-prefill is the long turn's prompt sent with `app.generate` after the "
-        "reload: the restored state covers more than that prompt, so nothing kept is a prefix of it.",
+        "conversation.md). The page has no system message, so its turn 1 is shorter than natively (25 "
+        "tokens vs 43). The re-prefill is the long turn's prompt sent again with `app.generate` after the "
+        "reload and the turn after it: the restored state ends exactly at that prompt's last token and, "
+        "restored from bytes, holds no logits, so the runtime cannot start from it and prefills the whole "
+        "prompt (reused 0); the later snapshots are longer than the prompt.",
     ]
     out.write_text("\n".join(lines) + "\n")
