@@ -180,7 +180,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "used dropped first).",
         f"- Saved conversation ({persist['history_tokens']} tokens of state): {persist['file_mb']} MB, "
         f"save {persist['save_ms']:.0f} ms, restore {persist['restore_ms']:.0f} ms (native, file on disk; "
-        "the page's figure is not measured here).",
+        "the page's: conversation-page.md).",
         "",
         "Random weights write random token ids, which the tokenizer seldom gives back when the reply is "
         "re-rendered as text, so a turn resumes from the snapshot before the reply (the end of the "

@@ -6,6 +6,11 @@ Ctrl+C stops a reply and keeps the program, and /save [FILE], /reset, /quit are 
 (stdin is a file or a pipe) every line of stdin is one user message; with --json each turn prints
 one JSON object on its own line. Each turn prefills only what the conversation added since the last
 one (the runtime's prefix cache).
+
+A conversation that outgrows the context is refused with what to do (/reset; scripted: the program
+ends with that error, --save still writes what was said); with --drop-oldest, or /drop to resend
+the refused message, its oldest turns are left out instead and a line says so (`dropped_turns` in
+--json): the model then re-reads the rest in a fresh prefill.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Any, TextIO, TypeVar
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.cli import add_sampling_arguments, sampling_params
-from qwen35web.runtime.conversation import ContextFullError, Conversation, TurnResult
+from qwen35web.runtime.context_fit import ContextFullError
+from qwen35web.runtime.conversation import Conversation, TurnResult
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.runtime import Runtime
@@ -30,8 +36,8 @@ from qwen35web.runtime.sampling import SamplingParams
 
 T = TypeVar("T")
 HELP = (
-    "commands: /image PATH (attach to the next message)  /save [FILE]  /reset (new chat)  /quit"
-    "   (Ctrl+C stops a reply, Ctrl+D quits)"
+    "commands: /image PATH (attach to the next message)  /save [FILE]  /reset (new chat)  /drop (resend a"
+    " refused message without the oldest turns)  /quit   (Ctrl+C stops a reply, Ctrl+D quits)"
 )
 JSON_LINE_SHAPE = '{"content": TEXT, "images": [PATH, ...]}'
 
@@ -64,6 +70,14 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument(
         "--snapshot-budget-mb", type=float, default=512, help="memory for kept states (0: no reuse)"
     )
+    chat.add_argument(
+        "--drop-oldest",
+        action="store_true",
+        help="when the context is full, drop the oldest turns (said on each turn) instead of stopping",
+    )
+    chat.add_argument(
+        "--max-context", type=int, default=None, help="tokens a conversation may hold (default: the bundle's)"
+    )
     return chat
 
 
@@ -90,6 +104,8 @@ class ChatSession:
         self.style = _Style(self.out)
         self.conversation = Conversation(runtime, args.system, enable_thinking=not args.no_thinking)
         self.attached: list[str] = []  # image ids for the next message (interactive /image)
+        # The last message a full context refused, with its images (for /drop).
+        self.refused: tuple[str, list[str]] | None = None
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -112,9 +128,11 @@ class ChatSession:
         """Add an image file to the runtime (checked now); returns its id."""
         return self.runtime.add_image(Path(path))
 
-    async def _stream(self, text: str, cancel: CancelToken, show: bool, image_ids: list[str]) -> TurnResult:
+    async def _stream(
+        self, text: str, cancel: CancelToken, show: bool, image_ids: list[str], drop: bool
+    ) -> TurnResult:
         kind = None
-        async for piece in self.conversation.turn(text, self.params, cancel, image_ids):
+        async for piece in self.conversation.turn(text, self.params, cancel, image_ids, drop_oldest=drop):
             if not show:
                 continue
             if piece.kind != kind and kind == "reasoning":
@@ -124,12 +142,15 @@ class ChatSession:
         assert self.conversation.last is not None
         return self.conversation.last
 
-    def reply(self, text: str, show: bool, image_ids: list[str] | None = None) -> TurnResult:
-        """One turn; Ctrl+C while it runs stops the reply (not the program)."""
+    def reply(
+        self, text: str, show: bool, image_ids: list[str] | None = None, drop: bool = False
+    ) -> TurnResult:
+        """One turn; Ctrl+C while it runs stops the reply (not the program). `drop` (or --drop-oldest):
+        a conversation too long for the context loses its oldest turns first."""
         cancel = CancelToken()
         previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
         try:
-            return self.run(self._stream(text, cancel, show, image_ids or []))
+            return self.run(self._stream(text, cancel, show, image_ids or [], drop or self.args.drop_oldest))
         finally:
             signal.signal(signal.SIGINT, previous)
 
@@ -139,6 +160,15 @@ class ChatSession:
             f"{result.reused_tokens} tokens reused, {result.prefilled_tokens} prefilled · first token "
             f"{result.first_token_ms / 1000:.2f} s · {result.decode_tokens_per_s:.1f} tokens/s · "
             f"context {used}/{result.context_tokens}"
+        )
+
+    def dropped_note(self, result: TurnResult) -> str | None:
+        if not result.dropped_turns:
+            return None
+        turns = "oldest turn" if result.dropped_turns == 1 else f"{result.dropped_turns} oldest turns"
+        return (
+            f"[dropped the {turns} to fit the context; the model re-read "
+            f"the rest ({result.prefilled_tokens} tokens prefilled)]"
         )
 
     def end_of_turn_note(self, result: TurnResult) -> str | None:
@@ -194,6 +224,12 @@ def _command(session: ChatSession, line: str) -> bool:
         session.conversation.reset()
         session.attached = []
         session.write(session.style.dim("new chat") + "\n")
+    elif name == "drop":
+        if session.refused is None:
+            session.write("nothing to resend: /drop follows a message the full context refused\n")
+        else:
+            text, images = session.refused
+            _interactive_turn(session, text, drop=True, images=images)
     elif name == "save":
         target = Path(argument.strip()) if argument.strip() else session.args.save
         if target is None:
@@ -206,19 +242,31 @@ def _command(session: ChatSession, line: str) -> bool:
     return True
 
 
-def _interactive_turn(session: ChatSession, line: str) -> None:
+def _interactive_turn(
+    session: ChatSession, line: str, drop: bool = False, images: list[str] | None = None
+) -> None:
+    """One turn from the terminal: the attached images (or `images`, a resent message's) go with it."""
+    images = list(session.attached) if images is None else images
     try:
-        result = session.reply(line, show=True, image_ids=session.attached)
+        result = session.reply(line, show=True, image_ids=images, drop=drop)
     except ContextFullError as err:
-        session.write(f"context full: {err} with /reset (/save FILE first keeps this one)\n")
+        session.refused = (line, images)
+        session.write(
+            f"context full: {err} with /reset (/save FILE first keeps this one), or /drop sends this "
+            "message without the oldest turns\n"
+        )
         return
     except RuntimeUserError as err:  # e.g. images in a text-only bundle: the conversation is kept
         session.write(f"error: {err}\n")
         return
     finally:
         session.attached = []
+    session.refused = None
     note = session.end_of_turn_note(result)
     session.write((f" {note}" if note else "") + "\n")
+    dropped = session.dropped_note(result)
+    if dropped:
+        session.write(session.style.dim(dropped) + "\n")
     session.write(session.style.dim(session.stats_line(result)) + "\n\n")
 
 
@@ -260,11 +308,17 @@ def _scripted(session: ChatSession, lines: TextIO) -> None:
             continue
         text, paths = parse_line(line)
         image_ids = [session.attach(path) for path in paths]
-        result = session.reply(text, show=not session.args.json, image_ids=image_ids)
+        try:
+            result = session.reply(text, show=not session.args.json, image_ids=image_ids)
+        except ContextFullError as err:
+            raise ContextFullError(f"{err} (--drop-oldest drops the oldest turns instead)") from None
         if session.args.json:
             session.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
         else:
             session.write("\n")
+            dropped = session.dropped_note(result)
+            if dropped:  # on stderr: stdout keeps only the replies
+                sys.stderr.write(dropped + "\n")
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -272,6 +326,8 @@ def _chat(args: argparse.Namespace) -> int:
 
     if args.resume is not None and args.system is not None:
         raise RuntimeUserError("--system starts a new conversation; a resumed one keeps its own")
+    if args.max_context is not None and args.max_context < 2:
+        raise RuntimeUserError(f"--max-context must be at least 2 tokens, got {args.max_context}")
     if args.snapshot_budget_mb < 0:
         raise RuntimeUserError(f"--snapshot-budget-mb must be >= 0, got {args.snapshot_budget_mb}")
     sampling_params(args, {})  # bad flags fail before the bundle loads
@@ -279,7 +335,11 @@ def _chat(args: argparse.Namespace) -> int:
     budget = int(args.snapshot_budget_mb * 2**20)
     runtime = loop.run_until_complete(
         open_native(
-            args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk, snapshot_budget=budget
+            args.bundle,
+            threads=args.threads,
+            prefill_chunk=args.prefill_chunk,
+            snapshot_budget=budget,
+            max_context=args.max_context,
         )
     )
     session = ChatSession(args, runtime, loop)

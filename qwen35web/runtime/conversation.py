@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen35web.runtime.chat import Message
+from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
 from qwen35web.runtime.prompt import Prompt
@@ -21,10 +22,6 @@ from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.vision.prompt import image_message
-
-
-class ContextFullError(GenerationInputError):
-    """The conversation no longer fits the model's context: a new chat is needed."""
 
 
 @dataclass
@@ -41,6 +38,8 @@ class TurnResult:
     stop_reason: str = ""
     images_encoded: int = 0
     context_tokens: int = 0  # the context's size, for "used / total"
+    dropped_messages: int = 0  # the oldest messages dropped to fit this turn (drop_oldest)
+    dropped_turns: int = 0
 
     @classmethod
     def of(cls, result: GenerationResult, splitter: ReasoningSplitter, context: int) -> TurnResult:
@@ -72,6 +71,8 @@ class TurnResult:
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "stop_reason": self.stop_reason,
             "images_encoded": self.images_encoded,
+            "dropped_messages": self.dropped_messages,
+            "dropped_turns": self.dropped_turns,
         }
 
 
@@ -97,6 +98,7 @@ class Conversation:
         self.system = system
         self.messages: list[Message] = list(messages) if messages is not None else self._start()
         self.last: TurnResult | None = None
+        self.dropped: list[Message] = []  # turns left out to fit the context, oldest first
 
     def _start(self) -> list[Message]:
         return [{"role": "system", "content": self.system}] if self.system else []
@@ -105,21 +107,26 @@ class Conversation:
         """A new chat: the messages go; the kept snapshots stay (a new chat may share a prefix)."""
         self.messages = self._start()
         self.last = None
+        self.dropped = []
 
-    def prompt_for(self, user_text: str, image_ids: Sequence[str] = ()) -> Prompt:
-        """The rendered conversation with `user_text` (after `image_ids`, images added to the
-        runtime) as the next user turn; refuses a full context."""
+    def fit(
+        self, user_text: str, drop_oldest: bool = False, reply_room: int = 1, image_ids: Sequence[str] = ()
+    ) -> Fitted:
+        """The conversation with `user_text` (after `image_ids`, images added to the runtime) as the
+        next user turn, rendered; a full context is refused (ContextFullError), or with
+        `drop_oldest` its oldest turns are left out (see context_fit: the caller must say so)."""
         if not user_text.strip():
             raise GenerationInputError("the message is empty")
         messages = [*self.messages, image_message(user_text, image_ids)]
-        prompt = self.runtime.prompt(messages=messages, enable_thinking=self.enable_thinking)
-        context = self.runtime.max_context
-        if len(prompt.ids) + 1 >= context:
-            raise ContextFullError(
-                f"the conversation would need {len(prompt.ids)} tokens with this message and the "
-                f"context holds {context}: start a new chat"
-            )
-        return prompt
+
+        def render(chosen: list[Message]) -> Prompt:
+            return self.runtime.prompt(messages=chosen, enable_thinking=self.enable_thinking)
+
+        return fit(render, messages, self.runtime.max_context, reply_room, drop_oldest)
+
+    def prompt_for(self, user_text: str, image_ids: Sequence[str] = ()) -> Prompt:
+        """The rendered conversation with `user_text` as the next user turn; refuses a full context."""
+        return self.fit(user_text, image_ids=image_ids).prompt
 
     async def turn(
         self,
@@ -127,12 +134,15 @@ class Conversation:
         params: SamplingParams,
         cancel: CancelToken | None = None,
         image_ids: Sequence[str] = (),
+        drop_oldest: bool = False,
     ) -> AsyncIterator[Piece]:
         """Stream the reply to `user_text` (with the images of `image_ids` before it); afterwards
         `last` holds its result and the messages hold both turns (a stopped reply is kept as far
-        as it went)."""
+        as it went). With `drop_oldest`, a conversation too long for the context loses its oldest
+        turns first (`last` and `dropped` say which)."""
         started = time.perf_counter()
-        prompt = self.prompt_for(user_text, image_ids)
+        fitted = self.fit(user_text, drop_oldest, reply_room=params.max_new_tokens, image_ids=image_ids)
+        prompt = fitted.prompt
         render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising the conversation
         splitter = ReasoningSplitter(prompt.opens_reasoning)
         stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at, prompt.images)
@@ -143,10 +153,11 @@ class Conversation:
             yield piece
         result = TurnResult.of(self.runtime.generator.result, splitter, self.runtime.max_context)
         result.first_token_ms += render_ms  # from the call: rendering and tokenising included
-        self.messages += [
-            image_message(user_text, image_ids),
-            assistant_message(splitter.text, splitter.reasoning),
-        ]
+        result.dropped_messages, result.dropped_turns = fitted.dropped_messages, fitted.dropped_turns
+        if fitted.dropped_messages:
+            kept = {id(m) for m in fitted.messages}
+            self.dropped += [m for m in self.messages if id(m) not in kept]
+        self.messages = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
         self.last = result
 
     async def say(
@@ -155,8 +166,9 @@ class Conversation:
         params: SamplingParams,
         cancel: CancelToken | None = None,
         image_ids: Sequence[str] = (),
+        drop_oldest: bool = False,
     ) -> TurnResult:
-        async for _ in self.turn(user_text, params, cancel, image_ids):
+        async for _ in self.turn(user_text, params, cancel, image_ids, drop_oldest):
             pass
         assert self.last is not None
         return self.last

@@ -159,6 +159,7 @@ async def open_native(
     verify_hashes: bool = True,
     prefill_chunk: int = 256,
     snapshot_budget: int = DEFAULT_BUDGET_BYTES,
+    max_context: int | None = None,
 ) -> Runtime:
     from qwen35web.runtime.engine_native import NativeEngine
     from qwen35web.runtime.tokenizer import Tokenizer
@@ -182,4 +183,5 @@ async def open_native(
         prefill_chunk=prefill_chunk,
         snapshot_budget=snapshot_budget,
         manifest_sha256=identity,
+        max_context=max_context,
     )

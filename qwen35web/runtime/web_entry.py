@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from qwen35web.runtime import saved_conversation, web_images
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
-from qwen35web.runtime.conversation import ContextFullError
+from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
-from qwen35web.runtime.generation_defaults import with_bundle_defaults
+from qwen35web.runtime.generation_defaults import bundle_sampling_defaults, with_bundle_defaults
 from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
@@ -42,6 +43,12 @@ _SAMPLING_FIELDS = {
     "maxNewTokens": "max_new_tokens",
     "minNewTokens": "min_new_tokens",
 }
+
+
+def _page_defaults(generation: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's sampling defaults under the page's names (the form starts from them)."""
+    page_names = {field: key for key, field in _SAMPLING_FIELDS.items()}
+    return {page_names[f]: v for f, v in bundle_sampling_defaults(generation).items() if f in page_names}
 
 
 class FileStore(Protocol):
@@ -159,6 +166,7 @@ class WebSession:
                 "chat": manifest.chat_template is not None,
                 "contextTokens": self.runtime.max_context,
                 "vision": web_images.vision_facts(self.runtime),
+                "generation": _page_defaults(manifest.generation),
             }
         )
 
@@ -176,7 +184,7 @@ class WebSession:
         except Exception as err:
             return _error(err)
 
-    def _prompt(self, request: dict[str, Any]) -> Prompt:
+    def _prompt(self, request: dict[str, Any], reply_room: int) -> Fitted:
         messages = request.get("messages")
         if messages is not None and not isinstance(messages, list):
             raise GenerationInputError("messages must be a list of {role, content} objects")
@@ -186,15 +194,21 @@ class WebSession:
         thinking = request.get("enableThinking")
         if thinking is not None and not isinstance(thinking, bool):
             raise GenerationInputError("enableThinking must be true or false")
-        chat = bool(request.get("chat"))
-        rendered = self.runtime.prompt(prompt, chat=chat, messages=messages, enable_thinking=thinking)
-        context = self.runtime.max_context
-        if chat and len(rendered.ids) + 1 >= context:  # a chat is never cut to fit: a new one is needed
-            raise ContextFullError(
-                f"the conversation needs {len(rendered.ids)} tokens and the context holds {context}: "
-                "start a new chat"
-            )
-        return rendered
+        drop_oldest = request.get("dropOldest", False)
+        if not isinstance(drop_oldest, bool):
+            raise GenerationInputError("dropOldest must be true or false")
+        if not request.get("chat"):
+            rendered = self.runtime.prompt(prompt, messages=messages, enable_thinking=thinking)
+            return Fitted(rendered, messages or [])
+
+        def render(chosen: list[Any]) -> Prompt:
+            return self.runtime.prompt(prompt, chat=True, messages=chosen, enable_thinking=thinking)
+
+        if messages is None:  # a one-message chat from `prompt`
+            messages = [{"role": "user", "content": prompt or ""}]
+        # A chat is never cut silently: refused when full, or its oldest turns dropped when asked
+        # (`dropOldest`; the stats say how many, the page says so).
+        return fit(render, messages, self.runtime.max_context, reply_room, drop_oldest)
 
     async def generate(
         self, request_json: str, on_text: Callable[..., Any], on_progress: Callable[..., Any] | None = None
@@ -209,7 +223,10 @@ class WebSession:
         try:
             request = _parse_request(request_json)
             params = _sampling_params(request, self.runtime.manifest.generation)
-            prompt = self._prompt(request)
+            started = time.perf_counter()
+            fitted = self._prompt(request, params.max_new_tokens)
+            render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising
+            prompt = fitted.prompt
             if request.get("chat"):
                 splitter = ReasoningSplitter(prompt.opens_reasoning)
             # The prefix cache resumes from the longest kept state: only new tokens are prefilled
@@ -230,16 +247,21 @@ class WebSession:
             self._cancel = None
             if self._vision is not None:
                 self._vision.watch(None)
-        return json.dumps(self._result(splitter) | ({"lastLogits": last_logits} if last_logits else {}))
+        return json.dumps(
+            self._result(splitter, fitted, render_ms) | ({"lastLogits": last_logits} if last_logits else {})
+        )
 
-    def _result(self, splitter: ReasoningSplitter | None) -> dict[str, Any]:
+    def _result(self, splitter: ReasoningSplitter | None, fitted: Fitted, render_ms: float) -> dict[str, Any]:
         result = self.runtime.generator.result
         return {
             "tokens": result.tokens,
             "text": splitter.text if splitter is not None else result.text,
             "reasoning": splitter.reasoning if splitter is not None else "",
             "contextTokens": self.runtime.max_context,
-            "firstTokenMs": result.first_token_ms,
+            # From the call, as natively: rendering and tokenising the conversation included.
+            "firstTokenMs": result.first_token_ms + render_ms,
+            "droppedMessages": fitted.dropped_messages,
+            "droppedTurns": fitted.dropped_turns,
             "backend": self.runtime.engine.name,
             "model": self.model_name,
             "promptTokens": result.prompt_tokens,

@@ -176,3 +176,63 @@ def test_a_full_context_is_said_and_a_new_chat_offered(browser, chat_url: str) -
     assert page.locator(".turn").count() == 0
     watched.assert_clean()
     context.close()
+
+
+def _fill_until_refused(page, message: str) -> None:
+    """Send `message` until the full context refuses it (it stays in the box, the banner says why)."""
+    for _ in range(12):
+        _send(page, message)
+        if page.input_value("#prompt"):
+            break
+    expect(page.locator("#context-full")).to_be_visible()
+    assert page.input_value("#prompt") == message
+
+
+def test_a_full_chat_can_go_on_without_its_oldest_turns(browser, chat_url: str) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(READY_TIMEOUT_MS)
+    watched = _open(context, chat_url, "&maxContext=112&seed=3&minNewTokens=8")
+    page = watched.page
+    _settings(page, 8)
+    page.uncheck("#thinking")  # answers, kept in the history: the context fills turn by turn
+    message = "Tell me everything about it."
+    _fill_until_refused(page, message)
+    before = page.evaluate("app.chat().messages")
+    previous = page.evaluate("app.lastTurn()")  # the last turn that fitted
+    expect(page.locator("#context-drop-send")).to_be_visible()
+
+    page.click("#context-drop-send")
+    page.wait_for_selector("#generate:not([disabled])")
+    result = page.evaluate("app.lastTurn()")
+    assert result["droppedTurns"] >= 1 and result["droppedMessages"] == 2 * result["droppedTurns"]
+    # The kept states run through the dropped turns: the rest is read again (the first kept message
+    # repeats an earlier one word for word, so a few tokens may still be reused).
+    assert result["reusedTokens"] < previous["promptTokens"] - 8
+    assert result["reusedTokens"] + result["prefilledTokens"] == result["promptTokens"]
+    assert result["promptTokens"] + 8 < 112
+    expect(page.locator("#context-full")).to_be_hidden()
+    marker = page.locator(".context-drop")
+    dropped = result["droppedTurns"]
+    turns_text = "oldest turn" if dropped == 1 else f"{dropped} oldest turns"
+    expect(marker).to_contain_text(f"Dropped the {turns_text} to fit")
+    expect(marker).to_contain_text("the model re-read the rest")
+    # Nothing is lost: every turn stays in the transcript and the chat; the dropped ones are dimmed.
+    chat = page.evaluate("app.chat()")
+    assert chat["messages"][: len(before)] == before and len(chat["messages"]) == len(before) + 2
+    assert chat["contextStart"] == result["droppedMessages"]
+    turns = page.locator(".turn")
+    assert turns.count() == len(chat["messages"])
+    assert page.locator(".turn.dropped").count() == result["droppedMessages"]
+    assert "dropped" not in (turns.nth(result["droppedMessages"]).get_attribute("class") or "")
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "chat-dropped.png"), full_page=True)
+
+    # The stored chat keeps them too, and where the model's part starts: a reload shows both.
+    page.reload()
+    page.evaluate("app.chatReady")
+    assert page.locator(".turn").count() == len(chat["messages"])
+    assert page.locator(".turn.dropped").count() == result["droppedMessages"]
+    expect(page.locator(".context-drop")).to_contain_text("no longer sees them")
+    assert page.evaluate("app.chat().restoredTokens") > 0
+    watched.assert_clean()
+    context.close()

@@ -57,6 +57,26 @@ def test_scripted_json_one_object_per_turn(export_bundle):
     )
 
 
+def test_a_full_context_ends_the_script_or_drops_the_oldest_turns(export_bundle):
+    bundle = export_bundle("text", "fused")
+    small = ["--json", *GREEDY, "--max-context", "100"]
+    stdin = "\n".join(LINES * 3) + "\n"
+    refused = _chat(bundle, *small, stdin=stdin)
+    assert refused.returncode != 0
+    assert "start a new chat" in refused.stderr and "--drop-oldest" in refused.stderr
+    assert len(refused.stdout.splitlines()) < len(LINES) * 3  # the turns before it were answered
+
+    turns = _turns(_chat(bundle, *small, "--drop-oldest", stdin=stdin))
+    assert len(turns) == len(LINES) * 3
+    dropping = [t for t in turns if t["dropped_turns"]]
+    assert dropping and all(t["dropped_messages"] == 2 * t["dropped_turns"] for t in dropping)
+    assert all(t["prompt_tokens"] + 10 < 100 for t in turns)
+
+    text = _chat(bundle, *small[1:], "--drop-oldest", stdin=stdin)
+    assert text.returncode == 0, text.stderr
+    assert "oldest turn" in text.stderr and "the model re-read the rest" in text.stderr
+
+
 def test_save_then_resume_continues_without_the_history(export_bundle, tmp_path):
     bundle, saved = export_bundle("text", "fused"), tmp_path / "chat.q35"
     whole = _turns(_chat(bundle, "--json", *GREEDY, stdin="\n".join(LINES) + "\n"))
@@ -165,3 +185,28 @@ def test_interactive_terminal_through_tmux(export_bundle, tmp_path):
         term.close()
     resumed = _turns(_chat(bundle, "--json", *GREEDY, "--resume", str(saved), stdin="and then?\n"))
     assert resumed[0]["reused_tokens"] > 0
+
+
+def test_interactive_drop_resends_a_refused_message(export_bundle):
+    if shutil.which("tmux") is None:
+        pytest.fail("this test needs tmux: `apt-get install -y tmux` (or `make setup`)")
+    args = ["chat", str(export_bundle("text", "fused")), *GREEDY, "--max-context", "80"]
+    command = shlex.join([sys.executable, "-m", "qwen35web", *args])
+    term = Tmux(f"q35drop{os.getpid()}", f"cd {shlex.quote(str(ROOT))} && PYTHONPATH=. {command}")
+    try:
+        term.type_line("/drop")  # nothing was refused yet
+        term.wait_for(lambda s: "nothing to resend" in s)
+        for sent in range(1, 9):
+            term.type_line("Tell me everything about json and pathlib.")
+            screen = term.wait_for(lambda s, n=sent: s.count("tokens reused") + s.count("context full") >= n)
+            if "context full" in screen:
+                break
+        assert "/drop sends this message without the oldest turns" in screen
+        term.type_line("/drop")
+        screen = term.wait_for(lambda s: "the model re-read the rest" in s)
+        assert "oldest turn" in screen.split("/drop sends this message", 1)[1]
+        term.type_line("/quit")
+        term.wait_for(lambda s: term.exit_status() is not None, timeout=90)
+        assert term.exit_status() == 0
+    finally:
+        term.close()

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from qwen35web.runtime.conversation import ContextFullError, Conversation
+from qwen35web.runtime.context_fit import ContextFullError
+from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
 
@@ -116,3 +117,38 @@ def test_thinking_off_reaches_the_template(export_bundle):
     tokenizer, thinking, plain = _run(go())
     assert thinking.opens_reasoning and not plain.opens_reasoning
     assert tokenizer.decode(plain.ids).endswith("<think>\n\n</think>\n\n")
+
+
+def test_asked_to_it_drops_the_oldest_turns_and_says_so(export_bundle):
+    params = SamplingParams(temperature=1.0, seed=2, max_new_tokens=12, min_new_tokens=12)
+
+    async def go():
+        runtime = await open_native(export_bundle("text", "fused"), max_context=120)
+        conversation = Conversation(runtime, system="Be brief.")
+        results = [await conversation.say(text, params, drop_oldest=True) for text in USER_TURNS * 3]
+        refused = Conversation(runtime, system="Be brief.", messages=conversation.messages)
+        with pytest.raises(ContextFullError, match="start a new chat"):
+            for text in USER_TURNS * 3:  # without drop_oldest the same conversation fills up
+                await refused.say(text, params)
+        await runtime.close()
+        return conversation, results
+
+    conversation, results = _run(go())
+    dropping = [r for r in results if r.dropped_turns]
+    assert dropping, [r.prompt_tokens for r in results]
+    for result in results:
+        assert result.prompt_tokens + params.max_new_tokens < 120  # room for the whole reply
+        assert result.stop_reason != "context_full"
+    for previous, result in itertools.pairwise(results):
+        if result.dropped_turns:
+            assert result.dropped_messages == 2 * result.dropped_turns
+            # The kept states run through the dropped turns: the rest is read again (a prefix that
+            # repeats word for word, like a repeated first message, may still be reused).
+            assert result.reused_tokens < previous.prompt_tokens
+            assert result.reused_tokens + result.prefilled_tokens == result.prompt_tokens
+    assert conversation.messages[0] == {"role": "system", "content": "Be brief."}
+    assert conversation.messages[-2]["content"] == USER_TURNS[-1]
+    # Nothing vanishes unsaid: the dropped turns are kept apart, oldest first.
+    assert len(conversation.dropped) == sum(r.dropped_messages for r in results)
+    assert conversation.dropped[0]["content"] == USER_TURNS[0]
+    assert len(conversation.messages) + len(conversation.dropped) == 1 + 2 * len(results)

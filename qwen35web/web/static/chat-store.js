@@ -91,11 +91,13 @@ export class ChatStore {
   }
 
   // Store (or replace) a chat, its images and its state in one transaction: all or none are kept.
-  async put({ id, model, messages }, state) {
+  // contextStart: the first message the model still sees (older ones were dropped to fit its context).
+  async put({ id, model, messages, contextStart = 0 }, state) {
     const { stored, blobs } = splitImages(messages);
     const chat = {
       id,
       model,
+      contextStart,
       title: titleOf(messages),
       updated: Date.now(),
       messages: stored,

@@ -116,6 +116,21 @@ function showReply(reasoning, summary, reasoningText, text, answer, thought) {
   summary.textContent = thought ? `Reasoning (${thought.length} characters)` : "";
 }
 
+// The first `count` turns are no longer in the model's context (dropped to fit it): dimmed, with
+// `note` right below them, so the transcript never hides what the model was not given.
+export function markDropped(transcript, count, note) {
+  const turns = transcript.querySelectorAll(".turn");
+  turns.forEach((turn, index) => turn.classList.toggle("dropped", index < count));
+  let marker = transcript.querySelector(".context-drop");
+  if (!marker) {
+    marker = element("p", "context-drop");
+    marker.setAttribute("role", "status");
+  }
+  marker.textContent = note;
+  if (count > 0 && turns[count - 1]) turns[count - 1].after(marker);
+  else marker.remove();
+}
+
 // A stored assistant message, shown the way finish() shows a new one (without figures).
 export function addStoredAssistantTurn(transcript, message) {
   const view = addAssistantTurn(transcript);

@@ -1,16 +1,28 @@
 // The page's conversation: send (with the attached images), stop, regenerate the last reply, new chat,
 // the stored chats (list, open, delete) and the context gauge. Each finished turn is saved with the
 // state its next turn resumes from (model.saveConversation) and its images, so a reload shows them and
-// continues without prefilling the history.
+// continues without prefilling the history. A full context is said; the person may start a new chat or
+// send anyway with the oldest turns dropped (they stay in the transcript and the stored chat, marked:
+// the model no longer sees them).
 
 import { AbortError, ContextFullError } from "./qwen35web.mjs";
 import { ChatStore, newChatId, storedBytes } from "./chat-store.js";
-import { addAssistantTurn, addStoredAssistantTurn, addUserTurn } from "./chat-view.js";
+import { addAssistantTurn, addStoredAssistantTurn, addUserTurn, markDropped } from "./chat-view.js";
 
 const $ = (id) => document.getElementById(id);
 
 function megabytes(bytes) {
   return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 2 : 1)} MB`;
+}
+
+function leadingSystem(messages) {
+  let head = 0;
+  while (head < messages.length && messages[head].role === "system") head++;
+  return head;
+}
+
+function turnsText(count) {
+  return count === 1 ? "oldest turn" : `${count} oldest turns`;
 }
 
 export class ChatController {
@@ -21,10 +33,26 @@ export class ChatController {
     this.showError = showError;
     this.setRunning = setRunning;
     this.store = null;
-    this.chat = { id: newChatId(), messages: [] };
+    // contextStart: the first message the model sees (after the system ones); older ones were dropped.
+    this.chat = { id: newChatId(), messages: [], contextStart: 0 };
     this.lastStats = null;
     this.contextTokens = model.info.facts.contextTokens;
     this.restoredTokens = 0;
+    this.timings = {}; // the last save's and open's parts in ms (what the page pays; benches read it)
+  }
+
+  // What the model is given: the leading system messages and the turns not dropped.
+  modelMessages() {
+    const { messages, contextStart } = this.chat;
+    const head = leadingSystem(messages);
+    return [...messages.slice(0, head), ...messages.slice(Math.max(head, contextStart))];
+  }
+
+  // Mark the turns the model no longer sees (the transcript shows every non-system message).
+  showDropped(note) {
+    const { messages, contextStart } = this.chat;
+    const hidden = Math.max(0, contextStart - leadingSystem(messages));
+    markDropped($("transcript"), hidden, note);
   }
 
   async start() {
@@ -41,17 +69,27 @@ export class ChatController {
 
   // Render a stored chat and load its saved state into the model (next turn: only new tokens).
   async open(id) {
+    const started = performance.now();
     const stored = await this.store.get(id);
+    const read = performance.now();
     if (!stored) return;
-    this.reset({ id, messages: stored.chat.messages });
+    this.reset({ id, messages: stored.chat.messages, contextStart: stored.chat.contextStart || 0 });
     for (const message of this.chat.messages) {
       if (message.role === "user") addUserTurn($("transcript"), message.content, "You", message.images || []);
       else if (message.role === "assistant") addStoredAssistantTurn($("transcript"), message);
     }
+    const dropped = this.modelMessages().length < this.chat.messages.length;
+    if (dropped) this.showDropped("Above: the oldest turns, dropped to fit the context; the model no longer sees them.");
     this.restoredTokens = 0;
     if (stored.state) {
       try {
+        const restoring = performance.now();
         this.restoredTokens = (await this.model.restoreConversation(stored.state)).tokens;
+        this.timings.open = {
+          readMs: read - started,
+          restoreMs: performance.now() - restoring,
+          bytes: stored.state.byteLength,
+        };
       } catch (err) {
         this.showNote(`This chat's saved state does not fit the model now loaded (${err.message}): its next turn prefills the whole conversation.`);
       }
@@ -72,13 +110,14 @@ export class ChatController {
   }
 
   newChat() {
-    this.reset({ id: newChatId(), messages: [] });
+    this.reset({ id: newChatId(), messages: [], contextStart: 0 });
     this.showContext(0);
     this.refreshList();
     $("prompt").focus();
   }
 
-  async send(text, signal) {
+  // `dropOldest`: the person chose to continue a full conversation without its oldest turns.
+  async send(text, signal, { dropOldest = false } = {}) {
     const images = this.attachments ? await this.attachments.take() : [];
     if (!text.trim() && !images.length) throw new Error("Write a message first.");
     const user = images.length ? { role: "user", content: text, images } : { role: "user", content: text };
@@ -87,7 +126,7 @@ export class ChatController {
     $("prompt").value = "";
     let ok = false;
     try {
-      ok = await this.reply(signal);
+      ok = await this.reply(signal, dropOldest);
     } finally {
       if (!ok) {
         // Nothing the user gave is lost: the message goes back into the box, its images back above it.
@@ -115,12 +154,13 @@ export class ChatController {
   }
 
   // One assistant turn over this.chat.messages; false when it failed before it could start.
-  async reply(signal) {
+  async reply(signal, dropOldest = false) {
     const view = addAssistantTurn($("transcript"));
     const { enableThinking, ...settings } = this.readSettings();
+    const options = { ...settings, enableThinking, dropOldest, signal };
     let stats = null;
     try {
-      for await (const event of this.model.chat(this.chat.messages, { ...settings, enableThinking, signal })) {
+      for await (const event of this.model.chat(this.modelMessages(), options)) {
         if (event.type === "delta") view.append(event.kind, event.text);
         else if (event.type === "progress") view.status(progressText(event));
         else if (event.type === "done") stats = event.stats;
@@ -137,6 +177,8 @@ export class ChatController {
     view.finish(stats);
     this.chat.messages.push(assistantMessage(stats));
     this.lastStats = stats;
+    this.showContextFull(null);
+    if (stats.droppedMessages > 0) this.dropped(stats);
     this.showContext(stats.promptTokens + stats.tokens.length);
     if (stats.stopReason === "context_full") {
       this.showContextFull(`The reply filled the model's context (${stats.contextTokens} tokens).`);
@@ -145,11 +187,28 @@ export class ChatController {
     return true;
   }
 
+  // The runtime left out the oldest turns to fit (the person asked it to): say so, never silently.
+  dropped(stats) {
+    const head = leadingSystem(this.chat.messages);
+    this.chat.contextStart = Math.max(head, this.chat.contextStart) + stats.droppedMessages;
+    this.showDropped(
+      `Dropped the ${turnsText(stats.droppedTurns)} to fit the context; the model re-read the rest ` +
+        `(${stats.prefilledTokens} tokens prefilled).`,
+    );
+  }
+
   async save() {
     if (!this.store) return;
     try {
-      const state = await this.model.saveConversation(this.chat.messages);
+      const started = performance.now();
+      const state = await this.model.saveConversation(this.modelMessages());
+      const serialised = performance.now();
       await this.store.put({ ...this.chat, model: this.model.name }, state);
+      this.timings.save = {
+        serialiseMs: serialised - started,
+        storeMs: performance.now() - serialised,
+        bytes: state.byteLength,
+      };
     } catch (err) {
       this.showNote(`This chat could not be stored in the browser (${err.message}); it stays on this page.`);
     }

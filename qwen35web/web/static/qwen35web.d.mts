@@ -55,6 +55,8 @@ export interface ModelFacts {
   contextTokens: number;
   /** A vision-language bundle's image settings; null when the bundle takes no images. */
   vision: VisionFacts | null;
+  /** The bundle's sampling defaults (its generation_config.json); a setting left out takes these. */
+  generation: { greedy?: boolean; temperature?: number; topK?: number; topP?: number; repetitionPenalty?: number };
   [field: string]: unknown;
 }
 
@@ -149,6 +151,9 @@ export interface GenerateRequest {
   repetitionPenalty?: number;
   seed?: number;
   stop?: string[];
+  /** A chat too long for the context: drop its fewest oldest turns (leaving room for the reply)
+   * instead of throwing ContextFullError. The stats say how many went (`droppedMessages`). */
+  dropOldest?: boolean;
   /** Fields the module does not know are passed to the runtime unchanged. */
   [field: string]: unknown;
 }
@@ -176,6 +181,10 @@ export interface GenerationStats {
   reasoning: string;
   /** Images this call ran through the vision graph (0 when every image's tokens were reused). */
   imagesEncoded: number;
+  /** With `dropOldest`: the oldest messages (and the user turns among them) left out to fit; the
+   * rest was prefilled afresh. 0 otherwise. */
+  droppedMessages: number;
+  droppedTurns: number;
   /** Newer runtimes add fields; they arrive as they are. */
   [field: string]: unknown;
 }
@@ -210,6 +219,8 @@ export interface ChatOptions {
   signal?: AbortSignal;
   /** The template's enable_thinking (Qwen3.5: reason before answering); default the template's own. */
   enableThinking?: boolean;
+  /** See GenerateRequest.dropOldest. */
+  dropOldest?: boolean;
   maxNewTokens?: number;
   greedy?: boolean;
   temperature?: number;

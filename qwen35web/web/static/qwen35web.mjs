@@ -261,7 +261,8 @@ export class Model {
   // `.messages`) rendered with the bundle's template. The same events as generate(); deltas say
   // whether they are reasoning or answer (`kind`), the done stats carry both (`reasoning`, `text`),
   // reusedTokens/prefilledTokens, firstTokenMs, promptTokens and contextTokens. A conversation that no
-  // longer fits throws ContextFullError (nothing is cut).
+  // longer fits throws ContextFullError (nothing is cut), unless `dropOldest: true` asks to leave out
+  // its oldest turns; the stats then say how many went (droppedMessages, droppedTurns).
   chat(messages, { signal, enableThinking, ...settings } = {}) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
     if (!Array.isArray(list)) throw new InputError("chat() takes a list of messages");

@@ -75,6 +75,7 @@ function showModel() {
     (facts.visionWeightBytes ? ` + ${megabytes(facts.visionWeightBytes)} vision` : "");
   $("model-note").textContent = info.note;
   $("model-note").hidden = !info.note;
+  applyBundleDefaults(facts.generation || {});
   const weights = info.weights;
   const where = weights.cachedFiles && !weights.downloadedBytes ? "weights from cache" : `${megabytes(weights.downloadedBytes)} downloaded`;
   $("load-text").textContent = `Ready in ${(info.timings.totalMs / 1000).toFixed(1)} s (${where})`;
@@ -100,7 +101,13 @@ async function startMode() {
   if (attachments) $("prompt").placeholder = "Write a message, attach or paste images… (Ctrl+Enter sends)";
   chat = new ChatController(model, { readSettings, showError, setRunning, attachments });
   window.app.lastTurn = () => chat.lastStats;
-  window.app.chat = () => ({ id: chat.chat.id, messages: chat.chat.messages, restoredTokens: chat.restoredTokens });
+  window.app.chat = () => ({
+    id: chat.chat.id,
+    messages: chat.chat.messages,
+    contextStart: chat.chat.contextStart,
+    restoredTokens: chat.restoredTokens,
+    timings: chat.timings,
+  });
   await chat.start();
 }
 
@@ -109,6 +116,26 @@ function failedToLoad(err) {
   $("backend-badge").dataset.state = "error";
   $("load-text").textContent = "The model could not be loaded.";
   showError(`Could not load the model: ${err.message}`);
+}
+
+// The form starts from the bundle's recommended sampling (its generation_config.json, in the
+// manifest's `generation` section); where the bundle says nothing, index.html's values stay.
+function applyBundleDefaults(generation) {
+  const fields = { temperature: "temperature", topK: "top-k", topP: "top-p" };
+  const taken = [];
+  for (const [name, id] of Object.entries(fields)) {
+    if (Number.isFinite(generation[name])) {
+      $(id).value = String(generation[name]);
+      taken.push(name);
+    }
+  }
+  if (typeof generation.greedy === "boolean") {
+    $("greedy").checked = generation.greedy;
+    taken.push("greedy");
+  }
+  $("settings-source").textContent = taken.length
+    ? `Defaults from the model's generation_config.json: ${taken.join(", ")}.`
+    : "The model recommends no sampling settings: these are the page's defaults.";
 }
 
 function numberSetting(id, label, integer) {
@@ -216,6 +243,8 @@ function wire() {
   const newChat = () => !running && chat && chat.newChat();
   $("new-chat").addEventListener("click", newChat);
   $("context-new-chat").addEventListener("click", newChat);
+  const dropAndSend = (signal) => chat.send($("prompt").value, signal, { dropOldest: true });
+  $("context-drop-send").addEventListener("click", runExclusive(dropAndSend));
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("prompt-form").requestSubmit();
   });

@@ -1,0 +1,71 @@
+"""The page's sampling settings start from the bundle's `generation` section (its checkpoint's
+generation_config.json), and keep the page's own values where the bundle recommends none."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.serve import serving
+from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, watch
+
+pytestmark = pytest.mark.browser
+
+RECOMMENDED = {"temperature": 0.6, "top_k": 7, "top_p": 0.93, "do_sample": False, "eos_token_ids": [2]}
+
+
+@pytest.fixture(scope="module")
+def recommending_url(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> Iterator[str]:
+    bundle = tmp_path_factory.mktemp("defaults-bundle") / "bundle"
+    shutil.copytree(export_bundle("text", "fused"), bundle)
+    manifest_path = bundle / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["generation"] = {**manifest.get("generation", {}), **RECOMMENDED}
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    site = tmp_path_factory.mktemp("defaults-web") / "site"
+    build_site(SiteSpec(site, [(MODEL_NAME, bundle)]))
+    with serving(site) as url:
+        yield url
+
+
+def _settings(browser, url: str) -> tuple[dict, str]:
+    context = browser.new_context()
+    context.set_default_timeout(READY_TIMEOUT_MS)
+    watched = watch(context, url)
+    page = watched.page
+    page.goto(f"{url}?backend=wasm")
+    page.evaluate("app.chatReady")
+    values = {
+        "temperature": page.input_value("#temperature"),
+        "topK": page.input_value("#top-k"),
+        "topP": page.input_value("#top-p"),
+        "greedy": page.is_checked("#greedy"),
+        "facts": page.evaluate("app.info().facts.generation"),
+    }
+    source = page.locator("#settings-source").text_content() or ""
+    watched.assert_clean()
+    context.close()
+    return values, source
+
+
+def test_the_form_starts_from_the_bundle_defaults(browser, recommending_url: str) -> None:
+    values, source = _settings(browser, recommending_url)
+    assert values["facts"] == {"temperature": 0.6, "topK": 7, "topP": 0.93, "greedy": True}
+    assert (values["temperature"], values["topK"], values["topP"]) == ("0.6", "7", "0.93")
+    assert values["greedy"] is True  # do_sample: false
+    assert "generation_config.json" in source and "temperature" in source
+
+
+def test_without_recommendations_the_page_keeps_its_own(browser, base_url: str, export_bundle) -> None:
+    manifest = json.loads((export_bundle("text", "fused") / "manifest.json").read_text())
+    generation = manifest.get("generation", {})
+    assert not {"temperature", "top_k", "top_p", "do_sample"} & set(generation)  # the premise
+    values, source = _settings(browser, base_url)
+    assert values["facts"] == {}
+    assert (values["temperature"], values["topK"], values["topP"]) == ("0.7", "20", "0.8")
+    assert values["greedy"] is False
+    assert "recommends no sampling settings" in source
