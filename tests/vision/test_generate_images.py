@@ -25,20 +25,39 @@ NEW_TOKENS = 6
 
 
 @pytest.fixture(scope="module")
-def vl_bundle(vl_checkpoint, tmp_path_factory) -> tuple[Path, Path]:
-    checkpoint = vl_checkpoint("tiny")
-    out = tmp_path_factory.mktemp("vlb") / "bundle"
-    run_export(ExportOptions(model_dir=checkpoint, out_dir=out))
-    return checkpoint, out
+def vl_bundles(vl_checkpoint, tmp_path_factory):
+    """tower name (tests/vision/conftest.py TOWERS) -> (checkpoint, bundle), exported once each."""
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(tower: str) -> tuple[Path, Path]:
+        if tower not in made:
+            checkpoint = vl_checkpoint(tower)
+            out = tmp_path_factory.mktemp(f"vlb-{tower}") / "bundle"
+            run_export(ExportOptions(model_dir=checkpoint, out_dir=out))
+            made[tower] = checkpoint, out
+        return made[tower]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def vl_bundle(vl_bundles) -> tuple[Path, Path]:
+    return vl_bundles("tiny")
 
 
 def _images(directory: Path) -> dict[str, Path]:
+    """Odd sizes and modes: RGB, RGBA with transparent pixels (composited onto white), palette."""
     rng = np.random.default_rng(11)
-    sizes = {"odd": (53, 37), "wide": (20, 90)}
     paths = {}
-    for name, (h, w) in sizes.items():
+    for name, (h, w) in {"odd": (53, 37), "wide": (20, 90)}.items():
         paths[name] = directory / f"{name}.png"
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[name])
+    rgba = rng.integers(0, 256, (45, 61, 4), dtype=np.uint8)
+    rgba[::3, :, 3] = 0  # every third row fully transparent
+    paths["alpha"] = directory / "alpha.png"
+    Image.fromarray(rgba, "RGBA").save(paths["alpha"])
+    paths["palette"] = directory / "palette.png"
+    Image.fromarray(rng.integers(0, 256, (33, 71, 3), dtype=np.uint8)).quantize(16).save(paths["palette"])
     return paths
 
 
@@ -104,10 +123,21 @@ async def _ours(bundle: Path, images: list[Path], chunk: int) -> tuple[list[int]
     return prompt.ids, result.tokens, logits
 
 
-# chunk 7: the prefill is cut inside each image's run of pad tokens (rows and features split).
-@pytest.mark.parametrize("names, chunk", [(["odd"], 256), (["odd", "wide"], 256), (["odd", "wide"], 7)])
-def test_images_match_transformers(vl_bundle, tmp_path, names, chunk):
-    checkpoint, bundle = vl_bundle
+# chunk 7: the prefill is cut inside each image's run of pad tokens (rows and features split). The
+# towers differ in depth, width, heads, patch, merge and temporal patch sizes (tests/vision/conftest.py).
+@pytest.mark.parametrize(
+    "tower, names, chunk",
+    [
+        ("tiny", ["odd"], 256),
+        ("tiny", ["odd", "wide"], 256),
+        ("tiny", ["alpha", "palette"], 7),
+        ("merge3", ["odd", "alpha"], 256),
+        ("merge1-deep", ["palette"], 64),
+        ("many-heads", ["wide", "odd"], 7),
+    ],
+)
+def test_images_match_transformers(vl_bundles, tmp_path, tower, names, chunk):
+    checkpoint, bundle = vl_bundles(tower)
     paths = _images(tmp_path)
     images = [paths[n] for n in names]
     ref_prompt, ref_tokens, ref_logits = _reference(checkpoint, images)
