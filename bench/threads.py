@@ -107,17 +107,19 @@ def measure(model: str, bundle: Path, thread_counts: list[int], repeats: int, si
     samples: dict[int, dict[str, list[float]]] = {t: {} for t in thread_counts}
     with serving(site) as url, pages(url, thread_counts) as opened:
         first = opened[thread_counts[0]]
-        prompts = {n: prompt_of(first, n) for n in PREFILLS}
         decode = {"prompt": "Hello", "maxNewTokens": DECODE_TOKENS[model], "greedy": True}
         decode["minNewTokens"] = decode["maxNewTokens"]
         for page in opened.values():
             for _ in range(WARM_UP[model]):
                 generate(page, decode)
-        for _ in range(repeats):
+        for round_ in range(repeats):
             for threads, page in opened.items():  # interleaved: 1, 2, 1, 2, ...
                 runs = samples[threads]
-                for n, prompt in prompts.items():
+                for n in PREFILLS:
+                    # A prompt of its own each time: the prefix cache would reuse a repeated one.
+                    prompt = prompt_of(first, n, lead=f"Round {round_}, {threads} threads, {n} tokens. ")
                     stats = generate(page, {"prompt": prompt, "maxNewTokens": 1, "greedy": True})
+                    assert stats["reusedTokens"] < 16, stats  # at most the shared words of the lead
                     runs.setdefault(f"prefill_{n}_ms", []).append(stats["prefillMs"])
                     runs.setdefault(f"prefill_{n}_tokens", []).append(stats["promptTokens"])
                 stats = generate(page, decode)
