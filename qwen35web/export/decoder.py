@@ -100,15 +100,17 @@ class Qwen35Decoder(nn.Module):
     ) -> torch.Tensor:
         """x [B, T, D] with the image-pad tokens' rows replaced by image_embeds [N, D], in order.
 
-        The n-th pad token (row-major over [B, T]) takes row n; a zero row appended keeps the
-        gather valid when N is 0 (a text-only call)."""
+        The n-th pad token (row-major over [B, T]) takes row n. Pad tokens past the N rows keep their
+        token embedding, as transformers' model embeds them when it is given no pixels (a text-only
+        call, or a pad id the model itself generated); a zero row appended keeps the gather valid."""
         assert self.image_token_id is not None
-        is_image = torch.eq(input_ids, self.image_token_id)  # [B, T]
+        is_image = torch.eq(input_ids, self.image_token_id).flatten()  # [B*T]
         rows = torch.cat((image_embeds.to(x.dtype), x.new_zeros((1, x.shape[-1]))), 0)  # [N + 1, D]
-        order = torch.cumsum(is_image.flatten().to(torch.long), 0) - 1  # [B*T]
-        index = torch.where(is_image.flatten(), order, image_embeds.shape[0])  # [B*T]
+        order = torch.cumsum(is_image.to(torch.long), 0) - 1  # [B*T]
+        covered = is_image & (order < image_embeds.shape[0])  # [B*T]
+        index = torch.where(covered, order, image_embeds.shape[0])  # [B*T]
         picked = rows.index_select(0, index).reshape(x.shape)  # [B, T, D]
-        return torch.where(is_image.unsqueeze(-1), picked, x)
+        return torch.where(covered.reshape(input_ids.shape).unsqueeze(-1), picked, x)
 
     def forward(
         self,

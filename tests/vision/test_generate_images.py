@@ -3,7 +3,6 @@ Qwen3_5ForConditionalGeneration with its processor, and the bad-input catalogue 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from qwen35web.export.pipeline import ExportOptions, run_export
 from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.vision.prompt import image_message
+from tests.run_async import run_async
 
 PROMPT = "Describe the image."
 NEW_TOKENS = 6
@@ -141,7 +141,7 @@ def test_images_match_transformers(vl_bundles, tmp_path, tower, names, chunk):
     paths = _images(tmp_path)
     images = [paths[n] for n in names]
     ref_prompt, ref_tokens, ref_logits = _reference(checkpoint, images)
-    prompt, tokens, logits = asyncio.run(_ours(bundle, images, chunk))
+    prompt, tokens, logits = run_async(_ours(bundle, images, chunk))
     assert prompt == ref_prompt
     assert tokens == ref_tokens
     # Our last logits are after the last fed token (NEW_TOKENS - 1 decode steps): transformers' last too.

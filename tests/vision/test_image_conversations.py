@@ -4,7 +4,6 @@ CLI takes JSON lines with images."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from qwen35web.runtime.runtime import Runtime, open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.saved_conversation import capture, restore
 from qwen35web.runtime.snapshots import SnapshotError, decode, encode
+from tests.run_async import run_async
 
 PARAMS = SamplingParams(greedy=True, max_new_tokens=5)
 
@@ -83,7 +83,7 @@ def test_second_turn_reuses_the_image_state_exactly(vl_bundle, pictures):
         assert second.tokens == tokens
         assert float(np.abs(logits - fresh_logits).max()) <= 1e-5
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def test_another_image_of_the_same_size_is_not_reused(vl_bundle, pictures):
@@ -106,7 +106,7 @@ def test_another_image_of_the_same_size_is_not_reused(vl_bundle, pictures):
         assert other.tokens == tokens
         assert float(np.abs(logits - fresh_logits).max()) <= 1e-5
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def test_saved_conversation_carries_its_images(vl_bundle, pictures):
@@ -128,7 +128,7 @@ def test_saved_conversation_carries_its_images(vl_bundle, pictures):
         assert resumed.images_encoded == 0 and resumed.reused_tokens > 0
         assert resumed.tokens == continued.tokens
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def test_saved_conversation_missing_an_image_restores_nothing(vl_bundle, pictures):
@@ -149,7 +149,7 @@ def test_saved_conversation_missing_an_image_restores_nothing(vl_bundle, picture
         finally:
             await runtime.close()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def _chat(bundle: Path, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
