@@ -4,10 +4,8 @@ past reply differently from the tokens that were generated."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,6 +13,7 @@ from qwen35web.runtime.context_fit import ContextFullError
 from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
+from tests.run_async import run_async
 
 # Like Qwen's templates: the generation prompt opens the reasoning, and a past assistant turn is
 # rendered from its (stripped) content only, without the reasoning the model wrote.
@@ -30,11 +29,6 @@ STRIPPING_TEMPLATE = (
 )
 USER_TURNS = ["Hello there, who are you?", "Tell me about json.", "And pathlib?"]
 PARAMS = SamplingParams(temperature=1.0, seed=4, max_new_tokens=24)
-
-
-def _run(coro):
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 async def _converse(bundle, template: str | None, budget: int, system: str | None = "Be brief."):
@@ -53,8 +47,8 @@ async def _converse(bundle, template: str | None, budget: int, system: str | Non
 @pytest.mark.parametrize("template", [None, STRIPPING_TEMPLATE], ids=["bundle-template", "stripping"])
 def test_turns_equal_fresh_prefills_of_the_same_prompts(export_bundle, template):
     bundle = export_bundle("text", "fused")
-    messages, turns = _run(_converse(bundle, template, budget=64 << 20))
-    fresh_messages, fresh_turns = _run(_converse(bundle, template, budget=0))
+    messages, turns = run_async(_converse(bundle, template, budget=64 << 20))
+    fresh_messages, fresh_turns = run_async(_converse(bundle, template, budget=0))
     assert messages == fresh_messages
     for (prompt, result), (fresh_prompt, fresh) in zip(turns, fresh_turns, strict=True):
         assert prompt.ids == fresh_prompt.ids
@@ -67,7 +61,7 @@ def test_turns_equal_fresh_prefills_of_the_same_prompts(export_bundle, template)
 
 
 def test_a_re_rendered_reply_resumes_from_the_state_before_it(export_bundle):
-    messages, turns = _run(_converse(export_bundle("text", "fused"), STRIPPING_TEMPLATE, 64 << 20))
+    messages, turns = run_async(_converse(export_bundle("text", "fused"), STRIPPING_TEMPLATE, 64 << 20))
     for prompt, result in turns:
         assert prompt.opens_reasoning
         assert result.reasoning and result.text == ""  # the tiny model never closes its <think>
@@ -92,7 +86,7 @@ def test_a_full_context_is_said_never_truncated(export_bundle):
         await runtime.close()
         return untouched, result
 
-    untouched, result = _run(go())
+    untouched, result = run_async(go())
     assert untouched == []  # the refused message was not recorded
     assert result.stop_reason == "context_full"
     assert result.prompt_tokens + len(result.tokens) == 80
@@ -114,7 +108,7 @@ def test_thinking_off_reaches_the_template(export_bundle):
         await runtime.close()
         return runtime.tokenizer, thinking, plain
 
-    tokenizer, thinking, plain = _run(go())
+    tokenizer, thinking, plain = run_async(go())
     assert thinking.opens_reasoning and not plain.opens_reasoning
     assert tokenizer.decode(plain.ids).endswith("<think>\n\n</think>\n\n")
 
@@ -133,7 +127,7 @@ def test_asked_to_it_drops_the_oldest_turns_and_says_so(export_bundle):
         await runtime.close()
         return conversation, results
 
-    conversation, results = _run(go())
+    conversation, results = run_async(go())
     dropping = [r for r in results if r.dropped_turns]
     assert dropping, [r.prompt_tokens for r in results]
     for result in results:

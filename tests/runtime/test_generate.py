@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +17,10 @@ from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from tests.old_bundles import FORMAT_1_MESSAGE
+from tests.run_async import run_async
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT_IDS = [17, 250, 3, 99, 412, 64, 64, 7, 311, 150, 42, 8]
-
-
-def _run(coro):
-    # A fresh thread gets its own event loop: Playwright's sync API may hold this thread's loop
-    # when the browser tests ran first in the same session.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 async def _generate(bundle: Path, prompt_ids: list[int], params: SamplingParams, prefill_chunk: int = 256):
@@ -42,7 +34,7 @@ async def _generate(bundle: Path, prompt_ids: list[int], params: SamplingParams,
 @pytest.mark.parametrize("ops", ["fused", "portable"])
 def test_greedy_32_tokens_equal_transformers(export_bundle, tiny_reference, ops):
     # eos is never produced by min_new_tokens in the reference; disable it on our side the same way.
-    result = _run(
+    result = run_async(
         _generate(export_bundle("text", ops), PROMPT_IDS, SamplingParams(greedy=True, max_new_tokens=32))
     )
     expected = reference_greedy(tiny_reference, np.array(PROMPT_IDS), 32)
@@ -53,17 +45,17 @@ def test_greedy_32_tokens_equal_transformers(export_bundle, tiny_reference, ops)
 def test_chunked_prefill_gives_the_same_tokens(export_bundle):
     bundle = export_bundle("text", "fused")
     params = SamplingParams(greedy=True, max_new_tokens=16)
-    whole = _run(_generate(bundle, PROMPT_IDS * 6, params))
-    chunked = _run(_generate(bundle, PROMPT_IDS * 6, params, prefill_chunk=5))
+    whole = run_async(_generate(bundle, PROMPT_IDS * 6, params))
+    chunked = run_async(_generate(bundle, PROMPT_IDS * 6, params, prefill_chunk=5))
     assert whole.tokens == chunked.tokens
 
 
 def test_seeded_sampling_is_reproducible(export_bundle):
     bundle = export_bundle("text", "fused")
     params = SamplingParams(temperature=1.5, top_k=50, top_p=0.95, seed=11, max_new_tokens=24)
-    first = _run(_generate(bundle, PROMPT_IDS, params))
-    second = _run(_generate(bundle, PROMPT_IDS, params))
-    other = _run(
+    first = run_async(_generate(bundle, PROMPT_IDS, params))
+    second = run_async(_generate(bundle, PROMPT_IDS, params))
+    other = run_async(
         _generate(bundle, PROMPT_IDS, SamplingParams(temperature=1.5, top_k=50, seed=12, max_new_tokens=24))
     )
     assert first.tokens == second.tokens
@@ -79,7 +71,7 @@ def test_stream_pieces_concatenate_to_the_text(export_bundle):
         await runtime.close()
         return pieces, result, text
 
-    pieces, result, text = _run(go())
+    pieces, result, text = run_async(go())
     assert "".join(pieces) == result.text == text
 
 
@@ -99,7 +91,7 @@ def test_cancel_then_next_greedy_run_is_identical(export_bundle):
         await runtime.close()
         return baseline, cancelled, again
 
-    baseline, cancelled, again = _run(go())
+    baseline, cancelled, again = run_async(go())
     assert cancelled.stop_reason == "cancelled" and len(cancelled.tokens) < 50
     assert again == baseline
 
@@ -122,7 +114,7 @@ def test_prompt_errors(export_bundle, prompt, kwargs, message):
             await runtime.close()
 
     with pytest.raises(GenerationInputError, match=message):
-        _run(go())
+        run_async(go())
 
 
 def test_prompt_beyond_context_is_rejected(export_bundle):
@@ -134,7 +126,7 @@ def test_prompt_beyond_context_is_rejected(export_bundle):
             await runtime.close()
 
     with pytest.raises(GenerationInputError, match="context"):
-        _run(go())
+        run_async(go())
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -225,5 +217,5 @@ def test_runner_feeds_explicit_mrope_rows_and_text_continues_after_them(export_b
         finally:
             await runtime.close()
 
-    got = np.array(_run(go()))
+    got = np.array(run_async(go()))
     np.testing.assert_allclose(got, ref[19:].numpy(), rtol=0, atol=1e-5)

@@ -6,8 +6,6 @@ tokens into a prefill chunk of 64 (the delta rule's own chunk in the portable bo
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +14,12 @@ import pytest
 from qwen35web.runtime.engine_native import NativeEngine
 from qwen35web.runtime.runtime import Runtime, open_native
 from qwen35web.runtime.sampling import SamplingParams
+from tests.run_async import run_async
 
 PROMPT = [(i * 37 + 11) % 500 + 3 for i in range(180)]
 CHUNK = 64
 GREEDY = SamplingParams(greedy=True, max_new_tokens=16)
 SAMPLED = SamplingParams(temperature=1.0, seed=5, max_new_tokens=16)
-
-
-def _run(coro):
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 async def _fresh(bundle: Path, ids: list[int]) -> tuple[np.ndarray, list[int], list[int]]:
@@ -71,8 +65,8 @@ async def _reused(bundle: Path, split: int):
 @pytest.mark.parametrize("split", [1, 63, 64, 65])
 def test_reuse_equals_a_fresh_prefill(export_bundle, ops, split):
     bundle = export_bundle("text", ops)
-    fresh_logits, fresh_greedy, fresh_sampled = _run(_fresh(bundle, PROMPT))
-    reused, logits, (greedy, sampled) = _run(_reused(bundle, split))
+    fresh_logits, fresh_greedy, fresh_sampled = run_async(_fresh(bundle, PROMPT))
+    reused, logits, (greedy, sampled) = run_async(_reused(bundle, split))
     assert reused == split
     assert np.abs(logits - fresh_logits).max() <= 1e-5
     assert greedy.tokens == fresh_greedy and sampled.tokens == fresh_sampled
@@ -93,10 +87,10 @@ def test_the_next_call_resumes_after_the_reply(export_bundle):
         await runtime.close()
         return first, second, again, follow
 
-    first, second, again, follow = _run(go())
+    first, second, again, follow = run_async(go())
     assert first.stop_reason == "max_new_tokens"
     assert second.reused_tokens == 40 + len(first.tokens) - 1
-    assert second.tokens == _run(_fresh(export_bundle("text", "fused"), follow))[1]
+    assert second.tokens == run_async(_fresh(export_bundle("text", "fused"), follow))[1]
     assert again.tokens == second.tokens
 
 
@@ -163,7 +157,7 @@ def test_kept_tensors_are_counted_and_nothing_leaks(export_bundle):
         await runtime.close()
         return counts, evicted, engine.live_tensors()
 
-    counts, evicted, live_after_close = _run(go())
+    counts, evicted, live_after_close = run_async(go())
     assert all(live == held for live, held, _ in counts), counts
     assert all(held_bytes <= 60_000 for _, _, held_bytes in counts)
     assert evicted > 0  # the budget was reached, and the oldest states were dropped

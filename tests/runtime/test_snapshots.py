@@ -3,10 +3,8 @@ nothing restored."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +16,11 @@ from qwen35web.runtime.runtime import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.saved_conversation import capture, load_file, save_file
 from qwen35web.runtime.snapshots import SavedConversation, SnapshotError, decode, encode
+from tests.run_async import run_async
 
 PARAMS = SamplingParams(greedy=True, max_new_tokens=12)
 TURNS = ["Hello there", "What is json?"]
 NEXT = "And pathlib?"
-
-
-def _run(coro):
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 async def _two_turns(bundle: Path):
@@ -50,7 +44,7 @@ def saved(export_bundle, tmp_path_factory) -> tuple[Path, dict]:
         await runtime.close()
         return path, {"captured": captured, "next": following, "messages": conversation.messages}
 
-    return _run(go())
+    return run_async(go())
 
 
 def test_round_trip_is_bit_exact_and_the_next_turn_prefills_only_itself(saved, export_bundle):
@@ -65,7 +59,7 @@ def test_round_trip_is_bit_exact_and_the_next_turn_prefills_only_itself(saved, e
         await runtime.close()
         return ids, restored, result, conversation.messages
 
-    ids, restored, result, messages = _run(go())
+    ids, restored, result, messages = run_async(go())
     captured: SavedConversation = original["captured"]
     assert ids == captured.token_ids and len(ids) > 0
     for tensor, state in zip(captured.tensors, restored, strict=True):
@@ -138,7 +132,7 @@ def test_bad_files_restore_nothing(saved, export_bundle, tmp_path, case):
             await runtime.close()
         return caught.value, before, after
 
-    error, before, after = _run(go())
+    error, before, after = run_async(go())
     assert message in str(error) and str(bad) in str(error)
     assert "\n" not in str(error)
     assert after == before
@@ -155,7 +149,7 @@ def test_a_file_of_another_bundle_is_refused(saved, export_bundle):
             await runtime.close()
 
     with pytest.raises(SnapshotError, match="another bundle"):
-        _run(go())
+        run_async(go())
 
 
 def test_a_missing_file_is_one_sentence(export_bundle, tmp_path):
@@ -167,4 +161,4 @@ def test_a_missing_file_is_one_sentence(export_bundle, tmp_path):
             await runtime.close()
 
     with pytest.raises(SnapshotError, match="cannot read"):
-        _run(go())
+        run_async(go())
