@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -363,7 +364,14 @@ def _chat(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None, prog: str = "qwen35web chat") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
-        return _chat(args)
+        code = _chat(args)
+        if sys.stdin.isatty() and argv is None:
+            # Interactive sessions that took Ctrl+C have been seen to hang in interpreter teardown
+            # (after the runtime is closed and everything is written); leave without it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except RuntimeUserError as err:
         sys.stderr.write(f"error: {err}\n")
         return err.exit_code
