@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -364,14 +363,7 @@ def _chat(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None, prog: str = "qwen35web chat") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
-        code = _chat(args)
-        if sys.stdin.isatty() and argv is None:
-            # Interactive sessions that took Ctrl+C have been seen to hang in interpreter teardown
-            # (after the runtime is closed and everything is written); leave without it.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        return code
+        return _chat(args)
     except RuntimeUserError as err:
         sys.stderr.write(f"error: {err}\n")
         return err.exit_code

@@ -112,13 +112,20 @@ def test_a_bad_snapshot_file_is_one_line(export_bundle, tmp_path):
     assert str(bad) in proc.stderr
 
 
+EXIT_MARKER = "QWEN35WEB-EXITED-WITH"
+
+
 class Tmux:
-    """One tmux session running a command in a real terminal."""
+    """One tmux session running a command in a real terminal.
+
+    The command's exit status is read from a line the wrapping shell prints when the command ends, not from
+    tmux's `pane_dead_status` (tmux 3.3a may show a dead pane with an empty status until it reaps the child,
+    which here sometimes never happens). The shell then waits, so the pane and its screen stay."""
 
     def __init__(self, name: str, command: str):
         self.name = name
-        self._tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "50", command)
-        self._tmux("set-option", "-t", name, "remain-on-exit", "on")
+        wrapped = f"{command}; echo {EXIT_MARKER}=$?; exec sleep 600"
+        self._tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "50", wrapped)
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
@@ -146,10 +153,11 @@ class Tmux:
         raise AssertionError(f"timed out; the terminal shows:\n{self.screen()}")
 
     def exit_status(self) -> int | None:
-        """The command's exit status once it has ended, None while it runs."""
-        fields = self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead} #{pane_dead_status}")
-        dead, *status = fields.split()
-        return int(status[0]) if dead == "1" and status else None
+        """The command's exit status once it has ended (the wrapper's marker line), None while it runs."""
+        for line in self.screen().splitlines():
+            if line.startswith(f"{EXIT_MARKER}="):
+                return int(line.split("=", 1)[1])
+        return None
 
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True, check=False)
