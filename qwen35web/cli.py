@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
         "hold a conversation with a bundle (interactive or scripted)",
         None,
     ),
+    "serve": (
+        "qwen35web.serve.cli",
+        "serve a bundle with an OpenAI-compatible HTTP API (/v1/chat/completions)",
+        None,
+    ),
     "site": (
         "qwen35web.web.cli",
         "build the static page with bundles (`site build`) or serve it (`site serve`)",
