@@ -126,8 +126,16 @@ class ChatServer:
         job = asyncio.create_task(self.worker.run(lambda: self._generate(request, cancel, emit)))
         # The job reports through `events`; nothing waits on it once the response is written.
         job.add_done_callback(lambda task: task.cancelled() or task.exception())
+        stream = _drain(events)
         try:
-            return await self._respond(request, _drain(events), writer)
+            return await self._respond(request, stream, writer)
+        except ConnectionError:  # the reply could not be written: stop it, log how far it went
+            cancel.cancel()
+            outcome = Outcome(200, "cancelled: the client closed the connection")
+            async for kind, value in stream:
+                if kind == "done":
+                    outcome.note = _summary(value)
+            return outcome
         finally:
             cancel.cancel()  # a reply that could not be delivered stops at its next token
             watcher.cancel()
@@ -178,8 +186,9 @@ class ChatServer:
             elif kind == "response":
                 await send_json(writer, 200, value)
             elif kind == "done":
-                if streaming:
-                    await send_event(writer, "[DONE]")
+                if streaming:  # the last write: a client that left just before it changes nothing
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await send_event(writer, "[DONE]")
                 return Outcome(200, _summary(value))
         return Outcome(500, "the generation ended without a result")
 
