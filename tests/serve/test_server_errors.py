@@ -31,6 +31,12 @@ def _assert_error_object(payload: dict[str, Any]) -> dict[str, Any]:
     return error
 
 
+REMOTE_IMAGE = {
+    "role": "user",
+    "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
+}
+TOO_LONG = {"role": "user", "content": "json pathlib " * 4000}
+
 # (what is wrong, request fields over a good request, status, param the error names)
 BAD_REQUESTS = [
     ("missing messages", {"messages": None}, 400, "messages"),
@@ -55,9 +61,8 @@ BAD_REQUESTS = [
         "tool_choice",
     ),
     ("response_format unknown", {"response_format": {"type": "yaml"}}, 400, "response_format"),
-    ("image url not a data URL", {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}, 400, "messages[0].content[0]"),
-    ("too long for the context", {"messages": [{"role": "user", "content": "json pathlib " * 4000}]}, 400, "messages"),
+    ("image url not a data URL", {"messages": [REMOTE_IMAGE]}, 400, "messages[0].content[0]"),
+    ("too long for the context", {"messages": [TOO_LONG]}, 400, "messages"),
 ]  # fmt: skip
 
 
@@ -75,7 +80,7 @@ def test_a_bad_request_is_an_error_object(text_server, case, fields, status, par
 
 
 def test_the_context_error_says_how_long_the_request_is(text_server):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "json pathlib " * 4000}]}
+    body = {"model": MODEL, "messages": [TOO_LONG]}
     _, payload = _post(text_server.base_url, json.dumps(body).encode())
     error = _assert_error_object(payload)
     assert error["code"] == "context_length_exceeded" and "context holds 4096" in error["message"]
