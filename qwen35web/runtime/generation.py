@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen35web.runtime.errors import GenerationInputError
+from qwen35web.runtime.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, score_token
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
 from qwen35web.runtime.stopping import StopStringFilter
@@ -31,6 +32,40 @@ class TokenizerLike(Protocol):
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str: ...
 
     def stream_decoder(self, skip_special_tokens: bool = False) -> Any: ...
+
+    def token_bytes(self, token_id: int) -> bytes | None: ...
+
+
+class TokenConstraint(Protocol):
+    """Which tokens may come next (constrained sampling, see constraint.py)."""
+
+    def pick(
+        self,
+        top_logits: list[float],
+        top_ids: list[int],
+        log_normalizer: float,
+        params: SamplingParams,
+        rng: random.Random,
+        remaining: int,
+        whole_vocabulary: bool,
+    ) -> int | None:
+        """The next token among these ranked ones, or None when none fits (then it is asked again
+        with the whole vocabulary ranked, and must choose). `remaining`: tokens left to end in."""
+        ...
+
+    def advance(self, token: int) -> None: ...
+
+
+@dataclass
+class Step:
+    """What choosing one token needs to know."""
+
+    index: int
+    params: SamplingParams
+    rng: random.Random
+    seen: list[int]  # ids the repetition penalty applies to
+    constraint: TokenConstraint | None = None
+    top_logprobs: int | None = None
 
 
 class CancelToken:
@@ -56,6 +91,7 @@ class GenerationResult:
     prefilled_tokens: int = 0  # prompt tokens run through the model for this call
     images_encoded: int = 0  # images run through the vision graph for this call (reused ones are not)
     first_token_ms: float = 0.0  # from the call to the first chosen token
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per token when asked (top_logprobs)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -80,6 +116,7 @@ class GenerationResult:
             "decode_ms": round(self.decode_ms, 3),
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "python_share": round(self.python_share, 4),
+            **({"logprobs": [entry.to_json() for entry in self.logprobs]} if self.logprobs else {}),
         }
 
 
@@ -92,6 +129,7 @@ class Generator:
         max_context: int,
         prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
         cache: PrefixCache | None = None,
+        vocab_size: int = 0,
     ):
         if prefill_chunk < 1:
             raise GenerationInputError(f"prefill chunk must be >= 1, got {prefill_chunk}")
@@ -101,6 +139,7 @@ class Generator:
         self.max_context = max_context
         self.prefill_chunk = prefill_chunk
         self.cache = cache  # None: every call prefills its whole prompt from a fresh state
+        self.vocab_size = vocab_size  # the logits' width (a constrained full-vocabulary pass)
         self.result = GenerationResult()
 
     def check_prompt(self, prompt_ids: list[int]) -> None:
@@ -130,11 +169,17 @@ class Generator:
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
         images: ImagePrompt | None = None,
+        constraint: TokenConstraint | None = None,
+        top_logprobs: int | None = None,
     ) -> AsyncIterator[str]:
         """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards.
         `snapshot_at`: prompt lengths worth a snapshot besides the end (the history before the
-        generation prompt), so the next call can resume there."""
+        generation prompt), so the next call can resume there. `constraint` decides which tokens
+        may come next (output that must parse); `top_logprobs` (0-20; None: none) scores each
+        generated token and that many alternatives (`result.logprobs`)."""
         self.check_prompt(prompt_ids)
+        if top_logprobs is not None and not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise GenerationInputError(f"top_logprobs must be 0..{MAX_TOP_LOGPROBS}, got {top_logprobs}")
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
         started = time.perf_counter()
         encoded_before = images.store.encoded if images is not None else 0
@@ -153,23 +198,15 @@ class Generator:
             if cancel is not None and cancel.cancelled:
                 result.stop_reason = "cancelled"
                 break
-            banned = self.eos_ids if step < params.min_new_tokens else frozenset()
-            top_logits, top_ids, log_z = await self.runner.candidates(
-                min(params.candidates + len(banned), MAX_CANDIDATES),
-                params.effective_temperature,
-                params.repetition_penalty,
-                seen,
-            )
-            if banned:
-                kept = without_tokens(top_logits, top_ids, log_z, banned, params.candidates)
-                top_logits, top_ids, log_z = kept
-            token = choose(top_logits, top_ids, log_z, params, rng)
+            token, scored = await self.next_token(Step(step, params, rng, seen, constraint, top_logprobs))
             if step == 0:
                 result.first_token_ms = (time.perf_counter() - started) * 1000
             if token in self.eos_ids:
                 result.stop_reason = "eos"
                 break
             result.tokens.append(token)
+            if scored is not None:
+                result.logprobs.append(scored)
             if seen and token not in seen:
                 seen.append(token)
             piece = stops.push(decoder.push(token))
@@ -192,6 +229,38 @@ class Generator:
         result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
         if self.cache is not None:
             self.cache.remember("reply")
+
+    async def next_token(self, step: Step) -> tuple[int, TokenLogprob | None]:
+        """Choose the next token (and score it when asked): from the sampler's candidates, or,
+        when a constraint allows none of them, from the whole vocabulary ranked by the sampler."""
+        params = step.params
+        banned = self.eos_ids if step.index < params.min_new_tokens else frozenset()
+        wanted = max(params.candidates, step.top_logprobs or 0) + len(banned)
+        ranked = await self._ranked(min(wanted, MAX_CANDIDATES), params, step.seen)
+        scored_from = ranked
+        if banned:
+            ranked = without_tokens(*ranked, banned, max(params.candidates, step.top_logprobs or 0))
+        if step.constraint is None:
+            token = choose(*ranked, params, step.rng)
+        else:
+            remaining = min(params.max_new_tokens - step.index, self.max_context - 1 - self.runner.past_len)
+            picked = step.constraint.pick(*ranked, params, step.rng, remaining, False)
+            if picked is None:  # none of the candidates fits: rank the whole vocabulary
+                scored_from = ranked = await self._ranked(self.vocab_size, params, step.seen)
+                if banned:
+                    ranked = without_tokens(*ranked, banned, self.vocab_size)
+                picked = step.constraint.pick(*ranked, params, step.rng, remaining, True)
+            assert picked is not None, "a constraint must pick from the whole vocabulary"
+            token = picked
+            step.constraint.advance(token)
+        if step.top_logprobs is None:
+            return token, None
+        return token, score_token(self.tokenizer, token, *scored_from, step.top_logprobs)
+
+    async def _ranked(
+        self, k: int, params: SamplingParams, seen: list[int]
+    ) -> tuple[list[float], list[int], float]:
+        return await self.runner.candidates(k, params.effective_temperature, params.repetition_penalty, seen)
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None

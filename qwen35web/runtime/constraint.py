@@ -1,0 +1,164 @@
+"""Constrained sampling: output that parses and validates whatever the weights.
+
+`output_constraint` turns a reply's `response_format` (JSON schema / any JSON object) or forced
+`tool_choice` (a named function, or "required") into a grammar (json_grammar.py), run as a lazily
+built automaton (grammar.py). `GrammarConstraint` is what the decode loop consults
+(generation.TokenConstraint) when it chooses each token:
+
+1. The sampler's candidates (its top-k, at most 256) are checked first, each by walking the
+   automaton over the token's bytes; the token is drawn among those that fit, their probabilities
+   renormalised (greedy: the best that fits).
+2. Only when none fits does the loop rank the whole vocabulary (the sampler graph with k = the
+   vocabulary: the same penalty and temperature, on the device) and the allowed set comes from the
+   token trie (token_trie.py), cached per automaton state. We chose the sampler graph over reading
+   the raw logits row because it keeps the penalty and temperature in one place and the order it
+   returns lets us stop at the first allowed tokens.
+3. It always ends: when the shortest way to finish (`LazyDfa.completion`) needs as many tokens as
+   are left (max_new_tokens, or the context), the rest is forced along that way — every byte is a
+   token in a byte-level vocabulary — and the end-of-turn token comes last. End-of-turn is allowed
+   exactly when the output is complete.
+
+When the prompt leaves a `<think>` open, the reasoning is free text up to `</think>` (it counts
+against the same budget), then the constrained output begins.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwen35web.runtime.grammar import DEAD, LazyDfa, Node, alt, byte_class, lit, rep, seq, until
+from qwen35web.runtime.json_grammar import MAX_WHITESPACE, response_format_grammar, tool_call_grammar
+from qwen35web.runtime.prompt import THINK_CLOSE, Prompt
+from qwen35web.runtime.sampling import SamplingParams, choose
+from qwen35web.runtime.token_trie import TokenTrie
+from qwen35web.runtime.tools import Tool, ToolChoice, tool_parameters
+
+_CACHED_ALLOWED = 64  # automaton states whose allowed token sets are kept
+
+
+@dataclass
+class ConstraintStats:
+    steps: int = 0
+    full_passes: int = 0  # steps where no candidate fitted
+    forced: int = 0  # steps forced along the shortest way to the end
+
+
+@dataclass
+class GrammarConstraint:
+    dfa: LazyDfa
+    trie: TokenTrie
+    token_bytes: Any  # id -> bytes | None
+    eos_ids: frozenset[int]
+    state: int = 0
+    finished: bool = False
+    stats: ConstraintStats = field(default_factory=ConstraintStats)
+    _allowed: dict[int, set[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state = self.dfa.start
+
+    def fits(self, token: int) -> bool:
+        if token in self.eos_ids:
+            return self.dfa.accepting[self.state]
+        data = self.token_bytes(token)
+        return bool(data) and self.dfa.walk(self.state, data) != DEAD
+
+    def pick(
+        self,
+        top_logits: list[float],
+        top_ids: list[int],
+        log_normalizer: float,
+        params: SamplingParams,
+        rng: random.Random,
+        remaining: int,
+        whole_vocabulary: bool,
+    ) -> int | None:
+        self.stats.steps += not whole_vocabulary
+        completion = self.dfa.completion(self.state)
+        if len(completion) + 1 >= remaining:
+            return self._forced(completion, top_ids)
+        if whole_vocabulary:
+            self.stats.full_passes += 1
+            allowed = self._allowed_set()
+            fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if t in allowed]
+        else:
+            fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if self.fits(t)]
+        if not fitting:
+            if whole_vocabulary:  # the automaton has no way on: cannot happen with a byte vocabulary
+                return self._forced(completion, top_ids)
+            return None
+        if params.greedy:
+            return fitting[0][1]
+        fitting = fitting[: params.candidates]
+        peak = fitting[0][0]
+        log_z = peak + math.log(sum(math.exp(v - peak) for v, _ in fitting))
+        return choose([v for v, _ in fitting], [t for _, t in fitting], log_z, params, rng)
+
+    def _allowed_set(self) -> set[int]:
+        allowed = self._allowed.get(self.state)
+        if allowed is None:
+            allowed = self.trie.allowed(self.dfa, self.state)
+            if self.dfa.accepting[self.state]:
+                allowed |= self.eos_ids
+            if len(self._allowed) >= _CACHED_ALLOWED:
+                self._allowed.pop(next(iter(self._allowed)))
+            self._allowed[self.state] = allowed
+        return allowed
+
+    def _forced(self, completion: bytes, top_ids: list[int]) -> int:
+        """A step along the shortest way to the end: the best-ranked token on it, else the longest."""
+        self.stats.forced += 1
+        if not completion:
+            return next((t for t in top_ids if t in self.eos_ids), min(self.eos_ids))
+        on_the_way = self.trie.prefixes_of(completion)
+        ranked = [t for t in top_ids if t in set(on_the_way)]
+        return ranked[0] if ranked else on_the_way[-1]
+
+    def advance(self, token: int) -> None:
+        if token in self.eos_ids:
+            self.finished = True
+            return
+        self.state = self.dfa.walk(self.state, self.token_bytes(token) or b"")
+        assert self.state != DEAD, "a constraint chose a token it does not allow"
+
+
+def _forced_calls(tools: list[Tool], choice: ToolChoice) -> Node:
+    if choice.name is not None:
+        return tool_call_grammar(choice.name, tool_parameters(tools, choice.name) or {})
+    calls = alt(
+        *(
+            tool_call_grammar(t["function"]["name"], tool_parameters(tools, t["function"]["name"]) or {})
+            for t in tools
+        )
+    )
+    return rep(calls, 1, None, lit("\n"))
+
+
+def output_grammar(
+    tools: list[Tool], choice: ToolChoice, response_format: Any, opens_reasoning: bool
+) -> Node | None:
+    """The grammar a reply must follow, or None when it is free."""
+    body = _forced_calls(tools, choice) if choice.forced else response_format_grammar(response_format)
+    if body is None:
+        return None
+    if opens_reasoning:
+        after_reasoning = rep(byte_class(b" \t\n\r"), 0, MAX_WHITESPACE)
+        body = seq(until(THINK_CLOSE.encode()), after_reasoning, body)
+    return body
+
+
+def output_constraint(
+    runtime: Any, prompt: Prompt, tools: list[Tool], choice: ToolChoice, response_format: Any
+) -> GrammarConstraint | None:
+    """The constraint for a reply on `runtime` (None when the reply is free)."""
+    grammar = output_grammar(tools, choice, response_format, prompt.opens_reasoning)
+    if grammar is None:
+        return None
+    tokenizer = runtime.tokenizer
+    trie = TokenTrie.for_tokenizer(tokenizer, runtime.manifest.vocab_size)
+    return GrammarConstraint(
+        LazyDfa(grammar), trie, tokenizer.token_bytes, frozenset(runtime.manifest.eos_token_ids)
+    )
