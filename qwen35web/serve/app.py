@@ -142,19 +142,19 @@ class ChatServer:
             self.cancels.discard(cancel)
 
     async def _generate(self, request: ChatRequest, cancel: CancelToken, emit: Any) -> None:
-        """On the model's thread: prepare (every refusal before output), then stream or answer."""
+        """On the model's thread: open (every refusal before output), then stream or answer."""
         if cancel.cancelled:
             emit(("gone", None))
             return
         try:
             completion = ChatCompletion(self.runtime, request, self.model_id, self.default_max_tokens)
-            completion.prepare()
+            await completion.open(cancel)
             emit(("start", None))
             if request.stream:
-                async for chunk in completion.chunks(cancel):
+                async for chunk in completion.chunks():
                     emit(("chunk", chunk))
             else:
-                emit(("response", await completion.response(cancel)))
+                emit(("response", await completion.response()))
             emit(("done", completion))
         except ApiError as err:
             emit(("error", err))
@@ -230,4 +230,5 @@ def _summary(completion: ChatCompletion) -> str:
         f"prompt={usage.prompt_tokens} cached={usage.cached_tokens} completion={usage.completion_tokens} "
         f"finish={completion.finish_reason} prefill={result.prefill_ms / 1000:.2f}s "
         f"decode={result.decode_tokens_per_s:.1f} tok/s"
+        + (f" tool_calls={len(completion.calls)}" if completion.calls else "")
     )

@@ -1,14 +1,17 @@
 """One chat-completions request run on a loaded Runtime: the response object, or the stream's chunks.
 
     completion = ChatCompletion(runtime, request, model_id)
-    completion.prepare()                      # renders the prompt; ApiError on anything it cannot do
-    async for chunk in completion.chunks(cancel): ...     # stream: chat.completion.chunk objects
-    response = await completion.response(cancel)          # or: one chat.completion object
+    await completion.open(cancel)         # ApiError on anything it cannot do, before any output
+    async for chunk in completion.chunks(): ...     # stream: chat.completion.chunk objects
+    response = await completion.response()          # or: one chat.completion object
 
-The whole conversation is rendered with the bundle's template every time; the runtime's prefix cache
-runs only what a kept state does not already hold, and `usage.prompt_tokens_details.cached_tokens`
-says how many tokens that was. Reasoning (`<think>...</think>`) comes back as `reasoning_content`,
-apart from `content`.
+The request's messages become a runtime `Conversation` (with its tools) and the reply to them is
+`Conversation.reply`: the whole conversation is rendered with the bundle's template every time, and
+the runtime's prefix cache runs only what a kept state does not already hold
+(`usage.prompt_tokens_details.cached_tokens` says how many tokens that was). Reasoning
+(`<think>...</think>`) comes back as `reasoning_content`, apart from `content`; tool calls as
+OpenAI's `tool_calls` (arguments a JSON string), finish_reason "tool_calls". A call the model wrote
+that cannot be read (malformed, unknown tool) is not a call: its text stays in `content`.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from qwen35web.runtime.errors import GenerationInputError
-from qwen35web.runtime.generation import CancelToken, GenerationResult
+from qwen35web.runtime.context_fit import ContextFullError
+from qwen35web.runtime.conversation import Conversation, TurnResult
+from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
+from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.openai_api.errors import ApiError, not_found
 from qwen35web.runtime.openai_api.messages import AddImage, runtime_messages
 from qwen35web.runtime.openai_api.request import ChatRequest
-from qwen35web.runtime.prompt import Prompt
-from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
+from qwen35web.runtime.reasoning import Piece
 from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.tool_calls import ToolCall
 
 DEFAULT_MAX_TOKENS = 4096
 # The runtime's stop reasons -> OpenAI's finish_reason.
@@ -47,20 +52,6 @@ def check_model(requested: str, model_id: str) -> None:
         raise not_found(
             f"the model {requested!r} does not exist: this server serves {model_id!r}", code="model_not_found"
         )
-
-
-def _refuse_unsupported(request: ChatRequest) -> None:
-    """Fields this runtime cannot honour yet: one clear 400 rather than an answer that ignores them."""
-    if request.tools or request.tool_choice not in (None, "none", "auto"):
-        raise ApiError(f"'tools' {NOT_SUPPORTED} yet", param="tools", code="unsupported_parameter")
-    if request.response_format is not None and request.response_format["type"] != "text":
-        raise ApiError(
-            f"'response_format' {request.response_format['type']!r} {NOT_SUPPORTED} yet",
-            param="response_format",
-            code="unsupported_parameter",
-        )
-    if request.logprobs:
-        raise ApiError(f"'logprobs' {NOT_SUPPORTED} yet", param="logprobs", code="unsupported_parameter")
 
 
 def _penalties(request: ChatRequest) -> dict[str, Any]:
@@ -104,10 +95,6 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens a kept state already held: not run again
 
-    @classmethod
-    def of(cls, result: GenerationResult) -> Usage:
-        return cls(result.prompt_tokens, len(result.tokens), result.reused_tokens)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -131,100 +118,135 @@ class ChatCompletion:
         self.default_max_tokens = default_max_tokens
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
-        self.prompt: Prompt | None = None
-        self.params: SamplingParams | None = None
-        self.result: GenerationResult | None = None  # after the generation
-        self.text = ""
-        self.reasoning = ""
+        self.conversation: Conversation | None = None
+        self._pieces: AsyncIterator[Piece] | None = None
+        self._first: list[Piece] = []  # the first piece, taken by `open`
+        self.calls: list[ToolCall] = []  # well-formed calls, in order
+        self._logprobs_sent = 0
 
-    def prepare(self, add_image: AddImage | None = None) -> None:
-        """Everything that can refuse the request, before any output: the model name, unsupported
-        fields, images, the rendered prompt against the context, the sampling settings."""
+    async def open(self, cancel: CancelToken | None = None, add_image: AddImage | None = None) -> None:
+        """Everything that can refuse the request, before any output: the model name, the fields,
+        images, tools, the rendered conversation against the context, the output constraint. The
+        prefill runs here too (the first piece of the reply is waited for)."""
         request, runtime = self.request, self.runtime
         check_model(request.model, self.model_id)
-        _refuse_unsupported(request)
         params = sampling_params(request, runtime.manifest.generation, self.default_max_tokens)
         messages = runtime_messages(request.messages, add_image or runtime.add_image)
+        top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
+        options = {
+            "tool_choice": request.tool_choice,
+            "response_format": request.response_format,
+            "top_logprobs": top_logprobs,
+        }
         try:
-            prompt = runtime.prompt(messages=messages, enable_thinking=request.enable_thinking)
-        except GenerationInputError as err:
-            raise ApiError(str(err), param="messages") from None
-        if len(prompt.ids) >= runtime.max_context:
-            raise ApiError(
-                f"this request's messages are {len(prompt.ids)} tokens; the model's context holds "
-                f"{runtime.max_context} (with the reply): send fewer or shorter messages",
-                param="messages",
-                code="context_length_exceeded",
+            thinking = True if request.enable_thinking is None else request.enable_thinking
+            self.conversation = Conversation(
+                runtime, messages=messages, tools=request.tools, enable_thinking=thinking
             )
-        self.prompt, self.params = prompt, params
+            self._pieces = aiter(self.conversation.reply(params, cancel, **options))
+            self._first = [await anext(self._pieces)]
+        except StopAsyncIteration:
+            self._first = []
+        except ContextFullError as err:
+            raise ApiError(str(err), param="messages", code="context_length_exceeded") from None
+        except RuntimeUserError as err:
+            raise ApiError(str(err)) from None
 
-    async def pieces(self, cancel: CancelToken | None = None) -> AsyncIterator[Piece]:
-        """The reply as it streams, split into reasoning and answer; `result` holds the totals after."""
-        if self.prompt is None or self.params is None:
-            self.prepare()
-        prompt, params = self.prompt, self.params
-        assert prompt is not None and params is not None
-        splitter = ReasoningSplitter(prompt.opens_reasoning)
-        stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at, prompt.images)
-        async for text in stream:
-            for piece in splitter.push(text):
-                yield piece
-        for piece in splitter.flush():
+    async def pieces(self) -> AsyncIterator[Piece]:
+        """The reply after `open`, split into reasoning, answer and tool calls."""
+        assert self._pieces is not None, "open() first"
+        for piece in self._first:
             yield piece
-        self.text, self.reasoning = splitter.text, splitter.reasoning
-        self.result = self.runtime.generator.result
+        async for piece in self._pieces:
+            yield piece
+
+    @property
+    def result(self) -> TurnResult:
+        assert self.conversation is not None and self.conversation.last is not None
+        return self.conversation.last
 
     @property
     def finish_reason(self) -> str:
-        assert self.result is not None
+        if self.calls:
+            return "tool_calls"
         return FINISH_REASONS.get(self.result.stop_reason, "stop")
 
     @property
     def usage(self) -> Usage:
-        assert self.result is not None
-        return Usage.of(self.result)
+        result = self.result
+        return Usage(result.prompt_tokens, len(result.tokens), result.reused_tokens)
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    def _new_logprobs(self) -> dict[str, Any] | None:
+        """The generated tokens' logprobs not yet sent (streaming: they ride on the next chunk)."""
+        if not self.request.logprobs:
+            return None
+        entries = self.runtime.generator.result.logprobs[self._logprobs_sent :]
+        self._logprobs_sent += len(entries)
+        return {"content": [entry.to_json() for entry in entries], "refusal": None}
+
+    def _delta(self, piece: Piece) -> dict[str, Any]:
+        if piece.kind == "reasoning":
+            return {"reasoning_content": piece.text}
+        if piece.kind == "tool_call" and piece.call is not None and not piece.call.error:
+            self.calls.append(piece.call)
+            return {"tool_calls": [{"index": len(self.calls) - 1, **piece.call.to_openai()}]}
+        if piece.kind == "tool_call":  # a call that could not be read: shown as the model wrote it
+            return {"content": piece.text}
+        return {"content": piece.text}
+
+    def chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None
+    ) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model_id,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
         }
         if self.request.include_usage:
             chunk["usage"] = None
         return chunk
 
-    async def chunks(self, cancel: CancelToken | None = None) -> AsyncIterator[dict[str, Any]]:
-        """The stream: the role, then one delta per piece (`content` or `reasoning_content`), then the
-        finish reason; with stream_options.include_usage a last chunk with `usage` and no choices."""
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The stream: the role, then one delta per piece (`content`, `reasoning_content` or one
+        `tool_calls` entry), then the finish reason; with stream_options.include_usage a last chunk
+        with `usage` and no choices."""
         yield self.chunk({"role": "assistant", "content": ""})
-        async for piece in self.pieces(cancel):
-            field = "reasoning_content" if piece.kind == "reasoning" else "content"
-            yield self.chunk({field: piece.text})
-        yield self.chunk({}, self.finish_reason)
+        async for piece in self.pieces():
+            yield self.chunk(self._delta(piece), logprobs=self._new_logprobs())
+        yield self.chunk({}, self.finish_reason, self._new_logprobs())
         if self.request.include_usage:
             last = self.chunk({})
             last["choices"], last["usage"] = [], self.usage.to_json()
             yield last
 
-    async def response(self, cancel: CancelToken | None = None) -> dict[str, Any]:
-        async for _ in self.pieces(cancel):
-            pass
-        message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None}
-        if self.reasoning:
-            message["reasoning_content"] = self.reasoning
+    async def response(self) -> dict[str, Any]:
+        async for piece in self.pieces():
+            self._delta(piece)
+        assert self.conversation is not None
+        recorded = self.conversation.messages[-1]  # the reply as the template will see it again
+        content = recorded.get("content") or ""
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if self.calls:
+            message["content"] = content or None
+            message["tool_calls"] = [call.to_openai() for call in self.calls]
+        if self.result.reasoning:
+            message["reasoning_content"] = self.result.reasoning
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": self._new_logprobs(),
+            "finish_reason": self.finish_reason,
+        }
         return {
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
             "model": self.model_id,
             "system_fingerprint": None,
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish_reason}
-            ],
+            "choices": [choice],
             "usage": self.usage.to_json(),
         }
 
