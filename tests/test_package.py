@@ -37,6 +37,7 @@ def test_help_lists_every_subcommand_and_each_documents_its_flags(tmp_path: Path
         (["generate"], ["--prompt", "--chat", "--max-new-tokens", "--temperature", "--json"]),
         (["site", "build"], ["--bundle", "--wasm-bundle", "--note"]),
         (["site", "serve"], ["--port", "--host"]),
+        (["serve"], ["--port", "--host", "--model-name", "--max-tokens"]),
     ]:
         done = _run(["-m", "qwen35web", *argv, "--help"], tmp_path, {**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.returncode == 0, done.stderr

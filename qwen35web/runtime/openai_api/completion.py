@@ -55,7 +55,8 @@ def check_model(requested: str, model_id: str) -> None:
 
 
 def _penalties(request: ChatRequest) -> dict[str, Any]:
-    """presence/frequency penalties for SamplingParams, when this runtime's sampler has them."""
+    """presence/frequency penalties given, for a sampler that has them (else a non-zero one is refused:
+    an answer must not silently ignore a setting)."""
     known = {f.name for f in fields(SamplingParams)}
     given = {"presence_penalty": request.presence_penalty, "frequency_penalty": request.frequency_penalty}
     for name, value in given.items():
@@ -75,11 +76,11 @@ def sampling_params(
         "top_k": request.top_k,
         "top_p": request.top_p,
         "repetition_penalty": request.repetition_penalty,
+        **_penalties(request),  # None (not given): the bundle's default where it has one
     }
     try:
         return SamplingParams(
             **with_bundle_defaults(user, generation),
-            **_penalties(request),
             seed=request.seed,
             max_new_tokens=request.max_tokens or default_max_tokens,
             min_new_tokens=request.min_tokens,

@@ -32,8 +32,8 @@ class ChatRequest:
     max_tokens: int | None = None  # max_completion_tokens, else max_tokens; None: the server's default
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    presence_penalty: float | None = None  # None: the bundle's default (when the sampler has one)
+    frequency_penalty: float | None = None
     repetition_penalty: float | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
@@ -202,8 +202,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
         max_tokens=max_tokens if max_tokens is not None else _integer(body, "max_tokens", low=1),
         stop=_stop(body.get("stop")),
         seed=_integer(body, "seed"),
-        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0) or 0.0,
-        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0) or 0.0,
+        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
+        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
         repetition_penalty=_number(body, "repetition_penalty", 0.0, math.inf),
         logprobs=_flag(body, "logprobs"),
         top_logprobs=_integer(body, "top_logprobs", low=0),
