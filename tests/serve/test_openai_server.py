@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -92,6 +93,28 @@ def test_a_stop_string_ends_the_answer_before_it(text_server):
     stopped = client.chat.completions.create(**settings, stop=[stop])
     assert stopped.choices[0].message.content == text[: text.index(stop)]
     assert stopped.choices[0].finish_reason == "stop"
+
+
+def test_concurrent_requests_queue_and_each_gets_its_own_answer(text_server):
+    """One generation at a time: requests sent together are answered as if each were alone."""
+    client = text_server.client()
+    prompts = [
+        [{"role": "user", "content": text}] for text in ("Hello there", "What is json?", "And pathlib?")
+    ]
+
+    def ask(messages: list) -> str | None:
+        settings = {"max_tokens": 40, "temperature": 1.0, "seed": 11, "extra_body": {"min_tokens": 40}}
+        return (
+            client.chat.completions.create(model=MODEL, messages=messages, **settings)
+            .choices[0]
+            .message.content
+        )
+
+    alone = [ask(messages) for messages in prompts]
+    assert all(alone) and len(set(alone)) == len(alone)
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        together = list(pool.map(ask, prompts))
+    assert together == alone
 
 
 def test_closing_a_stream_cancels_its_generation(text_server):
