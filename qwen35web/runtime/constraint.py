@@ -56,6 +56,7 @@ class GrammarConstraint:
     finished: bool = False
     stats: ConstraintStats = field(default_factory=ConstraintStats)
     _allowed: dict[int, set[int]] = field(default_factory=dict)
+    _finish_tokens: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = self.dfa.start
@@ -78,7 +79,7 @@ class GrammarConstraint:
     ) -> int | None:
         self.stats.steps += not whole_vocabulary
         completion = self.dfa.completion(self.state)
-        if len(completion) + 1 >= remaining:
+        if self._tokens_to_finish(self.state) + 1 >= remaining:
             return self._forced(completion, top_ids)
         if whole_vocabulary:
             self.stats.full_passes += 1
@@ -86,16 +87,33 @@ class GrammarConstraint:
             fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if t in allowed]
         else:
             fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if self.fits(t)]
-        if not fitting:
-            if whole_vocabulary:  # the automaton has no way on: cannot happen with a byte vocabulary
-                return self._forced(completion, top_ids)
-            return None
-        if params.greedy:
-            return fitting[0][1]
-        fitting = fitting[: params.candidates]
-        peak = fitting[0][0]
-        log_z = peak + math.log(sum(math.exp(v - peak) for v, _ in fitting))
-        return choose([v for v, _ in fitting], [t for _, t in fitting], log_z, params, rng)
+        fitting = fitting if params.greedy else fitting[: params.candidates]
+        while fitting:
+            token = fitting[0][1] if params.greedy else _draw(fitting, params, rng)
+            if self._ends_in_time(token, remaining - 1):
+                return token
+            fitting = [(v, t) for v, t in fitting if t != token]
+        # Nothing that fits leaves room to finish: the candidates give no way, the vocabulary does.
+        return self._forced(completion, top_ids) if whole_vocabulary else None
+
+    def _ends_in_time(self, token: int, left: int) -> bool:
+        """Whether, after `token`, the output can still end within `left` more tokens."""
+        if token in self.eos_ids:
+            return True
+        after = self.dfa.walk(self.state, self.token_bytes(token) or b"")
+        return self._tokens_to_finish(after) + 1 <= left
+
+    def _tokens_to_finish(self, state: int) -> int:
+        """Tokens the forced way to the end takes from `state` (longest tokens first)."""
+        known = self._finish_tokens.get(state)
+        if known is None:
+            rest, known = self.dfa.completion(state), 0
+            while rest:
+                _, size = self.trie.longest_prefix(rest)
+                rest = rest[max(size, 1) :]
+                known += 1
+            self._finish_tokens[state] = known
+        return known
 
     def _allowed_set(self) -> set[int]:
         allowed = self._allowed.get(self.state)
@@ -109,13 +127,13 @@ class GrammarConstraint:
         return allowed
 
     def _forced(self, completion: bytes, top_ids: list[int]) -> int:
-        """A step along the shortest way to the end: the best-ranked token on it, else the longest."""
+        """A step along the shortest way to the end, in the fewest tokens (the longest that fits)."""
         self.stats.forced += 1
         if not completion:
             return next((t for t in top_ids if t in self.eos_ids), min(self.eos_ids))
-        on_the_way = self.trie.prefixes_of(completion)
-        ranked = [t for t in top_ids if t in set(on_the_way)]
-        return ranked[0] if ranked else on_the_way[-1]
+        token, size = self.trie.longest_prefix(completion)
+        assert size > 0, "the vocabulary has no token for the next byte"
+        return token
 
     def advance(self, token: int) -> None:
         if token in self.eos_ids:
@@ -123,6 +141,13 @@ class GrammarConstraint:
             return
         self.state = self.dfa.walk(self.state, self.token_bytes(token) or b"")
         assert self.state != DEAD, "a constraint chose a token it does not allow"
+
+
+def _draw(fitting: list[tuple[float, int]], params: SamplingParams, rng: random.Random) -> int:
+    """A draw among the fitting candidates (ranked), their probabilities renormalised."""
+    peak = fitting[0][0]
+    log_z = peak + math.log(sum(math.exp(v - peak) for v, _ in fitting))
+    return choose([v for v, _ in fitting], [t for _, t in fitting], log_z, params, rng)
 
 
 def _forced_calls(tools: list[Tool], choice: ToolChoice) -> Node:
