@@ -8,11 +8,12 @@ built automaton (grammar.py). `GrammarConstraint` is what the decode loop consul
 1. The sampler's candidates (its top-k, at most 256) are checked first, each by walking the
    automaton over the token's bytes; the token is drawn among those that fit, their probabilities
    renormalised (greedy: the best that fits).
-2. Only when none fits does the loop rank the whole vocabulary (the sampler graph with k = the
-   vocabulary: the same penalty and temperature, on the device) and the allowed set comes from the
-   token trie (token_trie.py), cached per automaton state. We chose the sampler graph over reading
-   the raw logits row because it keeps the penalty and temperature in one place and the order it
-   returns lets us stop at the first allowed tokens.
+2. Only when none fits does the loop read the whole row of logits (`runner.last_logits`) and ask
+   `pick_whole`: the allowed set comes from the token trie (token_trie.py), cached per automaton
+   state, and only the allowed ids are scaled (penalty, temperature) and ranked (heapq). We chose
+   the raw row over asking the sampler graph for k = the vocabulary: at 248k tokens its sorted
+   TopK plus reading back 248k logits and ids measured ~400 ms natively (bench/results/
+   constrained-sampling.jsonl), reading the row a few ms.
 3. It always ends: when the shortest way to finish (`LazyDfa.completion`) needs as many tokens as
    are left (max_new_tokens, or the context), the rest is forced along that way — every byte is a
    token in a byte-level vocabulary — and the end-of-turn token comes last. End-of-turn is allowed
@@ -24,8 +25,10 @@ against the same budget), then the constrained output begins.
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,26 +78,40 @@ class GrammarConstraint:
         params: SamplingParams,
         rng: random.Random,
         remaining: int,
-        whole_vocabulary: bool,
     ) -> int | None:
-        self.stats.steps += not whole_vocabulary
-        completion = self.dfa.completion(self.state)
+        self.stats.steps += 1
         if self._tokens_to_finish(self.state) + 1 >= remaining:
-            return self._forced(completion, top_ids)
-        if whole_vocabulary:
-            self.stats.full_passes += 1
-            allowed = self._allowed_set()
-            fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if t in allowed]
-        else:
-            fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if self.fits(t)]
+            return self._forced(top_ids)
+        fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if self.fits(t)]
+        return self._draw_in_time(fitting, params, rng, remaining)
+
+    def pick_whole(
+        self,
+        logit_of: Callable[[int], float],
+        params: SamplingParams,
+        rng: random.Random,
+        remaining: int,
+        banned: frozenset[int],
+    ) -> int:
+        self.stats.full_passes += 1
+        allowed = self._allowed_set() - banned
+        size = 1 if params.greedy else params.candidates
+        best = heapq.nlargest(size, allowed, key=logit_of)
+        picked = self._draw_in_time([(logit_of(t), t) for t in best], params, rng, remaining)
+        if picked is None:  # the best few all leave no room: take the way to the end
+            return self._forced([])
+        return picked
+
+    def _draw_in_time(
+        self, fitting: list[tuple[float, int]], params: SamplingParams, rng: random.Random, remaining: int
+    ) -> int | None:
         fitting = fitting if params.greedy else fitting[: params.candidates]
         while fitting:
             token = fitting[0][1] if params.greedy else _draw(fitting, params, rng)
             if self._ends_in_time(token, remaining - 1):
                 return token
             fitting = [(v, t) for v, t in fitting if t != token]
-        # Nothing that fits leaves room to finish: the candidates give no way, the vocabulary does.
-        return self._forced(completion, top_ids) if whole_vocabulary else None
+        return None
 
     def _ends_in_time(self, token: int, left: int) -> bool:
         """Whether, after `token`, the output can still end within `left` more tokens."""
@@ -126,9 +143,10 @@ class GrammarConstraint:
             self._allowed[self.state] = allowed
         return allowed
 
-    def _forced(self, completion: bytes, top_ids: list[int]) -> int:
+    def _forced(self, top_ids: list[int]) -> int:
         """A step along the shortest way to the end, in the fewest tokens (the longest that fits)."""
         self.stats.forced += 1
+        completion = self.dfa.completion(self.state)
         if not completion:
             return next((t for t in top_ids if t in self.eos_ids), min(self.eos_ids))
         token, size = self.trie.longest_prefix(completion)
