@@ -82,6 +82,9 @@ class GrammarConstraint:
         self.stats.steps += 1
         if self._tokens_to_finish(self.state) + 1 >= remaining:
             return self._forced(top_ids)
+        if params.greedy:  # the first that fits and leaves room to end: no need to check the rest
+            fits = (t for t in top_ids if self.fits(t) and self._ends_in_time(t, remaining - 1))
+            return next(fits, None)
         fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if self.fits(t)]
         return self._draw_in_time(fitting, params, rng, remaining)
 
