@@ -8,11 +8,12 @@ built automaton (grammar.py). `GrammarConstraint` is what the decode loop consul
 1. The sampler's candidates (its top-k, at most 256) are checked first, each by walking the
    automaton over the token's bytes; the token is drawn among those that fit, their probabilities
    renormalised (greedy: the best that fits).
-2. Only when none fits does the loop rank the whole vocabulary (the sampler graph with k = the
-   vocabulary: the same penalty and temperature, on the device) and the allowed set comes from the
-   token trie (token_trie.py), cached per automaton state. We chose the sampler graph over reading
-   the raw logits row because it keeps the penalty and temperature in one place and the order it
-   returns lets us stop at the first allowed tokens.
+2. Only when none fits does the loop read the whole row of logits (`runner.last_logits`) and ask
+   `pick_whole`: the allowed set comes from the token trie (token_trie.py), cached per automaton
+   state, and only the allowed ids are scaled (penalty, temperature) and ranked (heapq). We chose
+   the raw row over asking the sampler graph for k = the vocabulary: at 248k tokens its sorted
+   TopK plus reading back 248k logits and ids measured ~400 ms natively (bench/results/
+   constrained-sampling.jsonl), reading the row a few ms.
 3. It always ends: when the shortest way to finish (`LazyDfa.completion`) needs as many tokens as
    are left (max_new_tokens, or the context), the rest is forced along that way — every byte is a
    token in a byte-level vocabulary — and the end-of-turn token comes last. End-of-turn is allowed
@@ -24,8 +25,10 @@ against the same budget), then the constrained output begins.
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,7 @@ class GrammarConstraint:
     finished: bool = False
     stats: ConstraintStats = field(default_factory=ConstraintStats)
     _allowed: dict[int, set[int]] = field(default_factory=dict)
+    _finish_tokens: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = self.dfa.start
@@ -74,28 +78,62 @@ class GrammarConstraint:
         params: SamplingParams,
         rng: random.Random,
         remaining: int,
-        whole_vocabulary: bool,
     ) -> int | None:
-        self.stats.steps += not whole_vocabulary
-        completion = self.dfa.completion(self.state)
-        if len(completion) + 1 >= remaining:
-            return self._forced(completion, top_ids)
-        if whole_vocabulary:
-            self.stats.full_passes += 1
-            allowed = self._allowed_set()
-            fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if t in allowed]
-        else:
-            fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if self.fits(t)]
-        if not fitting:
-            if whole_vocabulary:  # the automaton has no way on: cannot happen with a byte vocabulary
-                return self._forced(completion, top_ids)
-            return None
-        if params.greedy:
-            return fitting[0][1]
-        fitting = fitting[: params.candidates]
-        peak = fitting[0][0]
-        log_z = peak + math.log(sum(math.exp(v - peak) for v, _ in fitting))
-        return choose([v for v, _ in fitting], [t for _, t in fitting], log_z, params, rng)
+        self.stats.steps += 1
+        if self._tokens_to_finish(self.state) + 1 >= remaining:
+            return self._forced(top_ids)
+        if params.greedy:  # the first that fits and leaves room to end: no need to check the rest
+            fits = (t for t in top_ids if self.fits(t) and self._ends_in_time(t, remaining - 1))
+            return next(fits, None)
+        fitting = [(v, t) for v, t in zip(top_logits, top_ids, strict=True) if self.fits(t)]
+        return self._draw_in_time(fitting, params, rng, remaining)
+
+    def pick_whole(
+        self,
+        logit_of: Callable[[int], float],
+        params: SamplingParams,
+        rng: random.Random,
+        remaining: int,
+        banned: frozenset[int],
+    ) -> int:
+        self.stats.full_passes += 1
+        allowed = self._allowed_set() - banned
+        size = 1 if params.greedy else params.candidates
+        best = heapq.nlargest(size, allowed, key=logit_of)
+        picked = self._draw_in_time([(logit_of(t), t) for t in best], params, rng, remaining)
+        if picked is None:  # the best few all leave no room: take the way to the end
+            return self._forced([])
+        return picked
+
+    def _draw_in_time(
+        self, fitting: list[tuple[float, int]], params: SamplingParams, rng: random.Random, remaining: int
+    ) -> int | None:
+        fitting = fitting if params.greedy else fitting[: params.candidates]
+        while fitting:
+            token = fitting[0][1] if params.greedy else _draw(fitting, params, rng)
+            if self._ends_in_time(token, remaining - 1):
+                return token
+            fitting = [(v, t) for v, t in fitting if t != token]
+        return None
+
+    def _ends_in_time(self, token: int, left: int) -> bool:
+        """Whether, after `token`, the output can still end within `left` more tokens."""
+        if token in self.eos_ids:
+            return True
+        after = self.dfa.walk(self.state, self.token_bytes(token) or b"")
+        return self._tokens_to_finish(after) + 1 <= left
+
+    def _tokens_to_finish(self, state: int) -> int:
+        """Tokens the forced way to the end takes from `state` (longest tokens first)."""
+        known = self._finish_tokens.get(state)
+        if known is None:
+            rest, known = self.dfa.completion(state), 0
+            while rest:
+                _, size = self.trie.longest_prefix(rest)
+                rest = rest[max(size, 1) :]
+                known += 1
+            self._finish_tokens[state] = known
+        return known
 
     def _allowed_set(self) -> set[int]:
         allowed = self._allowed.get(self.state)
@@ -108,14 +146,15 @@ class GrammarConstraint:
             self._allowed[self.state] = allowed
         return allowed
 
-    def _forced(self, completion: bytes, top_ids: list[int]) -> int:
-        """A step along the shortest way to the end: the best-ranked token on it, else the longest."""
+    def _forced(self, top_ids: list[int]) -> int:
+        """A step along the shortest way to the end, in the fewest tokens (the longest that fits)."""
         self.stats.forced += 1
+        completion = self.dfa.completion(self.state)
         if not completion:
             return next((t for t in top_ids if t in self.eos_ids), min(self.eos_ids))
-        on_the_way = self.trie.prefixes_of(completion)
-        ranked = [t for t in top_ids if t in set(on_the_way)]
-        return ranked[0] if ranked else on_the_way[-1]
+        token, size = self.trie.longest_prefix(completion)
+        assert size > 0, "the vocabulary has no token for the next byte"
+        return token
 
     def advance(self, token: int) -> None:
         if token in self.eos_ids:
@@ -123,6 +162,13 @@ class GrammarConstraint:
             return
         self.state = self.dfa.walk(self.state, self.token_bytes(token) or b"")
         assert self.state != DEAD, "a constraint chose a token it does not allow"
+
+
+def _draw(fitting: list[tuple[float, int]], params: SamplingParams, rng: random.Random) -> int:
+    """A draw among the fitting candidates (ranked), their probabilities renormalised."""
+    peak = fitting[0][0]
+    log_z = peak + math.log(sum(math.exp(v - peak) for v, _ in fitting))
+    return choose([v for v, _ in fitting], [t for _, t in fitting], log_z, params, rng)
 
 
 def _forced_calls(tools: list[Tool], choice: ToolChoice) -> Node:

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, score_token
 from qwen35web.runtime.runner import ModelRunner
-from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
+from qwen35web.runtime.sampling import (
+    MAX_CANDIDATES,
+    SamplingParams,
+    choose,
+    scaled_logits,
+    without_tokens,
+)
 from qwen35web.runtime.stopping import StopStringFilter
 from qwen35web.runtime.vision.prompt import feed_chunk
 
@@ -47,10 +53,20 @@ class TokenConstraint(Protocol):
         params: SamplingParams,
         rng: random.Random,
         remaining: int,
-        whole_vocabulary: bool,
     ) -> int | None:
-        """The next token among these ranked ones, or None when none fits (then it is asked again
-        with the whole vocabulary ranked, and must choose). `remaining`: tokens left to end in."""
+        """The next token among the sampler's candidates, or None when none fits.
+        `remaining`: how many tokens are left to end in."""
+        ...
+
+    def pick_whole(
+        self,
+        logit_of: Callable[[int], float],
+        params: SamplingParams,
+        rng: random.Random,
+        remaining: int,
+        banned: frozenset[int],
+    ) -> int:
+        """The next token from the whole vocabulary (`logit_of(id)`: its scaled logit)."""
         ...
 
     def advance(self, token: int) -> None: ...
@@ -232,7 +248,9 @@ class Generator:
 
     async def next_token(self, step: Step) -> tuple[int, TokenLogprob | None]:
         """Choose the next token (and score it when asked): from the sampler's candidates, or,
-        when a constraint allows none of them, from the whole vocabulary ranked by the sampler."""
+        when a constraint allows none of them, from the whole row of logits (read once, scaled
+        only where the constraint looks: ranking 248k logits on the device and reading them back
+        costs far more than reading the row)."""
         params = step.params
         banned = self.eos_ids if step.index < params.min_new_tokens else frozenset()
         wanted = max(params.candidates, step.top_logprobs or 0) + len(banned)
@@ -244,13 +262,12 @@ class Generator:
             token = choose(*ranked, params, step.rng)
         else:
             remaining = min(params.max_new_tokens - step.index, self.max_context - 1 - self.runner.past_len)
-            picked = step.constraint.pick(*ranked, params, step.rng, remaining, False)
-            if picked is None:  # none of the candidates fits: rank the whole vocabulary
-                scored_from = ranked = await self._ranked(self.vocab_size, params, step.seen)
-                if banned:
-                    ranked = without_tokens(*ranked, banned, self.vocab_size)
-                picked = step.constraint.pick(*ranked, params, step.rng, remaining, True)
-            assert picked is not None, "a constraint must pick from the whole vocabulary"
+            picked = step.constraint.pick(*ranked, params, step.rng, remaining)
+            if picked is None:  # none of the candidates fits: the whole row of logits, then
+                logit_of = scaled_logits(await self.runner.last_logits(), params, step.seen)
+                picked = step.constraint.pick_whole(logit_of, params, step.rng, remaining, banned)
+                top_logits, top_ids, log_z = scored_from
+                scored_from = ([*top_logits, logit_of(picked)], [*top_ids, picked], log_z)
             token = picked
             step.constraint.advance(token)
         if step.top_logprobs is None:

@@ -52,13 +52,14 @@ class TokenTrie:
                 lo = end
         return found
 
-    def prefixes_of(self, data: bytes) -> list[int]:
-        """Tokens whose bytes are a prefix of `data`, shortest first."""
-        found = []
+    def longest_prefix(self, data: bytes) -> tuple[int, int]:
+        """The token with the longest bytes that begin `data`: (id, its length); (-1, 0) if none."""
+        best = (-1, 0)
         for size in range(1, len(data) + 1):
             head = data[:size]
             index = bisect_left(self.keys, head)
-            while index < len(self.keys) and self.keys[index] == head:
-                found.append(self.ids[index])
-                index += 1
-        return found
+            if index == len(self.keys) or not self.keys[index].startswith(head):
+                break  # no token begins with this: none begins with anything longer either
+            if self.keys[index] == head:
+                best = (self.ids[index], size)
+        return best
