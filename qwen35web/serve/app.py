@@ -200,7 +200,12 @@ class ChatServer:
 def _emitter(events: asyncio.Queue[tuple[str, Any]]) -> Any:
     """A thread-safe `emit(event)` for the model's thread, into the HTTP loop's queue."""
     loop = asyncio.get_running_loop()
-    return lambda event: loop.call_soon_threadsafe(events.put_nowait, event)
+
+    def emit(event: tuple[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the server stopped (its loop closed): nobody listens
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+    return emit
 
 
 async def _drain(events: asyncio.Queue[tuple[str, Any]]) -> AsyncIterator[tuple[str, Any]]:

@@ -143,11 +143,17 @@ def test_a_client_that_gives_up_waiting_cancels_its_generation(text_server):
     assert text_server.client().chat.completions.create(model=MODEL, messages=HELLO, max_tokens=2).choices
 
 
-def test_ctrl_c_stops_the_server_cleanly(export_bundle):
+def test_ctrl_c_stops_the_server_cleanly_mid_stream(export_bundle):
     server = ServerProcess(export_bundle("text", "fused"))
-    assert server.client().models.list().data[0].id == "text-fused-fp32"
+    client = server.client()
+    assert client.models.list().data[0].id == "text-fused-fp32"
+    stream = client.chat.completions.create(
+        model="text-fused-fp32", messages=HELLO, stream=True, max_tokens=4000, extra_body={"min_tokens": 4000}
+    )
+    next(iter(stream))  # a generation is in flight
     assert server.stop() == 0
     server.wait_for_log("stopped")
+    stream.close()
 
 
 def test_a_bad_bundle_or_flag_is_one_line_and_exit_2(tmp_path):
