@@ -127,3 +127,27 @@ def test_penalties_are_refused_until_the_sampler_has_them(text_server):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=2, presence_penalty=0.5)
     assert "not supported by this server version" in str(caught.value)
+
+
+def test_http_the_server_does_not_take_is_refused_with_an_error_object(text_server):
+    """A wrong method, a chunked upload: the right status and an error object, and it goes on."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(text_server.base_url)
+    cases = [
+        ("GET", "/v1/chat/completions", {}, None, 405),
+        ("POST", "/v1/models", {"Content-Length": "0"}, b"", 405),
+        ("POST", "/v1/chat/completions", {"Transfer-Encoding": "chunked"}, b"0\r\n\r\n", 411),
+    ]
+    for method, path, headers, body, status in cases:
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        assert response.status == status, (method, path)
+        _assert_error_object(json.loads(response.read()))
+        connection.close()
+    assert text_server.client().models.list().data
