@@ -76,7 +76,8 @@ class ChatServer:
             seconds = time.perf_counter() - started
             address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
             note = f" {outcome.note}" if outcome.note else ""
-            log.info("%s %s %s %d %.2fs%s", address, method, path, outcome.status, seconds, note)
+            if method != "-" or outcome.status != 200:  # a connection that sent nothing is not logged
+                log.info("%s %s %s %d %.2fs%s", address, method, path, outcome.status, seconds, note)
 
     async def route(
         self, request: HttpRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
