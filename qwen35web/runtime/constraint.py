@@ -99,7 +99,7 @@ class GrammarConstraint:
         self.stats.full_passes += 1
         allowed = self._allowed_set() - banned
         size = 1 if params.greedy else params.candidates
-        best = heapq.nlargest(size, allowed, key=logit_of)
+        best = heapq.nlargest(size, allowed, key=lambda t: (logit_of(t), -t))  # ties: the lower id
         picked = self._draw_in_time([(logit_of(t), t) for t in best], params, rng, remaining)
         if picked is None:  # the best few all leave no room: take the way to the end
             return self._forced([])

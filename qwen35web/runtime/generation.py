@@ -145,7 +145,6 @@ class Generator:
         max_context: int,
         prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
         cache: PrefixCache | None = None,
-        vocab_size: int = 0,
     ):
         if prefill_chunk < 1:
             raise GenerationInputError(f"prefill chunk must be >= 1, got {prefill_chunk}")
@@ -155,7 +154,6 @@ class Generator:
         self.max_context = max_context
         self.prefill_chunk = prefill_chunk
         self.cache = cache  # None: every call prefills its whole prompt from a fresh state
-        self.vocab_size = vocab_size  # the logits' width (a constrained full-vocabulary pass)
         self.result = GenerationResult()
 
     def check_prompt(self, prompt_ids: list[int]) -> None:

@@ -7,7 +7,9 @@ separator), "any text up to a terminator", and references (for recursive JSON). 
 grammar is a stack of frames `(node, progress)`; because alternatives can stay open for a while
 (`anyOf`, optional members), the automaton's state is the set of such stacks. `LazyDfa` numbers
 each set it meets and remembers each transition, so a byte step is one dict lookup once seen, and
-the states that repeat (inside a string, between members) are cheap to cache against.
+the states that repeat (inside a string, between members) are cheap to cache against. The shortest
+way to the end from a state (`completion`) comes from its stacks: the rest of the terminal on top,
+then each frame's shortest text (computed once per grammar).
 
 Unbounded repeat counts are saturated (only "below the minimum" or "at least one" matter), so a
 long string or number does not make new states.
@@ -157,27 +159,65 @@ def _step(state: StateSet, byte: int) -> StateSet:
     return _closure(moved)
 
 
-def _alphabet(root: Node) -> bytes:
-    """Bytes enough to reach the end from anywhere by the shortest way: every literal's bytes and
-    terminator's, one member of each class."""
-    found: set[int] = set()
+def _nodes(root: Node) -> list[Node]:
+    found: list[Node] = []
     stack, visited = [root], set()
     while stack:
         node = stack.pop()
         if id(node) in visited:
             continue
         visited.add(id(node))
-        if node.kind in (LIT, UNTIL):
-            found.update(node.a)
-        elif node.kind == CLASS:
-            found.add(node.a.index(1))
-        elif node.kind in (SEQ, ALT):
+        found.append(node)
+        if node.kind in (SEQ, ALT):
             stack.extend(node.a)
         elif node.kind == REP:
             stack.extend(n for n in (node.a, node.d) if n is not None)
         elif node.kind == REF:
             stack.append(node.a)
-    return bytes(sorted(found))
+    return found
+
+
+def _shortest_texts(root: Node) -> dict[Node, bytes]:
+    """Each node's shortest text, by fixed-point iteration (references make the grammar cyclic)."""
+    nodes = _nodes(root)
+    best: dict[Node, bytes | None] = dict.fromkeys(nodes)
+    changed = True
+    while changed:
+        changed = False
+        for node in nodes:
+            text = _shortest_of(node, best)
+            if text is not None and (best[node] is None or len(text) < len(best[node] or b"")):
+                best[node] = text
+                changed = True
+    missing = [node for node, text in best.items() if text is None]
+    if missing:
+        raise ValueError("a grammar element has no finite text")
+    return {node: text or b"" for node, text in best.items()}
+
+
+def _shortest_of(node: Node, best: dict[Node, bytes | None]) -> bytes | None:
+    kind = node.kind
+    if kind == LIT:
+        return node.a
+    if kind == CLASS:
+        return bytes((node.a.index(1),))
+    if kind == UNTIL:
+        return node.a
+    if kind == REF:
+        return best[node.a]
+    if kind == SEQ:
+        parts = [best[item] for item in node.a]
+        return None if any(p is None for p in parts) else b"".join(p or b"" for p in parts)
+    if kind == ALT:
+        options: list[bytes] = [text for text in (best[o] for o in node.a) if text is not None]
+        return min(options, key=len) if options else None
+    least, item = node.b, best[node.a]  # REP
+    if least == 0:
+        return b""
+    separator = best[node.d] if node.d is not None else b""
+    if item is None or separator is None:
+        return None
+    return item + (separator + item) * (least - 1)
 
 
 DEAD = -1
@@ -191,7 +231,7 @@ class LazyDfa:
         self._index: dict[StateSet, int] = {}
         self._rows: list[dict[int, int]] = []
         self.accepting: list[bool] = []
-        self._alphabet = _alphabet(root)
+        self._shortest = _shortest_texts(root)
         self._completions: dict[int, bytes] = {}
         self.start = self._intern(_closure([((root, 0),)]))
 
@@ -224,32 +264,24 @@ class LazyDfa:
         return state
 
     def completion(self, state: int) -> bytes:
-        """The shortest bytes that take `state` to the end (breadth-first; remembered)."""
+        """The shortest bytes that take `state` to the end: per stack, the rest of the terminal on
+        top, then each frame below done the shortest way; the shortest over the stacks."""
         known = self._completions.get(state)
-        if known is not None:
-            return known
-        parents: dict[int, tuple[int, int]] = {state: (state, -1)}
-        frontier, found = [state], state if self.accepting[state] else DEAD
-        while found == DEAD and frontier:
-            following = []
-            for current in frontier:
-                for byte in self._alphabet:
-                    after = self.step(current, byte)
-                    if after == DEAD or after in parents:
-                        continue
-                    parents[after] = (current, byte)
-                    following.append(after)
-                    if self.accepting[after]:
-                        found = after
-                        break
-                if found != DEAD:
-                    break
-            frontier = following
-        if found == DEAD:
-            raise ValueError("the grammar cannot be completed from here")
-        path = bytearray()
-        while found != state:
-            found, byte = parents[found]
-            path.append(byte)
-        self._completions[state] = bytes(reversed(path))
-        return self._completions[state]
+        if known is None:
+            options = [self._finish(config) for config in self._sets[state]]
+            # Ties broken by the bytes: sets iterate in an order that differs between interpreters.
+            known = self._completions[state] = min(options, key=lambda text: (len(text), text))
+        return known
+
+    def _finish(self, config: Config) -> bytes:
+        parts = []
+        for depth, (node, progress) in enumerate(reversed(config)):
+            if depth == 0 and node.kind in (LIT, UNTIL):
+                parts.append(node.a[progress:])
+            elif node.kind == REP and progress:
+                missing = max(0, node.b - progress)
+                separator = self._shortest[node.d] if node.d is not None else b""
+                parts.append((separator + self._shortest[node.a]) * missing)
+            else:
+                parts.append(self._shortest[node])
+        return b"".join(parts)

@@ -52,13 +52,7 @@ class Runtime:
         self.cache = PrefixCache(self.runner, manifest, snapshot_budget) if snapshot_budget > 0 else None
         context = min(max_context or manifest.max_positions, manifest.max_positions)
         self.generator = Generator(
-            self.runner,
-            tokenizer,
-            manifest.eos_token_ids,
-            context,
-            prefill_chunk,
-            self.cache,
-            vocab_size=manifest.vocab_size,
+            self.runner, tokenizer, manifest.eos_token_ids, context, prefill_chunk, self.cache
         )
 
     @property
