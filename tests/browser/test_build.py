@@ -81,7 +81,7 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
     assert [(m["name"], m["note"]) for m in index["models"]] == [("second", ""), ("first", "Random weights.")]
     packages = json.loads((two_model_site / "vendor/packages.json").read_text())
     assert {p: v["version"] for p, v in packages.items()} == {
-        "onnxruntime-web": "1.30.0",
+        "onnxruntime-web": "1.31.1",
         "pyodide": "314.0.7",
     }
 
