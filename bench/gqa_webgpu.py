@@ -176,8 +176,12 @@ def run(cases: list[tuple[int, int]]) -> dict[str, Any]:
                 log.info("past %d new %d bias %s: max |webgpu - cpu| = %.3g", past, new, bias, error)
         finally:
             browser.close()
-    return {"onnxruntime_web": version, "onnxruntime": ort.__version__, "heads": [HEADS, KV_HEADS, HEAD_DIM],
-            "cases": rows}
+    return {
+        "onnxruntime_web": version,
+        "onnxruntime": ort.__version__,
+        "heads": [HEADS, KV_HEADS, HEAD_DIM],
+        "cases": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
