@@ -110,8 +110,8 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, layout):
 def test_state_inputs_are_past_states_of_the_model_facts(export_bundle, ops, dtype):
     """One derivation of the states: the traced graph, the manifest and both runners agree with it."""
     from qwen35web.export.ort_runner import GraphRunner
-    from qwen35web.runtime.engine_native import NativeEngine
     from qwen35web.runtime.manifest import load_local_manifest
+    from qwen35web.runtime.native.engine import NativeEngine
     from qwen35web.runtime.runner import ModelRunner
 
     bundle = export_bundle("text", ops, dtype)

@@ -17,9 +17,9 @@ from qwen35web.runtime.chat import Message
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
-from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.vision.prompt import image_message
 

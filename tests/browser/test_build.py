@@ -89,14 +89,15 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
 def test_runtime_archive_runs_on_the_standard_library_alone(two_model_site: Path) -> None:
     archive = two_model_site / "py/runtime.zip"
     names = zipfile.ZipFile(archive).namelist()
-    assert "qwen35web/runtime/web_entry.py" in names and "qwen35web/runtime/engine_web.py" in names
+    assert "qwen35web/runtime/browser/session.py" in names and "qwen35web/runtime/browser/engine.py" in names
     assert "qwen35web/__init__.py" in names and "qwen35web/runtime/tokenizer/__init__.py" in names
-    assert "qwen35web/runtime/engine_native.py" not in names
+    assert "qwen35web/runtime/native/engine.py" not in names
     assert any(n.startswith("jinja2/") for n in names) and "markupsafe/__init__.py" in names
     assert not any(n.endswith((".so", ".pyd", ".c")) for n in names)
     # -S -I: no site-packages, so jinja2 and markupsafe must come from the archive (pure Python).
     script = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import jinja2, markupsafe, qwen35web.runtime.web_entry;"
+        "import sys; sys.path.insert(0, sys.argv[1]); import jinja2, markupsafe;"
+        "import qwen35web.runtime.browser.session;"
         "from qwen35web.runtime.chat import render_chat;"
         "messages = [{'role': 'user', 'content': 'hi'}];"
         "print(jinja2.__file__, render_chat('{{ messages[0].content }}!', messages))"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qwen35web.runtime.vision.decode import open_image, prepare_image, to_rgb
+from qwen35web.runtime.native.image_decode import open_image, prepare_image, to_rgb
 from qwen35web.runtime.vision.processor_config import spec_from_preprocessor_config
 from qwen35web.web.serve import serving
 from tests.browser.pages import WatchedPage, watch

@@ -1,5 +1,5 @@
 // Images for the model in the browser, prepared as the native runtime prepares them with Pillow
-// (qwen35web/runtime/vision/decode.py, which does what transformers' PIL image processor does):
+// (qwen35web/runtime/native/image_decode.py, which does what transformers' PIL image processor does):
 //   1. decode with the browser: upright by its EXIF orientation, no colour management (PIL applies
 //      no ICC profile either), read back as 8-bit RGBA;
 //   2. composite alpha onto white with PIL's integer arithmetic (alpha_composite, then

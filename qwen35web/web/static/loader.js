@@ -206,7 +206,7 @@ class Bundle {
   async confirm(pyodide) {
     let plan;
     try {
-      plan = checked(pyodide.pyimport("qwen35web.runtime.web_entry").download_plan(this.manifestText));
+      plan = checked(pyodide.pyimport("qwen35web.runtime.browser.session").download_plan(this.manifestText));
     } catch (err) {
       if (this.store) this.store.cancel();
       throw err;
@@ -224,8 +224,8 @@ class Bundle {
 
 // A WebSession on `backend` over the verified files (a PyProxy); throws the runtime's readable error.
 async function openSession(pyodide, ort, backend, bundle, options) {
-  const engine = pyodide.pyimport("qwen35web.runtime.engine_web").WebEngine(ort, backend, bundle.store);
-  const entry = pyodide.pyimport("qwen35web.runtime.web_entry");
+  const engine = pyodide.pyimport("qwen35web.runtime.browser.engine").WebEngine(ort, backend, bundle.store);
+  const entry = pyodide.pyimport("qwen35web.runtime.browser.session");
   try {
     const opened = await entry.open_session(
       bundle.manifestText,

@@ -15,7 +15,7 @@ const PYTHON_APP_DIR = "/home/pyodide/app";
 const SNAPSHOT_CACHE = "qwen35web-python-v1";
 const SHA_HEADER = "X-Snapshot-Sha256";
 // Imported before the snapshot: what every session needs (none of it touches JS objects).
-const PRELOAD = ["qwen35web.runtime.web_entry", "qwen35web.runtime.tokenizer", "jinja2"];
+const PRELOAD = ["qwen35web.runtime.browser.session", "qwen35web.runtime.tokenizer", "jinja2"];
 
 async function sha256Hex(bytes) {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));

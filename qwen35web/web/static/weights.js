@@ -161,7 +161,7 @@ class Download {
 }
 
 export class WeightStore {
-  // files: [{path, size, sha256, externalData}] from qwen35web.runtime.web_entry.download_plan;
+  // files: [{path, size, sha256, externalData}] from qwen35web.runtime.browser.session.download_plan;
   // cache: a WeightCache; storage: {quota, usage} from navigator.storage.estimate(), or null.
   constructor(baseUrl, files, cache, storage = null) {
     Object.assign(this, { baseUrl, files, cache, storage });

@@ -7,7 +7,7 @@ import { coded } from "./errors.mjs";
 import { prepareImage } from "./images.js";
 import { checked, loadModel, readable } from "./loader.js";
 
-let session = null; // PyProxy of qwen35web.runtime.web_entry.WebSession
+let session = null; // PyProxy of qwen35web.runtime.browser.session.WebSession
 let vision = null; // the bundle's image settings (web_images.vision_facts), null for a text-only one
 let queue = Promise.resolve(); // calls into Python run one after the other
 let running = null; // id of the generate call in progress

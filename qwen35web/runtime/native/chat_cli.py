@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from qwen35web.cli_support import OneLineParser
-from qwen35web.runtime.cli import add_sampling_arguments, sampling_params
 from qwen35web.runtime.context_fit import ContextFullError
 from qwen35web.runtime.conversation import Conversation, TurnResult
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
-from qwen35web.runtime.runtime import Runtime
+from qwen35web.runtime.loaded_model import Runtime
+from qwen35web.runtime.native.generate_cli import add_sampling_arguments, sampling_params
 from qwen35web.runtime.sampling import SamplingParams
 
 T = TypeVar("T")
@@ -322,7 +322,7 @@ def _scripted(session: ChatSession, lines: TextIO) -> None:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from qwen35web.runtime.runtime import open_native
+    from qwen35web.runtime.native.open_bundle import open_native
 
     if args.resume is not None and args.system is not None:
         raise RuntimeUserError("--system starts a new conversation; a resumed one keeps its own")

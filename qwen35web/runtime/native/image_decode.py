@@ -13,29 +13,18 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qwen35web.runtime.vision.errors import ImageInputError
 from qwen35web.runtime.vision.processor_config import ImageProcessorSpec, smart_resize
+from qwen35web.runtime.vision.resized import MAX_IMAGE_PIXELS, ResizedImage
 
-# The largest decoded image accepted: 64 megapixels (8192 x 8192; 192 MB as RGB).
-MAX_IMAGE_PIXELS = 8192 * 8192
 # 8-bit modes whose RGB conversion is what transformers does; 16-bit and float modes ("I", "I;16",
 # "F") would be clipped to 8 bits by that conversion, so they are refused instead of mangled.
 SUPPORTED_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
 
 ImageSource = str | os.PathLike[str] | bytes | Any  # Any: a PIL.Image.Image
-
-
-@dataclass(frozen=True)
-class ResizedImage:
-    """An image at the model's size: height x width RGB bytes, row-major (H, W, 3)."""
-
-    height: int
-    width: int
-    rgb: bytes
 
 
 def _pil() -> Any:

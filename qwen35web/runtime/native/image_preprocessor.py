@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from qwen35web.runtime.errors import BundleError
-from qwen35web.runtime.vision.decode import ImageSource, ResizedImage, prepare_image
+from qwen35web.runtime.native.image_decode import ImageSource, ResizedImage, prepare_image
 from qwen35web.runtime.vision.errors import ImageInputError
 from qwen35web.runtime.vision.patchify import (
     PATCHIFY_INPUT,

@@ -1,33 +1,34 @@
 """A loaded bundle ready to generate: manifest, tokenizer, engine, runner, generator.
 
 The same class serves the CLI (native engine) and the page (web engine); only the opening
-differs (`open_native` here, the web module's loader in the browser).
+differs (`native/open_bundle.open_native`, the page's `browser/session.open_session`).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from qwen35web.runtime.bundle_format import MANIFEST, MODEL_FILE, TOKENIZER_FILE, Manifest
+from qwen35web.runtime.bundle_format import Manifest
 from qwen35web.runtime.chat import Message
-from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
-from qwen35web.runtime.errors import BundleError, GenerationInputError
+from qwen35web.runtime.engine import Engine
+from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult, Generator
-from qwen35web.runtime.manifest import load_local_manifest
 from qwen35web.runtime.prefix_cache import DEFAULT_BUDGET_BYTES, PrefixCache
 from qwen35web.runtime.prompt import Prompt, chat_prompt, plain_prompt
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.shared_tensors import SharingEngine
-from qwen35web.runtime.vision.decode import ResizedImage
-from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE, ImageStore
-from qwen35web.runtime.vision.processor_config import smart_resize
+from qwen35web.runtime.vision.errors import ImageInputError
+from qwen35web.runtime.vision.images import ImageStore
+from qwen35web.runtime.vision.processor_config import ImageProcessorSpec, smart_resize
 from qwen35web.runtime.vision.prompt import expand_image_pads, image_ids_in, image_prompt
+from qwen35web.runtime.vision.resized import ResizedImage
+
+# (source, spec) -> the image at the model's size: how a runtime turns a file or bytes into pixels.
+ImageDecoder = Callable[[Any, ImageProcessorSpec], ResizedImage]
 
 
 class Runtime:
@@ -40,8 +41,11 @@ class Runtime:
         max_context: int | None = None,
         snapshot_budget: int = DEFAULT_BUDGET_BYTES,
         manifest_sha256: str = "",
+        image_decoder: ImageDecoder | None = None,
     ):
         self.manifest = manifest
+        # Natively, Pillow (native/image_decode.py); in the page the browser decodes, so there is none.
+        self.image_decoder = image_decoder
         self.manifest_sha256 = manifest_sha256  # the bundle's identity in saved conversations
         vision = manifest.vision
         self.images = ImageStore(engine, vision, manifest.model.hidden_size) if vision is not None else None
@@ -99,9 +103,9 @@ class Runtime:
 
     def add_image(self, source: Any) -> str:
         """Register an image file, bytes or PIL image (natively: Pillow decodes and resizes it)."""
-        from qwen35web.runtime.vision.decode import prepare_image
-
-        return self.image_store().add(prepare_image(source, self.image_store().spec)).image_id
+        if self.image_decoder is None:
+            raise ImageInputError("this runtime takes decoded images only (add_image_rgb)")
+        return self.image_store().add(self.image_decoder(source, self.image_store().spec)).image_id
 
     def prompt_ids(
         self, prompt: str | None = None, chat: bool = False, messages: list[Message] | None = None
@@ -151,37 +155,3 @@ class Runtime:
             self.cache.clear()
         self.runner.close()
         await self.engine.close()
-
-
-async def open_native(
-    bundle_dir: Path,
-    threads: int | None = None,
-    verify_hashes: bool = True,
-    prefill_chunk: int = 256,
-    snapshot_budget: int = DEFAULT_BUDGET_BYTES,
-    max_context: int | None = None,
-) -> Runtime:
-    from qwen35web.runtime.engine_native import NativeEngine
-    from qwen35web.runtime.tokenizer import Tokenizer
-
-    manifest = load_local_manifest(bundle_dir, verify_hashes=verify_hashes)
-    try:
-        tokenizer = Tokenizer.from_file(bundle_dir / TOKENIZER_FILE)
-    except ValueError as err:
-        raise BundleError(f"{TOKENIZER_FILE}: {err}") from None
-    engine = NativeEngine(threads)
-    await engine.open(MODEL_ROLE, str(bundle_dir / MODEL_FILE))
-    await engine.open(SAMPLER_ROLE, str(bundle_dir / manifest.sampler.file))
-    if manifest.vision is not None:
-        await engine.open(VISION_ROLE, str(bundle_dir / manifest.vision.file))
-        await engine.open(PATCHIFY_ROLE, str(bundle_dir / manifest.vision.patchify_file))
-    identity = hashlib.sha256((bundle_dir / MANIFEST).read_bytes()).hexdigest()
-    return Runtime(
-        manifest,
-        tokenizer,
-        engine,
-        prefill_chunk=prefill_chunk,
-        snapshot_budget=snapshot_budget,
-        manifest_sha256=identity,
-        max_context=max_context,
-    )

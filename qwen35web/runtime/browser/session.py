@@ -15,17 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from qwen35web.runtime import saved_conversation, web_images
+from qwen35web.runtime import saved_conversation
+from qwen35web.runtime.browser import images as web_images
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
 from qwen35web.runtime.generation_defaults import bundle_sampling_defaults, with_bundle_defaults
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
-from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.snapshots import decode, encode
 from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE

@@ -2,7 +2,7 @@
 
 The page decodes and resizes an image itself (web/static/images.js, Pillow's arithmetic) and asks here
 first for the size it must resize to, so the sizing rule and its refusals live in Python only
-(smart_resize, decode.MAX_IMAGE_PIXELS). The image store encodes images lazily, inside the prefill;
+(smart_resize, vision/resized.MAX_IMAGE_PIXELS). The image store encodes images lazily, inside the prefill;
 `VisionWatch` hears of each encoding so the page can show that the vision graph is running.
 Stdlib only (Pyodide).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qwen35web.runtime.runtime import Runtime
-from qwen35web.runtime.vision.decode import MAX_IMAGE_PIXELS
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.vision.errors import ImageInputError
+from qwen35web.runtime.vision.resized import MAX_IMAGE_PIXELS
 
 Report = Callable[[dict[str, Any]], None]
 

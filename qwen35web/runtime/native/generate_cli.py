@@ -85,7 +85,7 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
 
 
 async def _generate(args: argparse.Namespace) -> int:
-    from qwen35web.runtime.runtime import open_native
+    from qwen35web.runtime.native.open_bundle import open_native
     from qwen35web.runtime.vision.prompt import image_message
 
     sampling_params(args, {})  # bad flags fail before the bundle loads
