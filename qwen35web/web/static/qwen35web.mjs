@@ -11,15 +11,15 @@
 //   model.chat([{ role: "user", content: "And this one?", images: [blob] }]);
 //   model.dispose();
 //
-// The model runs in a Web Worker (worker.js beside this file, same origin): Pyodide hosts the Python
+// The model runs in a Web Worker (worker/worker.js beside this file, same origin): Pyodide hosts the Python
 // runtime, which drives onnxruntime-web on WebGPU or wasm. Everything it loads lies beside this file.
 
 import { AbortError, InputError, NotSupportedError, Qwen35Error, errorFor } from "./errors.mjs";
 
 export { AbortError, BundleError, ContextFullError, InputError, NetworkError, NotSupportedError, Qwen35Error, StorageError } from "./errors.mjs";
-export { enableOffline } from "./shell.mjs";
+export { enableOffline } from "./module/shell.mjs";
 
-const WORKER_URL = new URL("./worker.js", import.meta.url);
+const WORKER_URL = new URL("./worker/worker.js", import.meta.url);
 const DEFAULT_INDEX = new URL("./models/index.json", import.meta.url);
 const DEFAULT_MAX_NEW_TOKENS = 128;
 // JSON (the worker's channel to Python) would turn NaN and Infinity into null, i.e. "use the

@@ -1,6 +1,6 @@
 // A page that uses qwen35web.mjs and nothing else: the smallest complete use of the module.
 
-import { AbortError, load, siteModel } from "./qwen35web.mjs";
+import { AbortError, load, siteModel } from "../qwen35web.mjs";
 
 const $ = (id) => document.getElementById(id);
 let model = null;

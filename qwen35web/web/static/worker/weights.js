@@ -5,7 +5,7 @@
 // file is still checked end to end. Python (engine_web / web_entry) reads the files through
 // bytes()/text().
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
 import { pieceBytes } from "./weight-cache.js";
 
 const PROGRESS_INTERVAL_MS = 100;

@@ -3,15 +3,15 @@
 // weights (from storage or the network) and onnxruntime-web's own start-up run while Pyodide starts; only
 // the session needs all of them. Each part's own time is in the result's `timings`.
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
 import { warmUp } from "./ort-warmup.js";
 import { startPython } from "./python-start.js";
 import { WeightCache } from "./weight-cache.js";
 import { planFromManifest } from "./weights.js";
 
 const ORT_BUILDS = {
-  webgpu: "./vendor/ort/ort.webgpu.bundle.min.mjs", // native WebGPU build (asyncify wasm)
-  wasm: "./vendor/ort/ort.wasm.bundle.min.mjs",
+  webgpu: "../vendor/ort/ort.webgpu.bundle.min.mjs", // native WebGPU build (asyncify wasm)
+  wasm: "../vendor/ort/ort.wasm.bundle.min.mjs",
 };
 // Threads onnxruntime-web's wasm gets when the page does not ask: one per core, at most this many.
 // Measured here (bench/results/threads.md) only up to the 2 cores this machine has; 4 is

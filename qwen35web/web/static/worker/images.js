@@ -15,7 +15,7 @@
 //
 // Works in a page and in a worker (createImageBitmap and OffscreenCanvas exist in both).
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
 
 // PIL's fixed point: 8 bits of result, 2 of headroom for overshooting filters (Resample.c).
 const PRECISION_BITS = 32 - 8 - 2;

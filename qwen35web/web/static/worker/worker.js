@@ -3,7 +3,7 @@
 // Messages in: {id, type, ...}; out: {id, kind, ...} with kind "event" (progress, streamed deltas),
 // "result" or "error" ({message, code}: errors.mjs turns the code back into a class).
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
 import { prepareImage } from "./images.js";
 import { checked, loadModel, readable } from "./loader.js";
 

@@ -2,7 +2,7 @@
 // lives here; app.js adds window.app for tests. Query parameters: ?backend=webgpu|wasm, ?model=NAME,
 // ?threads=N, ?prefillChunk=N, ?maxContext=N.
 
-import { AbortError, enableOffline, load, siteModel } from "./qwen35web.mjs";
+import { AbortError, enableOffline, load, siteModel } from "../qwen35web.mjs";
 import { exposeApp } from "./app.js";
 import { Attachments } from "./attachments.js";
 import { ChatController } from "./chat.js";

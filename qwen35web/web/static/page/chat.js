@@ -5,7 +5,7 @@
 // send anyway with the oldest turns dropped (they stay in the transcript and the stored chat, marked:
 // the model no longer sees them).
 
-import { AbortError, ContextFullError } from "./qwen35web.mjs";
+import { AbortError, ContextFullError } from "../qwen35web.mjs";
 import { ChatStore, newChatId, storedBytes } from "./chat-store.js";
 import { addAssistantTurn, addStoredAssistantTurn, addUserTurn, markDropped } from "./chat-view.js";
 
