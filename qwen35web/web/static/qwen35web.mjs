@@ -15,6 +15,7 @@
 // runtime, which drives onnxruntime-web on WebGPU or wasm. Everything it loads lies beside this file.
 
 import { AbortError, InputError, NotSupportedError, Qwen35Error, errorFor } from "./errors.mjs";
+import { REPLY, REQUEST } from "./module/messages.mjs";
 
 export { AbortError, BundleError, ContextFullError, InputError, NetworkError, NotSupportedError, Qwen35Error, StorageError } from "./errors.mjs";
 export { enableOffline } from "./module/shell.mjs";
@@ -42,12 +43,12 @@ class WorkerClient {
   receive({ id, kind, ...payload }) {
     const call = this.pending.get(id);
     if (!call) return;
-    if (kind === "event") {
+    if (kind === REPLY.event) {
       call.onEvent(payload);
       return;
     }
     this.pending.delete(id);
-    if (kind === "result") call.resolve(payload.value);
+    if (kind === REPLY.result) call.resolve(payload.value);
     else call.reject(errorFor(payload.code, payload.message));
   }
 
@@ -67,7 +68,7 @@ class WorkerClient {
   }
 
   stop(target) {
-    if (!this.closed) this.call("stop", target === undefined ? {} : { target }).catch(() => {});
+    if (!this.closed) this.call(REQUEST.stop, target === undefined ? {} : { target }).catch(() => {});
   }
 
   terminate(error) {
@@ -191,7 +192,7 @@ export class Model {
     const cache = typeof resolved === "string" ? this.#urlImages : this.#imageIds;
     const isObject = typeof resolved === "object" && resolved !== null;
     if ((isObject || typeof resolved === "string") && cache.has(resolved)) return cache.get(resolved);
-    const added = this.#client.call("addImage", { source: resolved });
+    const added = this.#client.call(REQUEST.addImage, { source: resolved });
     if (isObject || typeof resolved === "string") {
       cache.set(resolved, added);
       added.catch(() => cache.delete(resolved)); // a failure is not kept: the next call tries again
@@ -224,7 +225,7 @@ export class Model {
     const queue = [];
     let wake = null;
     let outcome = null; // {result} or {error}
-    const { id, promise } = this.#client.start("generate", { request }, (event) => {
+    const { id, promise } = this.#client.start(REQUEST.generate, { request }, (event) => {
       if (event.delta) queue.push({ type: "delta", ...event.delta });
       if (event.progress) queue.push({ type: "progress", ...event.progress });
       if (wake) wake();
@@ -275,28 +276,28 @@ export class Model {
   // images' pixels (at the model's size) are in the bytes too.
   async saveConversation(messages) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
-    return this.#client.call("saveConversation", { messages: await this.#withImageIds(list || []) });
+    return this.#client.call(REQUEST.saveConversation, { messages: await this.#withImageIds(list || []) });
   }
 
   // Load saved bytes back: {messages, tokens}. Its next chat() prefills only the new tokens. Bytes of
   // another bundle, truncated or corrupted, throw InputError and change nothing.
   restoreConversation(bytes) {
     if (!(bytes instanceof Uint8Array)) throw new InputError("restoreConversation() takes a Uint8Array");
-    return this.#client.call("restoreConversation", { bytes });
+    return this.#client.call(REQUEST.restoreConversation, { bytes });
   }
 
   // Last position's logits after `tokenIds` (number[] of length vocabSize).
   logits(tokenIds) {
-    return this.#client.call("logits", { ids: Array.from(tokenIds) });
+    return this.#client.call(REQUEST.logits, { ids: Array.from(tokenIds) });
   }
 
   tokenize(text) {
-    return this.#client.call("tokenize", { text });
+    return this.#client.call(REQUEST.tokenize, { text });
   }
 
   // {liveTensors, heldTensors}: for leak checks.
   stats() {
-    return this.#client.call("stats");
+    return this.#client.call(REQUEST.stats);
   }
 
   // Stops whatever generation runs (generate's signal is the per-call way).
@@ -322,7 +323,7 @@ export async function load(options = {}) {
   if (signal) signal.addEventListener("abort", onAbort, { once: true });
   try {
     const info = await client.call(
-      "init",
+      REQUEST.init,
       {
         bundles,
         name: options.name || nameOf(bundles.default),

@@ -17,14 +17,6 @@ const ORT_BUILDS = {
 // Measured here (bench/results/threads.md) only up to the 2 cores this machine has; 4 is
 // onnxruntime-web's own ceiling for its default.
 const MAX_AUTO_THREADS = 4;
-// web_entry's error types (the JSON's errorType) -> errors.mjs codes; anything else is "runtime".
-const PYTHON_ERROR_CODES = {
-  BundleError: "bad-bundle",
-  GenerationInputError: "bad-input",
-  ImageInputError: "bad-input",
-  SnapshotError: "bad-input",
-  ContextFullError: "context-full",
-};
 
 // One readable line: for a Python exception, its last line ("Type: message") without the traceback.
 export function readable(err) {
@@ -36,10 +28,11 @@ export function readable(err) {
   return text;
 }
 
-// web_entry answers JSON; {"error": message, "errorType": class name} is a failure.
+// web_entry answers JSON; {"error": message, "code": code} is a failure, its code carried by the Python
+// error's class (qwen35web.runtime.errors: a subclass has its parent's code unless it names its own).
 export function checked(json) {
   const value = JSON.parse(json);
-  if (value && value.error) throw coded(PYTHON_ERROR_CODES[value.errorType] || "runtime", value.error);
+  if (value && value.error) throw coded(value.code || "runtime", value.error);
   return value;
 }
 
