@@ -69,7 +69,8 @@ HOSTILE = """<img src=x onerror="window.__pwned = 1">
 
 # Streams `text` in pieces of `size` characters into a new assistant turn, then finishes it.
 STREAM = """async ([text, size, finish]) => {
-    const view = (await import('./page/chat-view.js')).addAssistantTurn(document.getElementById('transcript'));
+    const { addAssistantTurn } = await import('./page/chat-view.js');
+    const view = addAssistantTurn(document.getElementById('transcript'));
     for (let i = 0; i < text.length; i += size) view.append('text', text.slice(i, i + size));
     if (finish) view.finish({ text, reasoning: '', stopReason: 'eos' });
     window.lastView = view;
@@ -123,7 +124,7 @@ def test_each_markdown_construct_renders_as_its_element(markdown_page: WatchedPa
     assert links.nth(1).inner_text() == "https://example.org/raw"  # a bare URL, without its full stop
     assert reply.locator("hr").count() == 1
     fonts = reply.evaluate(
-        "el => [getComputedStyle(el.querySelector('p')).fontFamily, getComputedStyle(el.querySelector('pre code')).fontFamily]"
+        "el => [el.querySelector('p'), el.querySelector('pre code')].map(n => getComputedStyle(n).fontFamily)"
     )
     assert "mono" not in fonts[0].lower() and "mono" in fonts[1].lower()  # prose proportional, code mono
     markdown_page.assert_clean()
@@ -148,9 +149,10 @@ def test_streaming_rebuilds_only_the_last_block(markdown_page: WatchedPage) -> N
     page = markdown_page.page
     index = page.evaluate(STREAM, ["# Title\n\nFirst paragraph.\n\nSecond", 4, False])
     reply = page.locator(".turn.assistant").nth(index).locator(".text")
-    page.evaluate("() => { window.kept = document.querySelectorAll('.turn.assistant .text')[%d].firstChild; }" % index)
-    page.evaluate("() => { window.lastView.append('text', ' grows'); window.lastView.append('text', '\\n\\n- item'); }")
-    assert reply.locator(":scope > *").evaluate_all("nodes => nodes.map(n => n.tagName)") == ["H1", "P", "P", "UL"]
+    reply.evaluate("node => { window.kept = node.firstChild; }")
+    page.evaluate("() => { lastView.append('text', ' grows'); lastView.append('text', '\\n\\n- item'); }")
+    tags = reply.locator(":scope > *").evaluate_all("nodes => nodes.map(n => n.tagName)")
+    assert tags == ["H1", "P", "P", "UL"]
     assert page.evaluate("() => window.kept.isConnected && window.kept.tagName") == "H1"  # never rebuilt
     # An unclosed fence while streaming is already a code block.
     page.evaluate("() => window.lastView.append('text', '\\n\\n```js\\nlet a = 1;')")
@@ -184,7 +186,8 @@ def test_a_tool_call_is_folded_above_the_answer(markdown_page: WatchedPage) -> N
     call.locator("summary").click()
     assert call.locator(".tool-arguments").inner_text() == '{\n  "city": "Paris"\n}'
     assert call.locator(".tool-result").inner_text() == '{\n  "celsius": 21\n}'
-    order = turn.locator(":scope > *").evaluate_all("nodes => nodes.filter(n => !n.hidden).map(n => n.className)")
+    shown = "nodes => nodes.filter(n => !n.hidden).map(n => n.className)"
+    order = turn.locator(":scope > *").evaluate_all(shown)
     assert order.index("tool-calls") < order.index("text markdown")
     assert turn.locator(".text strong").inner_text() == "21 °C"
     markdown_page.assert_clean()
@@ -200,8 +203,9 @@ def test_screenshot_of_a_markdown_reply(markdown_page: WatchedPage) -> None:
         const transcript = document.getElementById('transcript');
         addUserTurn(transcript, 'How do I time a Python function?');
         const view = addAssistantTurn(transcript);
-        view.append('reasoning', 'The user wants timing. timeit is the standard tool.');
-        view.finish({ text, reasoning: 'The user wants timing. timeit is the standard tool.', stopReason: 'eos' });
+        const reasoning = 'The user wants timing. timeit is the standard tool.';
+        view.append('reasoning', reasoning);
+        view.finish({ text, reasoning, stopReason: 'eos' });
     }""",
         [SCREENSHOT_REPLY],
     )

@@ -53,7 +53,8 @@ class WorkerClient {
   }
 
   // {id, promise}: the id names the call for stop().
-  start(type, payload = {}, onEvent = () => {}) {
+  /** @param {import("./module/messages.mjs").RequestType} type */
+  start(type, payload = {}, onEvent = (/** @type {any} */ _event) => {}) {
     const id = this.nextId++;
     if (this.closed) return { id, promise: Promise.reject(this.closed) };
     const promise = new Promise((resolve, reject) => {
@@ -63,7 +64,8 @@ class WorkerClient {
     return { id, promise };
   }
 
-  call(type, payload, onEvent) {
+  /** @param {import("./module/messages.mjs").RequestType} type */
+  call(type, payload = {}, onEvent = undefined) {
     return this.start(type, payload, onEvent).promise;
   }
 
@@ -153,6 +155,7 @@ async function storageFacts(persist) {
 }
 
 export class Model {
+  /** @type {WorkerClient} */
   #client;
   #imageIds = new WeakMap(); // Blob / ImageBitmap -> Promise of its addImage() result
   #urlImages = new Map(); // absolute URL -> the same
@@ -175,6 +178,10 @@ export class Model {
   // `signal` stops before the next token and throws an AbortError whose `stats` has what was made.
   // With `images` the prompt becomes one user message (the images, then the text) rendered with the
   // bundle's chat template, as `qwen35web generate --chat --image` does.
+  /**
+   * @param {import("./qwen35web.d.mts").GenerateRequest} request
+   * @param {{signal?: AbortSignal}} [options]
+   */
   generate(request, { signal } = {}) {
     if (request && Array.isArray(request.images) && request.images.length) {
       const { images, prompt, ...rest } = request;
@@ -224,7 +231,8 @@ export class Model {
     if (signal && signal.aborted) throw new AbortError("the generation was aborted before it started");
     const queue = [];
     let wake = null;
-    let outcome = null; // {result} or {error}
+    /** @type {{result?: any, error?: any} | null} */
+    let outcome = null;
     const { id, promise } = this.#client.start(REQUEST.generate, { request }, (event) => {
       if (event.delta) queue.push({ type: "delta", ...event.delta });
       if (event.progress) queue.push({ type: "progress", ...event.progress });
@@ -264,9 +272,14 @@ export class Model {
   // reusedTokens/prefilledTokens, firstTokenMs, promptTokens and contextTokens. A conversation that no
   // longer fits throws ContextFullError (nothing is cut), unless `dropOldest: true` asks to leave out
   // its oldest turns; the stats then say how many went (droppedMessages, droppedTurns).
+  /**
+   * @param {import("./qwen35web.d.mts").ChatMessage[] | {messages: import("./qwen35web.d.mts").ChatMessage[]}} messages
+   * @param {import("./qwen35web.d.mts").ChatOptions} [options]
+   */
   chat(messages, { signal, enableThinking, ...settings } = {}) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
     if (!Array.isArray(list)) throw new InputError("chat() takes a list of messages");
+    /** @type {Record<string, any>} */
     const request = { ...settings, messages: list, chat: true };
     if (enableThinking !== undefined) request.enableThinking = Boolean(enableThinking);
     return this.#stream(checkRequest(request), signal);
@@ -312,7 +325,12 @@ export class Model {
 }
 
 // Load a bundle (a directory URL with manifest.json, or {default, wasm?, webgpu?} URLs per backend).
-export async function load(options = {}) {
+// The JSDoc types are the declarations' (qwen35web.d.mts): `make typecheck-js` checks this against them.
+/**
+ * @param {import("./qwen35web.d.mts").LoadOptions} options
+ * @returns {Promise<import("./qwen35web.d.mts").Model>}
+ */
+export async function load(options = /** @type {any} */ ({})) {
   const bundles = bundleUrls(options.bundle);
   if (typeof Worker === "undefined") throw new NotSupportedError("this browser has no Web Workers");
   const { signal, onProgress } = options;
@@ -346,6 +364,11 @@ export async function load(options = {}) {
 
 // A model of a site made by `qwen35web site build`: {name, note, bytes, bundle} from its models/index.json
 // (by default the one beside this module); `bundle` goes straight to load().
+/**
+ * @param {string} [name]
+ * @param {{index?: string | URL}} [options]
+ * @returns {Promise<import("./qwen35web.d.mts").SiteModel>}
+ */
 export async function siteModel(name = undefined, { index = DEFAULT_INDEX } = {}) {
   let response;
   try {

@@ -16,7 +16,10 @@
 //   saveConversation     {messages}              WebSession.save_conversation (bytes, transferred)
 //   restoreConversation  {bytes}                 WebSession.restore_conversation
 
-export const REQUEST = Object.freeze({
+/** @typedef {typeof REQUEST[keyof typeof REQUEST]} RequestType */
+/** @typedef {typeof REPLY[keyof typeof REPLY]} ReplyKind */
+
+export const REQUEST = /** @type {const} */ ({
   init: "init",
   generate: "generate",
   stop: "stop",
@@ -27,9 +30,11 @@ export const REQUEST = Object.freeze({
   saveConversation: "saveConversation",
   restoreConversation: "restoreConversation",
 });
+Object.freeze(REQUEST);
 
-export const REPLY = Object.freeze({
+export const REPLY = /** @type {const} */ ({
   event: "event",
   result: "result",
   error: "error",
 });
+Object.freeze(REPLY);

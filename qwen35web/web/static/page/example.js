@@ -2,7 +2,8 @@
 
 import { AbortError, load, siteModel } from "../qwen35web.mjs";
 
-const $ = (id) => document.getElementById(id);
+/** @type {(id: string) => PageControl} */
+const $ = (id) => /** @type {PageControl} */ (document.getElementById(id));
 let model = null;
 let controller = null;
 

@@ -55,7 +55,7 @@ export function safeHref(href) {
 function link(text, href) {
   const safe = safeHref(href);
   if (!safe) return [document.createTextNode(`${text} (${href})`)];
-  const anchor = element("a", "", text || safe);
+  const anchor = /** @type {HTMLAnchorElement} */ (element("a", "", text || safe));
   anchor.href = safe;
   anchor.target = "_blank";
   anchor.rel = "noopener noreferrer nofollow";
@@ -255,7 +255,7 @@ export function splitBlocks(source) {
       start++;
       continue;
     }
-    const { kind, end } = blockAt(lines, start);
+    const { kind, end } = /** @type {{kind: Block["kind"], end: number}} */ (blockAt(lines, start));
     const own = lines.slice(start, end);
     blocks.push({ kind, lines: own, source: own.join("\n") });
     start = end;

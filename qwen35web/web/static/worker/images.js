@@ -225,6 +225,7 @@ async function bitmapOf(source, name) {
   const blob = await blobOf(source, name);
   if (blob.size === 0) throw coded("bad-input", `${name} is empty (0 bytes)`);
   try {
+    /** @type {ImageBitmapOptions} */
     const options = { imageOrientation: "from-image", premultiplyAlpha: "none", colorSpaceConversion: "none" };
     return { bitmap: await createImageBitmap(blob, options), owned: true };
   } catch {

@@ -174,7 +174,9 @@ class BundleFiles {
 // One bundle: its manifest, and `loading`, its files (from storage or the network) into `store`.
 class Bundle {
   constructor(url, manifestText, context) {
-    Object.assign(this, { url, manifestText, context });
+    this.url = url;
+    this.manifestText = manifestText;
+    this.context = context;
     this.store = null;
     this.loading = null;
   }

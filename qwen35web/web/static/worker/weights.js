@@ -65,7 +65,11 @@ function startsAt(response, offset) {
 // writing whole pieces to `cache` as they complete.
 class Download {
   constructor(url, file, bytes, cache, progress) {
-    Object.assign(this, { url, file, bytes, cache, progress });
+    this.url = url;
+    this.file = file;
+    this.bytes = bytes;
+    this.cache = cache;
+    this.progress = progress;
     this.offset = 0;
     this.stored = 0; // bytes [0, stored) are queued for (or in) the cache as whole pieces
     this.writes = Promise.resolve(); // the queued piece writes, in order
@@ -164,7 +168,10 @@ export class WeightStore {
   // files: [{path, size, sha256, externalData}] from qwen35web.runtime.web_entry.download_plan;
   // cache: a WeightCache; storage: {quota, usage} from navigator.storage.estimate(), or null.
   constructor(baseUrl, files, cache, storage = null) {
-    Object.assign(this, { baseUrl, files, cache, storage });
+    this.baseUrl = baseUrl;
+    this.files = files;
+    this.cache = cache;
+    this.storage = storage;
     this.data = new Map();
     // readMs / verifyMs: time reading stored files and hashing them (what a warm load spends here).
     this.stats = { cachedFiles: 0, cachedBytes: 0, downloadedBytes: 0, resumedBytes: 0, readMs: 0, verifyMs: 0 };

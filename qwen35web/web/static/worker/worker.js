@@ -79,7 +79,9 @@ async function addImage(id, { source }) {
   return { ...added, ...size };
 }
 
-// Every queued request of module/messages.mjs (stop is not queued: see below).
+// Every queued request of module/messages.mjs (stop is not queued: see below); the type makes a request
+// without its handler a type error.
+/** @type {Record<Exclude<import("../module/messages.mjs").RequestType, "stop">, (id: number, message: any) => Promise<any>>} */
 const HANDLERS = {
   [REQUEST.addImage]: addImage,
   [REQUEST.saveConversation]: saveConversation,
