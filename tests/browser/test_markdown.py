@@ -160,6 +160,23 @@ def test_streaming_rebuilds_only_the_last_block(markdown_page: WatchedPage) -> N
     markdown_page.assert_clean()
 
 
+def test_a_reply_streamed_a_character_at_a_time_ends_as_rendered_whole(markdown_page: WatchedPage) -> None:
+    """Rebuilding only changed blocks while streaming leaves the same DOM as rendering the whole reply."""
+    page = markdown_page.page
+    index = page.evaluate(STREAM, [REPLY + "\n\n" + HOSTILE, 1, False])
+    streamed = page.locator(".turn.assistant").nth(index).locator(".text").evaluate("n => n.innerHTML")
+    whole = page.evaluate(
+        """async (text) => {
+        const node = document.createElement('div');
+        node.append((await import('./page/markdown.js')).renderMarkdown(text));
+        return node.innerHTML;
+    }""",
+        REPLY + "\n\n" + HOSTILE,
+    )
+    assert streamed == whole
+    markdown_page.assert_clean()
+
+
 def test_the_copy_button_copies_the_code(markdown_page: WatchedPage) -> None:
     reply = _turn(markdown_page, "Try:\n\n```sh\necho 'a < b' && ls\n```\n").locator(".text")
     button = reply.locator(".code-block button.copy-code")
