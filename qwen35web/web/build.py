@@ -2,8 +2,9 @@
 
 Layout of the site (everything the page loads comes from it, nothing from elsewhere):
 
-  index.html, *.js, style.css, favicon.svg     the page (web/static/)
-  qwen35web.mjs, qwen35web.d.mts                the embeddable module and its types; example.html uses it
+  index.html, example.html, favicon.svg         the pages (web/static/); their scripts and style in page/
+  qwen35web.mjs, qwen35web.d.mts, errors.mjs    the embeddable module, types, errors; module/: its helpers
+  worker/            the module's worker: Pyodide + onnxruntime-web, weight download and cache, images
   sw.js              the service worker, with the shell's file list and the site version filled in
   vendor/ort/        onnxruntime-web: the native WebGPU build, the wasm build, their .wasm files
   vendor/pyodide/    the Pyodide core and its standard library

@@ -50,19 +50,19 @@ def two_model_site(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> P
 def test_layout_and_models_index(two_model_site: Path) -> None:
     for name in (
         "index.html",
-        "app.js",
-        "ui.js",
-        "worker.js",
-        "weights.js",
-        "weight-cache.js",
+        "page/app.js",
+        "page/ui.js",
+        "worker/worker.js",
+        "worker/weights.js",
+        "worker/weight-cache.js",
         "errors.mjs",
-        "shell.mjs",
+        "module/shell.mjs",
         "qwen35web.mjs",
         "qwen35web.d.mts",
         "example.html",
-        "example.js",
+        "page/example.js",
         "sw.js",
-        "style.css",
+        "page/style.css",
         "favicon.svg",
         "vendor/ort/ort.webgpu.bundle.min.mjs",
         "vendor/ort/ort-wasm-simd-threaded.asyncify.wasm",
@@ -140,7 +140,7 @@ def test_page_has_no_inline_code_and_loads_nothing_from_elsewhere() -> None:
     finder = _InlineCodeFinder()
     finder.feed((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
     assert finder.problems == []
-    for script in [*STATIC_DIR.glob("*.js"), *STATIC_DIR.glob("*.mjs")]:
+    for script in [*STATIC_DIR.rglob("*.js"), *STATIC_DIR.rglob("*.mjs")]:
         text = script.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text, script.name
         assert "eval(" not in text and "new Function" not in text, script.name
@@ -160,7 +160,7 @@ def test_service_worker_lists_the_whole_shell_with_hashes(two_model_site: Path) 
     for name in (
         "index.html",
         "qwen35web.mjs",
-        "worker.js",
+        "worker/worker.js",
         "py/runtime.zip",
         "vendor/pyodide/pyodide.asm.wasm",
     ):

@@ -9,7 +9,7 @@ buffers are not garbage collected): leaks show in `live_tensors()`.
 
 Weights come from a `files` object of the page's worker: `files.bytes(path)` returns the verified
 bytes of a bundle file (a Uint8Array), already downloaded and checked against the manifest's sha256;
-`files.externalData(path)` lists the external-data files of a graph (from web_entry's download plan).
+`files.externalData(path)` lists the external-data files of a graph (from browser/session's download plan).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The page's way into the runtime: what web/static/worker.js calls through Pyodide.
+"""The page's way into the runtime: what web/static/worker/worker.js calls through Pyodide.
 
 Standard library only. The engine and the worker's file store arrive as arguments (JS objects
 behind Pyodide proxies), and every call takes and returns JSON text, so the FFI boundary carries
-only strings, numbers and one streaming callback. Failures come back as `{"error": message}` with
-a sentence meant for the page, never as a Python traceback.
+only strings, numbers and one streaming callback. Failures come back as `{"error": message, "code": code}`
+with a sentence meant for the page, never as a Python traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from qwen35web.runtime.browser import images as web_images
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
-from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError
+from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError, error_code
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
 from qwen35web.runtime.generation_defaults import bundle_sampling_defaults, with_bundle_defaults
 from qwen35web.runtime.loaded_model import Runtime
@@ -102,8 +102,8 @@ def _error(err: BaseException) -> str:
     else:  # a bug or an engine failure: keep the details in the console, show one line
         logger.exception("unexpected failure in the runtime")
         message = f"{type(err).__name__}: {err}"
-    # errorType lets the page's module raise a typed error (BundleError, GenerationInputError, ...).
-    return json.dumps({"error": message, "errorType": type(err).__name__})
+    # code: the page's error class (errors.mjs), carried by the error's own class; errorType names it.
+    return json.dumps({"error": message, "code": error_code(err), "errorType": type(err).__name__})
 
 
 def _sampling_params(request: dict[str, Any], generation: dict[str, Any]) -> SamplingParams:

@@ -5,11 +5,12 @@
 // send anyway with the oldest turns dropped (they stay in the transcript and the stored chat, marked:
 // the model no longer sees them).
 
-import { AbortError, ContextFullError } from "./qwen35web.mjs";
+import { AbortError, ContextFullError } from "../qwen35web.mjs";
 import { ChatStore, newChatId, storedBytes } from "./chat-store.js";
 import { addAssistantTurn, addStoredAssistantTurn, addUserTurn, markDropped } from "./chat-view.js";
 
-const $ = (id) => document.getElementById(id);
+/** @type {(id: string) => PageControl} */
+const $ = (id) => /** @type {PageControl} */ (document.getElementById(id));
 
 function megabytes(bytes) {
   return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 2 : 1)} MB`;
@@ -144,7 +145,7 @@ export class ChatController {
     if (!messages.length || messages[messages.length - 1].role !== "assistant") return;
     const dropped = messages.pop();
     const turns = $("transcript").querySelectorAll(".turn.assistant");
-    const lastTurn = turns[turns.length - 1];
+    const lastTurn = /** @type {HTMLElement} */ (turns[turns.length - 1]);
     lastTurn.hidden = true;
     if (await this.reply(signal)) lastTurn.remove();
     else {

@@ -1,8 +1,9 @@
 // A page that uses qwen35web.mjs and nothing else: the smallest complete use of the module.
 
-import { AbortError, load, siteModel } from "./qwen35web.mjs";
+import { AbortError, load, siteModel } from "../qwen35web.mjs";
 
-const $ = (id) => document.getElementById(id);
+/** @type {(id: string) => PageControl} */
+const $ = (id) => /** @type {PageControl} */ (document.getElementById(id));
 let model = null;
 let controller = null;
 

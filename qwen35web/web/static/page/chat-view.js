@@ -1,6 +1,9 @@
 // The transcript's DOM: user and assistant turns (a user turn's images as thumbnails), an assistant
-// turn's reasoning collapsed above its answer (a <details>), and the per-turn figures (time to first
-// token, what was prefilled, images encoded).
+// turn's reasoning and tool calls folded above its answer (<details>), the answer as Markdown
+// (markdown.js: DOM nodes, never HTML), and the per-turn figures (time to first token, what was
+// prefilled, images encoded).
+
+import { MarkdownView } from "./markdown.js";
 
 const THUMBNAIL_PIXELS = 96; // the longer side of a thumbnail
 
@@ -61,7 +64,30 @@ export function addUserTurn(transcript, text, label = "You", images = []) {
   return turn;
 }
 
-// An assistant turn: {turn, append(kind, text), finish(stats), fail()}.
+// A tool call as a folded block: the tool's name, its arguments and (once known) its result.
+// `call`: {name, arguments (an object or JSON text), result? (any JSON value or text)}.
+export function renderToolCall(call) {
+  const block = element("details", "tool-call");
+  const summary = element("summary", "", `Tool call: ${call.name}`);
+  block.append(summary, element("div", "tool-label", "Arguments"), element("pre", "tool-arguments", asJson(call.arguments)));
+  if (call.result !== undefined) {
+    block.append(element("div", "tool-label", "Result"), element("pre", "tool-result", asJson(call.result)));
+  }
+  return block;
+}
+
+function asJson(value) {
+  if (typeof value === "string") {
+    try {
+      return JSON.stringify(JSON.parse(value), null, 2);
+    } catch {
+      return value; // not JSON (a streamed, partial argument string): shown as it is
+    }
+  }
+  return JSON.stringify(value, null, 2);
+}
+
+// An assistant turn: {turn, status(line), append(kind, text), toolCall(call), finish(stats), fail()}.
 export function addAssistantTurn(transcript, label = "Assistant") {
   const turn = element("article", "turn assistant streaming");
   const reasoning = element("details", "reasoning");
@@ -69,11 +95,14 @@ export function addAssistantTurn(transcript, label = "Assistant") {
   const reasoningText = element("div", "reasoning-text");
   reasoning.append(summary, reasoningText);
   reasoning.hidden = true;
-  const text = element("p", "text");
+  const tools = element("div", "tool-calls");
+  tools.hidden = true;
+  const text = element("div", "text markdown");
+  const answer = new MarkdownView(text);
   const status = element("p", "turn-status");
   status.hidden = true;
   const figures = element("p", "turn-stats");
-  turn.append(element("div", "role", label), status, reasoning, text, figures);
+  turn.append(element("div", "role", label), status, reasoning, tools, text, figures);
   transcript.append(turn);
   const follow = () => turn.scrollIntoView({ block: "end" });
   return {
@@ -89,15 +118,20 @@ export function addAssistantTurn(transcript, label = "Assistant") {
         reasoning.hidden = false;
         reasoningText.textContent += piece;
       } else {
-        text.textContent += piece;
+        answer.update(answer.source + piece);
       }
+      follow();
+    },
+    toolCall(call) {
+      tools.hidden = false;
+      tools.append(renderToolCall(call));
       follow();
     },
     // The final answer and reasoning as the runtime recorded them (what the next turn renders).
     finish(stats) {
       turn.classList.remove("streaming");
       status.hidden = true;
-      showReply(reasoning, summary, reasoningText, text, stats.text, stats.reasoning);
+      showReply(reasoning, summary, reasoningText, answer, stats.text, stats.reasoning);
       if (!stats.text && stats.reasoning) {
         text.append(element("span", "empty-answer", `No answer yet: the reply ended in its reasoning (${stopReasonText(stats.stopReason)}).`));
       }
@@ -109,8 +143,8 @@ export function addAssistantTurn(transcript, label = "Assistant") {
   };
 }
 
-function showReply(reasoning, summary, reasoningText, text, answer, thought) {
-  text.textContent = answer || "";
+function showReply(reasoning, summary, reasoningText, view, answer, thought) {
+  view.update(answer || "");
   reasoningText.textContent = thought || "";
   reasoning.hidden = !thought;
   summary.textContent = thought ? `Reasoning (${thought.length} characters)` : "";

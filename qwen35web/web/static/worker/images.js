@@ -15,7 +15,7 @@
 //
 // Works in a page and in a worker (createImageBitmap and OffscreenCanvas exist in both).
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
 
 // PIL's fixed point: 8 bits of result, 2 of headroom for overshooting filters (Resample.c).
 const PRECISION_BITS = 32 - 8 - 2;
@@ -225,6 +225,7 @@ async function bitmapOf(source, name) {
   const blob = await blobOf(source, name);
   if (blob.size === 0) throw coded("bad-input", `${name} is empty (0 bytes)`);
   try {
+    /** @type {ImageBitmapOptions} */
     const options = { imageOrientation: "from-image", premultiplyAlpha: "none", colorSpaceConversion: "none" };
     return { bitmap: await createImageBitmap(blob, options), owned: true };
   } catch {

@@ -1,7 +1,7 @@
 // The page's side of sw.js: register it, reload once to become cross-origin isolated where only the
 // service worker can make the page so, cache the backend in use, and offer a waiting site update.
 
-const SW_URL = new URL("./sw.js", import.meta.url);
+const SW_URL = new URL("../sw.js", import.meta.url);
 const RELOAD_MARK = "qwen35web-isolation-reload";
 
 // One request to a service worker, answered on a MessageChannel.

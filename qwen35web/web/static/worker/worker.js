@@ -1,14 +1,14 @@
 // The model's engine room, off the main thread so the page never freezes: Pyodide hosts
 // qwen35web.runtime, which drives onnxruntime-web (WebGPU or wasm). Driven by qwen35web.mjs.
-// Messages in: {id, type, ...}; out: {id, kind, ...} with kind "event" (progress, streamed deltas),
-// "result" or "error" ({message, code}: errors.mjs turns the code back into a class).
+// Its messages (in: requests, out: events, a result or an error) are the table in module/messages.mjs.
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
+import { REPLY, REQUEST } from "../module/messages.mjs";
 import { prepareImage } from "./images.js";
 import { checked, loadModel, readable } from "./loader.js";
 
 let session = null; // PyProxy of qwen35web.runtime.browser.session.WebSession
-let vision = null; // the bundle's image settings (web_images.vision_facts), null for a text-only one
+let vision = null; // the bundle's image settings (browser/images.vision_facts), null for a text-only one
 let queue = Promise.resolve(); // calls into Python run one after the other
 let running = null; // id of the generate call in progress
 const cancelledBeforeStart = new Set();
@@ -18,7 +18,7 @@ function post(id, kind, payload = {}, transfer = []) {
 }
 
 async function init(id, options) {
-  const loaded = await loadModel(options, (progress) => post(id, "event", { progress }));
+  const loaded = await loadModel(options, (progress) => post(id, REPLY.event, { progress }));
   session = loaded.session;
   vision = loaded.info.facts.vision;
   return loaded.info;
@@ -46,8 +46,8 @@ async function generate(id, { request }) {
   if (cancelledBeforeStart.delete(id)) throw coded("aborted", "the generation was cancelled before it started");
   running = id;
   try {
-    const onText = (piece, kind, extra) => post(id, "event", { delta: delta(piece, kind, extra) });
-    const onProgress = (json) => post(id, "event", { progress: JSON.parse(json) });
+    const onText = (piece, kind, extra) => post(id, REPLY.event, { delta: delta(piece, kind, extra) });
+    const onProgress = (json) => post(id, REPLY.event, { progress: JSON.parse(json) });
     return checked(await session.generate(JSON.stringify(request), onText, onProgress));
   } finally {
     running = null;
@@ -79,25 +79,28 @@ async function addImage(id, { source }) {
   return { ...added, ...size };
 }
 
+// Every queued request of module/messages.mjs (stop is not queued: see below); the type makes a request
+// without its handler a type error.
+/** @type {Record<Exclude<import("../module/messages.mjs").RequestType, "stop">, (id: number, message: any) => Promise<any>>} */
 const HANDLERS = {
-  addImage,
-  saveConversation,
-  restoreConversation: async (id, { bytes }) => checked(session.restore_conversation(bytes)),
-  init,
-  generate,
-  logits: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
-  tokenize: async (id, { text }) => checked(session.tokenize(text)).ids,
-  stats: async () => checked(session.stats()),
+  [REQUEST.addImage]: addImage,
+  [REQUEST.saveConversation]: saveConversation,
+  [REQUEST.restoreConversation]: async (id, { bytes }) => checked(session.restore_conversation(bytes)),
+  [REQUEST.init]: init,
+  [REQUEST.generate]: generate,
+  [REQUEST.logits]: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
+  [REQUEST.tokenize]: async (id, { text }) => checked(session.tokenize(text)).ids,
+  [REQUEST.stats]: async () => checked(session.stats()),
 };
 
 async function handle(message) {
   const { id, type } = message;
   try {
-    if (type !== "init" && !session) throw coded("runtime", "the model is not loaded");
+    if (type !== REQUEST.init && !session) throw coded("runtime", "the model is not loaded");
     const value = await HANDLERS[type](id, message);
-    post(id, "result", { value }, value instanceof Uint8Array ? [value.buffer] : []);
+    post(id, REPLY.result, { value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (err) {
-    post(id, "error", { message: readable(err), code: err.code || "runtime" });
+    post(id, REPLY.error, { message: readable(err), code: err.code || "runtime" });
   }
 }
 
@@ -105,21 +108,21 @@ async function handle(message) {
 // (one that has not started yet is dropped when its turn comes); without it, whatever runs stops.
 function stop({ id, target }) {
   if (target === undefined || target === running) {
-    post(id, "result", { value: session ? session.cancel() : false });
+    post(id, REPLY.result, { value: session ? session.cancel() : false });
     return;
   }
   cancelledBeforeStart.add(target);
-  post(id, "result", { value: true });
+  post(id, REPLY.result, { value: true });
 }
 
 self.onmessage = (event) => {
   const message = event.data;
-  if (message.type === "stop") {
+  if (message.type === REQUEST.stop) {
     stop(message);
     return;
   }
   if (!Object.hasOwn(HANDLERS, message.type)) {
-    post(message.id, "error", { message: `unknown request "${message.type}"`, code: "bad-input" });
+    post(message.id, REPLY.error, { message: `unknown request "${message.type}"`, code: "bad-input" });
     return;
   }
   queue = queue.then(() => handle(message));

@@ -3,28 +3,20 @@
 // weights (from storage or the network) and onnxruntime-web's own start-up run while Pyodide starts; only
 // the session needs all of them. Each part's own time is in the result's `timings`.
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
 import { warmUp } from "./ort-warmup.js";
 import { startPython } from "./python-start.js";
 import { WeightCache } from "./weight-cache.js";
 import { planFromManifest } from "./weights.js";
 
 const ORT_BUILDS = {
-  webgpu: "./vendor/ort/ort.webgpu.bundle.min.mjs", // native WebGPU build (asyncify wasm)
-  wasm: "./vendor/ort/ort.wasm.bundle.min.mjs",
+  webgpu: "../vendor/ort/ort.webgpu.bundle.min.mjs", // native WebGPU build (asyncify wasm)
+  wasm: "../vendor/ort/ort.wasm.bundle.min.mjs",
 };
 // Threads onnxruntime-web's wasm gets when the page does not ask: one per core, at most this many.
 // Measured here (bench/results/threads.md) only up to the 2 cores this machine has; 4 is
 // onnxruntime-web's own ceiling for its default.
 const MAX_AUTO_THREADS = 4;
-// web_entry's error types (the JSON's errorType) -> errors.mjs codes; anything else is "runtime".
-const PYTHON_ERROR_CODES = {
-  BundleError: "bad-bundle",
-  GenerationInputError: "bad-input",
-  ImageInputError: "bad-input",
-  SnapshotError: "bad-input",
-  ContextFullError: "context-full",
-};
 
 // One readable line: for a Python exception, its last line ("Type: message") without the traceback.
 export function readable(err) {
@@ -36,10 +28,11 @@ export function readable(err) {
   return text;
 }
 
-// web_entry answers JSON; {"error": message, "errorType": class name} is a failure.
+// browser/session answers JSON; {"error": message, "code": code} is a failure, its code carried by the Python
+// error's class (qwen35web.runtime.errors: a subclass has its parent's code unless it names its own).
 export function checked(json) {
   const value = JSON.parse(json);
-  if (value && value.error) throw coded(PYTHON_ERROR_CODES[value.errorType] || "runtime", value.error);
+  if (value && value.error) throw coded(value.code || "runtime", value.error);
   return value;
 }
 
@@ -181,7 +174,9 @@ class BundleFiles {
 // One bundle: its manifest, and `loading`, its files (from storage or the network) into `store`.
 class Bundle {
   constructor(url, manifestText, context) {
-    Object.assign(this, { url, manifestText, context });
+    this.url = url;
+    this.manifestText = manifestText;
+    this.context = context;
     this.store = null;
     this.loading = null;
   }

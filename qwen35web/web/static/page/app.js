@@ -14,7 +14,7 @@
 //   app.chatReady             -> Promise: the chat (stored chats restored) is ready; then ui.js adds
 //   app.lastTurn()            -> the last chat turn's stats; app.chat() -> {id, messages, restoredTokens}
 
-import { AbortError } from "./qwen35web.mjs";
+import { AbortError } from "../qwen35web.mjs";
 
 export function exposeApp(loading, progressListeners) {
   let info = null;

@@ -8,9 +8,9 @@
 // its own sha256, and any failure falls back to a plain start. The runtime's files live in Pyodide's file
 // system, not in wasm memory: they are unpacked again after a restore.
 
-import { loadPyodide, version as PYODIDE_VERSION } from "./vendor/pyodide/pyodide.mjs";
+import { loadPyodide, version as PYODIDE_VERSION } from "../vendor/pyodide/pyodide.mjs";
 
-const RUNTIME_ARCHIVE = "./py/runtime.zip";
+const RUNTIME_ARCHIVE = new URL("../py/runtime.zip", import.meta.url).href;
 const PYTHON_APP_DIR = "/home/pyodide/app";
 const SNAPSHOT_CACHE = "qwen35web-python-v1";
 const SHA_HEADER = "X-Snapshot-Sha256";
@@ -104,7 +104,7 @@ async function startFresh(indexURL, archive, store) {
 
 // {pyodide, fromSnapshot}; `timings.time(name, promise)` records the parts.
 export async function startPython(timings) {
-  const indexURL = new URL("./vendor/pyodide/", import.meta.url).href;
+  const indexURL = new URL("../vendor/pyodide/", import.meta.url).href;
   const archive = await fetchArchive();
   const store = await SnapshotStore.open(archive);
   const snapshot = await store.read();

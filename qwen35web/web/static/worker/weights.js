@@ -2,10 +2,10 @@
 // with byte progress, and verified against the manifest's sha256 (crypto.subtle) before every use, also
 // when they come from storage. A download that breaks off is retried from where it stopped (HTTP
 // Range), within this load and, from the whole pieces already stored, in a later one; the assembled
-// file is still checked end to end. Python (engine_web / web_entry) reads the files through
+// file is still checked end to end. Python (browser/engine.py, browser/session.py) reads the files through
 // bytes()/text().
 
-import { coded } from "./errors.mjs";
+import { coded } from "../errors.mjs";
 import { pieceBytes } from "./weight-cache.js";
 
 const PROGRESS_INTERVAL_MS = 100;
@@ -65,7 +65,11 @@ function startsAt(response, offset) {
 // writing whole pieces to `cache` as they complete.
 class Download {
   constructor(url, file, bytes, cache, progress) {
-    Object.assign(this, { url, file, bytes, cache, progress });
+    this.url = url;
+    this.file = file;
+    this.bytes = bytes;
+    this.cache = cache;
+    this.progress = progress;
     this.offset = 0;
     this.stored = 0; // bytes [0, stored) are queued for (or in) the cache as whole pieces
     this.writes = Promise.resolve(); // the queued piece writes, in order
@@ -164,7 +168,10 @@ export class WeightStore {
   // files: [{path, size, sha256, externalData}] from qwen35web.runtime.browser.session.download_plan;
   // cache: a WeightCache; storage: {quota, usage} from navigator.storage.estimate(), or null.
   constructor(baseUrl, files, cache, storage = null) {
-    Object.assign(this, { baseUrl, files, cache, storage });
+    this.baseUrl = baseUrl;
+    this.files = files;
+    this.cache = cache;
+    this.storage = storage;
     this.data = new Map();
     // readMs / verifyMs: time reading stored files and hashing them (what a warm load spends here).
     this.stats = { cachedFiles: 0, cachedBytes: 0, downloadedBytes: 0, resumedBytes: 0, readMs: 0, verifyMs: 0 };
@@ -248,7 +255,7 @@ export class WeightStore {
 
 const PLAIN_PATH = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_][A-Za-z0-9._/-]*$/;
 
-// The plan web_entry.download_plan makes, read by JS straight from the manifest so the download can start
+// The plan browser/session.download_plan makes, read by JS straight from the manifest so the download can start
 // while Python is still starting; null when the manifest is not plainly readable (Python then says why).
 // Python's plan, which validates the manifest, is compared with it before anything is used.
 export function planFromManifest(manifestText) {

@@ -2,13 +2,14 @@
 // lives here; app.js adds window.app for tests. Query parameters: ?backend=webgpu|wasm, ?model=NAME,
 // ?threads=N, ?prefillChunk=N, ?maxContext=N.
 
-import { AbortError, enableOffline, load, siteModel } from "./qwen35web.mjs";
+import { AbortError, enableOffline, load, siteModel } from "../qwen35web.mjs";
 import { exposeApp } from "./app.js";
 import { Attachments } from "./attachments.js";
 import { ChatController } from "./chat.js";
 import { addAssistantTurn, addUserTurn, describeRun } from "./chat-view.js";
 
-const $ = (id) => document.getElementById(id);
+/** @type {(id: string) => PageControl} */
+const $ = (id) => /** @type {PageControl} */ (document.getElementById(id));
 const params = new URLSearchParams(location.search);
 const progressListeners = new Set();
 let model = null;
@@ -221,7 +222,7 @@ async function start() {
   model = await load({
     bundle: entry.bundle,
     name: entry.name,
-    backend: params.get("backend") || "auto",
+    backend: /** @type {import("../qwen35web.mjs").Backend} */ (params.get("backend")) || "auto", // the module checks it
     threads: positiveInteger("threads"),
     prefillChunk: positiveInteger("prefillChunk"),
     maxContext: positiveInteger("maxContext"),
