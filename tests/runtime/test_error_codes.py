@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen35web.runtime.browser import session as web_entry
+from qwen35web.runtime.browser import session
 from qwen35web.runtime.context_fit import ContextFullError
 from qwen35web.runtime.errors import (
     PAGE_ERROR_CODES,
@@ -73,5 +73,5 @@ def test_every_code_is_one_the_page_module_knows() -> None:
 
 
 def test_the_page_gets_the_code_in_the_error_json() -> None:
-    answer = json.loads(browser/session.download_plan("{not json"))
+    answer = json.loads(session.download_plan("{not json"))
     assert answer["code"] == "bad-bundle" and answer["error"]
