@@ -8,8 +8,9 @@ and 9B cards (text tasks; min_p 0.0 and repetition_penalty 1.0 are no-ops here):
     thinking:     temperature 1.0, top_p 0.95, top_k 20, presence_penalty 1.5
 
 (the cards' VL and precise-coding variants: non-thinking VL 0.7 / 0.8 / 20 / 1.5; thinking VL or
-precise coding 0.6 / 0.95 / 20 / 0.0). A checkpoint without generation_config.json that uses
-Qwen3.5's published vocabulary gets the values of the mode its chat template starts in, and the
+precise coding 0.6 / 0.95 / 20 / 0.0). A checkpoint that recommends no sampling — no
+generation_config.json, or one with eos ids only, as `save_pretrained` writes for a fine-tune — and
+uses Qwen3.5's published vocabulary gets the values of the mode its chat template starts in, and the
 manifest's `generation.source` says where they come from. A stand-in checkpoint with another
 vocabulary (this project's test models) is not a Qwen3.5 model the card speaks for: it gets none.
 `qwen35web export --generation-config FILE` replaces all of this with the user's file.
@@ -66,8 +67,8 @@ def generation_section(
     section = read_generation_config(model_dir, user_file)
     if user_file is not None:
         return {**section, "source": f"--generation-config {user_file.name}"}
-    if (model_dir / GENERATION_CONFIG).is_file():
-        return {**section, "source": GENERATION_CONFIG} if set(SAMPLING_KEYS) & set(section) else section
+    if set(SAMPLING_KEYS) & set(section):
+        return {**section, "source": GENERATION_CONFIG}
     if vocab_size != QWEN35_VOCAB_SIZE:
         return section
     mode = "thinking" if template_thinks_by_default(template) else "non-thinking"
