@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from qwen35web.web.build import SiteSpec, build_site
-from qwen35web.web.serve import serving
 from qwen35web.export.card_sampling import card_source
 from qwen35web.runtime.sampling import DEFAULT_NUDGE
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.serve import serving
 from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, watch
 from tests.runtime.test_reasoning_budget import THINKING_TEMPLATE
 
