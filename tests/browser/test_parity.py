@@ -102,7 +102,7 @@ def test_no_tensor_leaks_across_runs(backend_page: WatchedPage) -> None:
 
 
 def test_penalised_greedy_matches_native_runtime(backend_page: WatchedPage, export_bundle) -> None:
-    """Presence/frequency penalties in the page's sampler graph (wasm, WebGPU) pick what they pick natively."""
+    """Presence/frequency penalties in the page's sampler graph (wasm, WebGPU) choose as natively."""
     backend_page.ready()
     penalties = {"presencePenalty": 1.5, "frequencyPenalty": 0.5}
     result = _generate(backend_page, prompt=LONG_PROMPT, maxNewTokens=16, greedy=True, **penalties)
