@@ -103,7 +103,7 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, layout):
     sampler = manifest["sampler"]["inputs"] + manifest["sampler"]["outputs"]
     assert [v["shape"][0] for v in sampler if v["name"] not in ("penalty", "temperature", "k")] == [
         "batch_size"
-    ] * 5
+    ] * 7  # logits, penalty_ids, bias_ids, bias; top_logits, top_ids, log_normalizer
 
 
 @pytest.mark.parametrize(("ops", "dtype"), [("fused", "fp32"), ("portable", "fp32"), ("fused", "fp16")])

@@ -40,6 +40,7 @@ class TurnResult:
     context_tokens: int = 0  # the context's size, for "used / total"
     dropped_messages: int = 0  # the oldest messages dropped to fit this turn (drop_oldest)
     dropped_turns: int = 0
+    reasoning_cut: bool = False  # a reasoning budget closed the reasoning (its tokens are in `tokens`)
 
     @classmethod
     def of(cls, result: GenerationResult, splitter: ReasoningSplitter, context: int) -> TurnResult:
@@ -56,6 +57,7 @@ class TurnResult:
             stop_reason=result.stop_reason,
             images_encoded=result.images_encoded,
             context_tokens=context,
+            reasoning_cut=result.reasoning_cut,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -73,6 +75,7 @@ class TurnResult:
             "images_encoded": self.images_encoded,
             "dropped_messages": self.dropped_messages,
             "dropped_turns": self.dropped_turns,
+            "reasoning_cut": self.reasoning_cut,
         }
 
 

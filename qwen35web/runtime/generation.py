@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen35web.runtime.errors import GenerationInputError
+from qwen35web.runtime.penalties import ReplyTokenCounts
+from qwen35web.runtime.reasoning_budget import ReasoningBudget
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
 from qwen35web.runtime.stopping import StopStringFilter
@@ -56,6 +58,7 @@ class GenerationResult:
     prefilled_tokens: int = 0  # prompt tokens run through the model for this call
     images_encoded: int = 0  # images run through the vision graph for this call (reused ones are not)
     first_token_ms: float = 0.0  # from the call to the first chosen token
+    reasoning_cut: bool = False  # a reasoning budget closed the reasoning (its tokens are in `tokens`)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -80,6 +83,7 @@ class GenerationResult:
             "decode_ms": round(self.decode_ms, 3),
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "python_share": round(self.python_share, 4),
+            "reasoning_cut": self.reasoning_cut,
         }
 
 
@@ -145,6 +149,9 @@ class Generator:
         result.prefill_ms = (decode_start - started) * 1000
         rng = random.Random(params.seed)
         seen = list(dict.fromkeys(prompt_ids)) if params.repetition_penalty != 1.0 else []
+        counts = ReplyTokenCounts(params.presence_penalty, params.frequency_penalty)
+        counts.check_supported(self.runner.sampler_takes_biases)
+        reasoning = ReasoningBudget.for_prompt(self.tokenizer, prompt_ids, params)
         decoder = self.tokenizer.stream_decoder(skip_special_tokens=True)
         stops = StopStringFilter(params.stop_strings)
         busy_at_start = self.runner.engine.busy_seconds
@@ -159,6 +166,7 @@ class Generator:
                 params.effective_temperature,
                 params.repetition_penalty,
                 seen,
+                counts.biases(),
             )
             if banned:
                 kept = without_tokens(top_logits, top_ids, log_z, banned, params.candidates)
@@ -169,21 +177,26 @@ class Generator:
             if token in self.eos_ids:
                 result.stop_reason = "eos"
                 break
-            result.tokens.append(token)
-            if seen and token not in seen:
-                seen.append(token)
-            piece = stops.push(decoder.push(token))
+            # A spent reasoning budget: the closing tokens follow the token, as part of the reply.
+            last_step = step + 1 == params.max_new_tokens
+            fed = [token, *(reasoning.push(token) if reasoning is not None and not last_step else ())]
+            result.tokens.extend(fed)
+            counts.add(fed)
+            if seen:
+                seen.extend(t for t in dict.fromkeys(fed) if t not in seen)
+            piece = stops.push("".join(decoder.push(t) for t in fed))
             if piece:
                 result.text += piece
                 yield piece
             if stops.stopped:
                 result.stop_reason = "stop_string"
                 break
-            if self.runner.past_len + 1 >= self.max_context:
+            if self.runner.past_len + len(fed) >= self.max_context:
                 result.stop_reason = "context_full"
                 break
-            if step + 1 < params.max_new_tokens:
-                await self.runner.forward([token])
+            if not last_step:
+                await self.runner.forward(fed)
+        result.reasoning_cut = reasoning is not None and reasoning.cut
         tail = stops.push(decoder.flush()) + stops.flush()
         if tail:
             result.text += tail

@@ -40,6 +40,10 @@ _SAMPLING_FIELDS = {
     "topK": "top_k",
     "topP": "top_p",
     "repetitionPenalty": "repetition_penalty",
+    "presencePenalty": "presence_penalty",
+    "frequencyPenalty": "frequency_penalty",
+    "reasoningBudget": "reasoning_budget",
+    "reasoningNudge": "reasoning_nudge",
     "seed": "seed",
     "maxNewTokens": "max_new_tokens",
     "minNewTokens": "min_new_tokens",
@@ -168,6 +172,10 @@ class WebSession:
                 "contextTokens": self.runtime.max_context,
                 "vision": web_images.vision_facts(self.runtime),
                 "generation": _page_defaults(manifest.generation),
+                # Where those defaults come from (generation_config.json, the model card, ...), if any.
+                "generationSource": manifest.generation.get("source"),
+                # Samplers exported before presence/frequency penalties cannot apply them.
+                "penalties": self.runtime.runner.sampler_takes_biases,
             }
         )
 
@@ -274,6 +282,7 @@ class WebSession:
             "decodeTokensPerSecond": result.decode_tokens_per_s,
             "pythonShare": result.python_share,
             "imagesEncoded": result.images_encoded,
+            "reasoningCut": result.reasoning_cut,
         }
 
     async def save_conversation(self, messages_json: str) -> bytes | str:

@@ -1,5 +1,6 @@
 """`qwen35web generate BUNDLE_DIR --prompt TEXT [--chat] [--max-new-tokens N] [--greedy]
-[--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]`."""
+[--temperature T] [--top-k K] [--top-p P] [--presence-penalty P] [--frequency-penalty F]
+[--reasoning-budget N] [--seed S] [--json]`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
-from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.sampling import DEFAULT_NUDGE, SamplingParams
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 128) -> None:
@@ -42,6 +43,31 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int 
     )
     add("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1] [bundle, else 1.0]")
     add("--repetition-penalty", type=float, default=None, help="> 1 discourages repeats [bundle, else 1.0]")
+    add(
+        "--presence-penalty",
+        type=float,
+        default=None,
+        help="in [-2, 2]: subtracted from the logit of each token the reply already holds [bundle, else 0]",
+    )
+    add(
+        "--frequency-penalty",
+        type=float,
+        default=None,
+        help="in [-2, 2]: subtracted once per occurrence in the reply so far [bundle, else 0]",
+    )
+    add(
+        "--reasoning-budget",
+        type=int,
+        default=None,
+        metavar="N",
+        help="after N reasoning tokens, close the reasoning (the model then answers) [no limit]",
+    )
+    add(
+        "--reasoning-nudge",
+        default=DEFAULT_NUDGE,
+        metavar="TEXT",
+        help="fed before the closing tag when the budget runs out ('' for none) [a sentence to conclude]",
+    )
     add("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
     add("--seed", type=int, default=None, help="seed for sampling (same seed, same tokens)")
     add("--prefill-chunk", type=int, default=256, help="prompt tokens per graph call [256]")
@@ -56,6 +82,8 @@ def sampling_params(args: argparse.Namespace, generation: Mapping[str, Any]) -> 
         "top_k": args.top_k,
         "top_p": args.top_p,
         "repetition_penalty": args.repetition_penalty,
+        "presence_penalty": args.presence_penalty,
+        "frequency_penalty": args.frequency_penalty,
     }
     return SamplingParams(
         **with_bundle_defaults(user, generation),
@@ -63,6 +91,8 @@ def sampling_params(args: argparse.Namespace, generation: Mapping[str, Any]) -> 
         max_new_tokens=args.max_new_tokens,
         min_new_tokens=args.min_new_tokens,
         stop_strings=tuple(args.stop),
+        reasoning_budget=args.reasoning_budget,
+        reasoning_nudge=args.reasoning_nudge,
     )
 
 

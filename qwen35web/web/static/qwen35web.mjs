@@ -25,7 +25,18 @@ const DEFAULT_INDEX = new URL("./models/index.json", import.meta.url);
 const DEFAULT_MAX_NEW_TOKENS = 128;
 // JSON (the worker's channel to Python) would turn NaN and Infinity into null, i.e. "use the
 // default": refuse them here instead, so a bad setting is an error, never a silent default.
-const NUMERIC_SETTINGS = ["maxNewTokens", "minNewTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed"];
+const NUMERIC_SETTINGS = [
+  "maxNewTokens",
+  "minNewTokens",
+  "temperature",
+  "topK",
+  "topP",
+  "repetitionPenalty",
+  "presencePenalty",
+  "frequencyPenalty",
+  "reasoningBudget",
+  "seed",
+];
 
 class WorkerClient {
   constructor(url) {

@@ -76,7 +76,7 @@ function showModel() {
     (facts.visionWeightBytes ? ` + ${megabytes(facts.visionWeightBytes)} vision` : "");
   $("model-note").textContent = info.note;
   $("model-note").hidden = !info.note;
-  applyBundleDefaults(facts.generation || {});
+  applyBundleDefaults(facts.generation || {}, facts.generationSource, facts.penalties !== false);
   const weights = info.weights;
   const where = weights.cachedFiles && !weights.downloadedBytes ? "weights from cache" : `${megabytes(weights.downloadedBytes)} downloaded`;
   $("load-text").textContent = `Ready in ${(info.timings.totalMs / 1000).toFixed(1)} s (${where})`;
@@ -119,10 +119,19 @@ function failedToLoad(err) {
   showError(`Could not load the model: ${err.message}`);
 }
 
-// The form starts from the bundle's recommended sampling (its generation_config.json, in the
-// manifest's `generation` section); where the bundle says nothing, index.html's values stay.
-function applyBundleDefaults(generation) {
-  const fields = { temperature: "temperature", topK: "top-k", topP: "top-p" };
+// The form starts from the bundle's recommended sampling (its generation_config.json or the model
+// card's values, in the manifest's `generation` section); where it says nothing, index.html's stay.
+function applyBundleDefaults(generation, source, penalties) {
+  const fields = {
+    temperature: "temperature",
+    topK: "top-k",
+    topP: "top-p",
+    presencePenalty: "presence-penalty",
+    frequencyPenalty: "frequency-penalty",
+  };
+  for (const id of ["presence-penalty", "frequency-penalty"]) {
+    $(id).disabled = !penalties; // a sampler exported before the penalties cannot apply them
+  }
   const taken = [];
   for (const [name, id] of Object.entries(fields)) {
     if (Number.isFinite(generation[name])) {
@@ -135,7 +144,7 @@ function applyBundleDefaults(generation) {
     taken.push("greedy");
   }
   $("settings-source").textContent = taken.length
-    ? `Defaults from the model's generation_config.json: ${taken.join(", ")}.`
+    ? `Defaults from ${source || "the model's generation_config.json"}: ${taken.join(", ")}.`
     : "The model recommends no sampling settings: these are the page's defaults.";
 }
 
@@ -147,6 +156,12 @@ function numberSetting(id, label, integer) {
   return value;
 }
 
+// A disabled or empty field is not given: the bundle's default (or no limit) applies.
+function optionalSetting(id, label, integer) {
+  if ($(id).disabled || !$(id).value.trim()) return undefined;
+  return numberSetting(id, label, integer);
+}
+
 function readSettings() {
   return {
     greedy: $("greedy").checked,
@@ -154,6 +169,9 @@ function readSettings() {
     topK: numberSetting("top-k", "Top-k", true),
     topP: numberSetting("top-p", "Top-p", false),
     maxNewTokens: numberSetting("max-new-tokens", "Max new tokens", true),
+    presencePenalty: optionalSetting("presence-penalty", "Presence penalty", false),
+    frequencyPenalty: optionalSetting("frequency-penalty", "Frequency penalty", false),
+    reasoningBudget: optionalSetting("reasoning-budget", "Reasoning budget", true),
     enableThinking: $("thinking").checked,
     // Reproducible runs from the address: ?seed=N (sampling) and ?minNewTokens=N (no end of text before N).
     seed: positiveInteger("seed"),
