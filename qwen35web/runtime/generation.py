@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen35web.runtime.errors import GenerationInputError
+from qwen35web.runtime.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, score_token
 from qwen35web.runtime.penalties import ReplyTokenCounts
 from qwen35web.runtime.reasoning_budget import ReasoningBudget
 from qwen35web.runtime.runner import ModelRunner
-from qwen35web.runtime.sampling import MAX_CANDIDATES, SamplingParams, choose, without_tokens
+from qwen35web.runtime.sampling import (
+    MAX_CANDIDATES,
+    SamplingParams,
+    choose,
+    scaled_logits,
+    without_tokens,
+)
 from qwen35web.runtime.stopping import StopStringFilter
 from qwen35web.runtime.vision.prompt import feed_chunk
 
@@ -33,6 +40,51 @@ class TokenizerLike(Protocol):
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str: ...
 
     def stream_decoder(self, skip_special_tokens: bool = False) -> Any: ...
+
+    def token_bytes(self, token_id: int) -> bytes | None: ...
+
+
+class TokenConstraint(Protocol):
+    """Which tokens may come next (constrained sampling, see constraint.py)."""
+
+    def pick(
+        self,
+        top_logits: list[float],
+        top_ids: list[int],
+        log_normalizer: float,
+        params: SamplingParams,
+        rng: random.Random,
+        remaining: int,
+    ) -> int | None:
+        """The next token among the sampler's candidates, or None when none fits.
+        `remaining`: how many tokens are left to end in."""
+        ...
+
+    def pick_whole(
+        self,
+        logit_of: Callable[[int], float],
+        params: SamplingParams,
+        rng: random.Random,
+        remaining: int,
+        banned: frozenset[int],
+    ) -> int:
+        """The next token from the whole vocabulary (`logit_of(id)`: its scaled logit)."""
+        ...
+
+    def advance(self, token: int) -> None: ...
+
+
+@dataclass
+class Step:
+    """What choosing one token needs to know."""
+
+    index: int
+    params: SamplingParams
+    rng: random.Random
+    seen: list[int]  # ids the repetition penalty applies to
+    constraint: TokenConstraint | None = None
+    top_logprobs: int | None = None
+    biases: tuple[list[int], list[float]] = ([], [])  # presence/frequency penalties: (ids, amounts)
 
 
 class CancelToken:
@@ -59,6 +111,7 @@ class GenerationResult:
     images_encoded: int = 0  # images run through the vision graph for this call (reused ones are not)
     first_token_ms: float = 0.0  # from the call to the first chosen token
     reasoning_cut: bool = False  # a reasoning budget closed the reasoning (its tokens are in `tokens`)
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per token when asked (top_logprobs)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -84,6 +137,7 @@ class GenerationResult:
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "python_share": round(self.python_share, 4),
             "reasoning_cut": self.reasoning_cut,
+            **({"logprobs": [entry.to_json() for entry in self.logprobs]} if self.logprobs else {}),
         }
 
 
@@ -134,11 +188,17 @@ class Generator:
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
         images: ImagePrompt | None = None,
+        constraint: TokenConstraint | None = None,
+        top_logprobs: int | None = None,
     ) -> AsyncIterator[str]:
         """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards.
         `snapshot_at`: prompt lengths worth a snapshot besides the end (the history before the
-        generation prompt), so the next call can resume there."""
+        generation prompt), so the next call can resume there. `constraint` decides which tokens
+        may come next (output that must parse); `top_logprobs` (0-20; None: none) scores each
+        generated token and that many alternatives (`result.logprobs`)."""
         self.check_prompt(prompt_ids)
+        if top_logprobs is not None and not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise GenerationInputError(f"top_logprobs must be 0..{MAX_TOP_LOGPROBS}, got {top_logprobs}")
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
         started = time.perf_counter()
         encoded_before = images.store.encoded if images is not None else 0
@@ -160,18 +220,9 @@ class Generator:
             if cancel is not None and cancel.cancelled:
                 result.stop_reason = "cancelled"
                 break
-            banned = self.eos_ids if step < params.min_new_tokens else frozenset()
-            top_logits, top_ids, log_z = await self.runner.candidates(
-                min(params.candidates + len(banned), MAX_CANDIDATES),
-                params.effective_temperature,
-                params.repetition_penalty,
-                seen,
-                counts.biases(),
+            token, scored = await self.next_token(
+                Step(step, params, rng, seen, constraint, top_logprobs, counts.biases())
             )
-            if banned:
-                kept = without_tokens(top_logits, top_ids, log_z, banned, params.candidates)
-                top_logits, top_ids, log_z = kept
-            token = choose(top_logits, top_ids, log_z, params, rng)
             if step == 0:
                 result.first_token_ms = (time.perf_counter() - started) * 1000
             if token in self.eos_ids:
@@ -180,7 +231,12 @@ class Generator:
             # A spent reasoning budget: the closing tokens follow the token, as part of the reply.
             last_step = step + 1 == params.max_new_tokens
             fed = [token, *(reasoning.push(token) if reasoning is not None and not last_step else ())]
+            if constraint is not None:  # it reads the fed closing tokens as the reply's own text
+                for closing in fed[1:]:
+                    constraint.advance(closing)
             result.tokens.extend(fed)
+            if scored is not None:
+                result.logprobs.append(scored)
             counts.add(fed)
             if seen:
                 seen.extend(t for t in dict.fromkeys(fed) if t not in seen)
@@ -205,6 +261,40 @@ class Generator:
         result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
         if self.cache is not None:
             self.cache.remember("reply")
+
+    async def next_token(self, step: Step) -> tuple[int, TokenLogprob | None]:
+        """Choose the next token (and score it when asked): from the sampler's candidates, or,
+        when a constraint allows none of them, from the whole row of logits (read once, scaled
+        only where the constraint looks: ranking 248k logits on the device and reading them back
+        costs far more than reading the row)."""
+        params = step.params
+        banned = self.eos_ids if step.index < params.min_new_tokens else frozenset()
+        wanted = max(params.candidates, step.top_logprobs or 0) + len(banned)
+        ranked = await self._ranked(min(wanted, MAX_CANDIDATES), step)
+        scored_from = ranked
+        if banned:
+            ranked = without_tokens(*ranked, banned, max(params.candidates, step.top_logprobs or 0))
+        if step.constraint is None:
+            token = choose(*ranked, params, step.rng)
+        else:
+            remaining = min(params.max_new_tokens - step.index, self.max_context - 1 - self.runner.past_len)
+            picked = step.constraint.pick(*ranked, params, step.rng, remaining)
+            if picked is None:  # none of the candidates fits: the whole row of logits, then
+                logit_of = scaled_logits(await self.runner.last_logits(), params, step.seen, step.biases)
+                picked = step.constraint.pick_whole(logit_of, params, step.rng, remaining, banned)
+                top_logits, top_ids, log_z = scored_from
+                scored_from = ([*top_logits, logit_of(picked)], [*top_ids, picked], log_z)
+            token = picked
+            step.constraint.advance(token)
+        if step.top_logprobs is None:
+            return token, None
+        return token, score_token(self.tokenizer, token, *scored_from, step.top_logprobs)
+
+    async def _ranked(self, k: int, step: Step) -> tuple[list[float], list[int], float]:
+        params = step.params
+        return await self.runner.candidates(
+            k, params.effective_temperature, params.repetition_penalty, step.seen, step.biases
+        )
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None

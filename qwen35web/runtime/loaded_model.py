@@ -15,7 +15,7 @@ from qwen35web.runtime.bundle_format import Manifest
 from qwen35web.runtime.chat import Message
 from qwen35web.runtime.engine import Engine
 from qwen35web.runtime.errors import GenerationInputError
-from qwen35web.runtime.generation import CancelToken, GenerationResult, Generator
+from qwen35web.runtime.generation import CancelToken, GenerationResult, Generator, TokenConstraint
 from qwen35web.runtime.prefix_cache import DEFAULT_BUDGET_BYTES, PrefixCache
 from qwen35web.runtime.prompt import Prompt, chat_prompt, plain_prompt
 from qwen35web.runtime.runner import ModelRunner
@@ -69,8 +69,10 @@ class Runtime:
         chat: bool = False,
         messages: list[Message] | None = None,
         enable_thinking: bool | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Prompt:
-        """A plain prompt, or a conversation rendered with the bundle's template."""
+        """A plain prompt, or a conversation rendered with the bundle's template (with `tools`,
+        OpenAI function schemas, when given)."""
         if not (chat or messages is not None):
             return plain_prompt(self.tokenizer, prompt)
         if self.manifest.chat_template is None:
@@ -79,10 +81,13 @@ class Runtime:
             messages = [{"role": "user", "content": prompt or ""}]
         image_ids = image_ids_in(messages)
         if not image_ids:
-            return chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking)
+            return chat_prompt(
+                self.tokenizer, self.manifest.chat_template, messages, enable_thinking, tools=tools
+            )
         images = [self.image_store().get(i) for i in image_ids]
         expand = partial(expand_image_pads, images=images)
-        rendered = chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking, expand)
+        template = self.manifest.chat_template
+        rendered = chat_prompt(self.tokenizer, template, messages, enable_thinking, expand, tools)
         return replace(rendered, images=image_prompt(rendered.ids, self.image_store(), images))
 
     def image_store(self) -> ImageStore:
@@ -131,8 +136,13 @@ class Runtime:
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
         images: Any = None,
+        constraint: TokenConstraint | None = None,
+        top_logprobs: int | None = None,
     ):
-        return self.generator.stream(prompt_ids, params, cancel, snapshot_at, images)
+        """Text pieces as they are generated (see Generator.stream); `generator.result` afterwards."""
+        return self.generator.stream(
+            prompt_ids, params, cancel, snapshot_at, images, constraint=constraint, top_logprobs=top_logprobs
+        )
 
     def held_tensors(self) -> int:
         """Distinct tensors the runner and the kept snapshots hold (leak checks compare with live)."""

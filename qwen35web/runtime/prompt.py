@@ -60,12 +60,18 @@ def chat_prompt(
     messages: list[Message],
     enable_thinking: bool | None = None,
     expand: Callable[[str], str] = lambda text: text,
+    tools: list[dict[str, Any]] | None = None,
 ) -> Prompt:
     """`messages` rendered with the bundle's template and a generation prompt, then tokenised.
-    `expand` rewrites the rendered text before tokenising (images: one pad per image token)."""
-    if not any(str(m.get("content", "")).strip() for m in messages if isinstance(m, dict)):
+    `expand` rewrites the rendered text before tokenising (images: one pad per image token).
+    `tools` (OpenAI function schemas) reach the template as `tools`, as transformers passes them."""
+    if not any(
+        str(m.get("content", "")).strip() or m.get("tool_calls") for m in messages if isinstance(m, dict)
+    ):
         raise GenerationInputError("the prompt is empty")
-    options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    options: dict[str, Any] = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    if tools:
+        options["tools"] = tools
     text = checked_text(render_chat(template, messages, add_generation_prompt=True, **options))
     ids = tokenizer.encode(expand(text))
     history = render_chat(template, messages, add_generation_prompt=False, **options)

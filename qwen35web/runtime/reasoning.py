@@ -10,17 +10,18 @@ dropped the way Qwen's templates drop them when they render a past turn (`reason
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from qwen35web.runtime.prompt import THINK_CLOSE, THINK_OPEN
 
-Kind = Literal["reasoning", "text"]
+Kind = Literal["reasoning", "text", "tool_call"]
 
 
 @dataclass(frozen=True)
 class Piece:
     kind: Kind
     text: str
+    call: Any = None  # a tool_calls.ToolCall when kind is "tool_call" (text: its raw markup)
 
 
 def _partial_tag_suffix(text: str, tag: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qwen35web.runtime.errors import GenerationInputError
@@ -129,6 +130,28 @@ def nucleus(top_logits: list[float], log_normalizer: float, params: SamplingPara
                 break
         probs = probs[:kept]
     return probs
+
+
+def scaled_logits(
+    row: list[float],
+    params: SamplingParams,
+    seen: list[int],
+    biases: tuple[list[int], list[float]] = ([], []),
+) -> Callable[[int], float]:
+    """`logit_of(id)`: a raw logit as the sampler graph scales it (repetition penalty on `seen`
+    ids, then the presence/frequency biases, then the effective temperature), computed only for
+    the ids asked about."""
+    penalised = frozenset(seen) if params.repetition_penalty != 1.0 else frozenset()
+    penalty, temperature = params.repetition_penalty, params.effective_temperature
+    bias_of = dict(zip(*biases, strict=True))
+
+    def logit_of(token: int) -> float:
+        value = row[token]
+        if token in penalised:
+            value = value / penalty if value > 0 else value * penalty
+        return (value - bias_of.get(token, 0.0)) / temperature
+
+    return logit_of
 
 
 def without_tokens(

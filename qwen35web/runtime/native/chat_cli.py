@@ -1,5 +1,11 @@
 """`qwen35web chat BUNDLE [--system TEXT] [sampling flags] [--no-thinking] [--json] [--save FILE]
-[--resume FILE]`: hold a conversation with a bundle.
+[--resume FILE] [--tools FILE.json [--tool-choice auto|none|required|NAME]]`: hold a conversation.
+
+With --tools the model may call the tools the file lists (OpenAI function schemas): each call is
+shown (name and arguments; a malformed one with what is wrong) and the person types its result —
+on a terminal at a `result of NAME>` prompt, scripted as the next stdin line(s), one per call —
+then the model goes on until it answers without a call. --tool-choice applies to the turn a user
+message starts (the turns after tool results are "auto").
 
 On a terminal it is interactive: replies stream as they come (reasoning dimmed above the answer),
 Ctrl+C stops a reply and keeps the program, and /save [FILE], /reset, /quit are commands. Otherwise
@@ -33,6 +39,8 @@ from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.native.generate_cli import add_sampling_arguments, sampling_params
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.tool_calls import ToolCall
+from qwen35web.runtime.tools import check_tools
 
 T = TypeVar("T")
 HELP = (
@@ -78,7 +86,32 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument(
         "--max-context", type=int, default=None, help="tokens a conversation may hold (default: the bundle's)"
     )
+    chat.add_argument("--tools", type=Path, default=None, help="a JSON file: a list of OpenAI function tools")
+    chat.add_argument(
+        "--tool-choice",
+        default="auto",
+        help="auto (default), none, required, or a tool's name (that call is forced)",
+    )
     return chat
+
+
+def load_tools(path: Path | None) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    try:
+        tools = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise GenerationInputError(f"--tools {path}: not a readable JSON file ({err})") from None
+    try:
+        return check_tools(tools)
+    except GenerationInputError as err:
+        raise GenerationInputError(f"--tools {path}: {err}") from None
+
+
+def tool_choice_arg(value: str) -> Any:
+    return (
+        value if value in ("auto", "none", "required") else {"type": "function", "function": {"name": value}}
+    )
 
 
 class _Style:
@@ -102,7 +135,10 @@ class ChatSession:
         self.params: SamplingParams = sampling_params(args, runtime.manifest.generation)
         self.out = sys.stdout
         self.style = _Style(self.out)
-        self.conversation = Conversation(runtime, args.system, enable_thinking=not args.no_thinking)
+        self.tools = load_tools(args.tools)
+        self.conversation = Conversation(
+            runtime, args.system, enable_thinking=not args.no_thinking, tools=self.tools
+        )
         self.attached: list[str] = []  # image ids for the next message (interactive /image)
         # The last message a full context refused, with its images (for /drop).
         self.refused: tuple[str, list[str]] | None = None
@@ -129,11 +165,19 @@ class ChatSession:
         return self.runtime.add_image(Path(path))
 
     async def _stream(
-        self, text: str, cancel: CancelToken, show: bool, image_ids: list[str], drop: bool
+        self, text: str | None, cancel: CancelToken, show: bool, image_ids: list[str], drop: bool
     ) -> TurnResult:
+        """A turn for `text`, or (None) the model going on after tool results."""
         kind = None
-        async for piece in self.conversation.turn(text, self.params, cancel, image_ids, drop_oldest=drop):
-            if not show:
+        if text is None:
+            pieces = self.conversation.reply(self.params, cancel, drop_oldest=drop)
+        else:
+            choice = tool_choice_arg(self.args.tool_choice) if self.tools else None
+            pieces = self.conversation.turn(
+                text, self.params, cancel, image_ids, drop_oldest=drop, tool_choice=choice
+            )
+        async for piece in pieces:
+            if not show or piece.kind == "tool_call":
                 continue
             if piece.kind != kind and kind == "reasoning":
                 self.write("\n")  # the answer starts below the reasoning
@@ -143,7 +187,7 @@ class ChatSession:
         return self.conversation.last
 
     def reply(
-        self, text: str, show: bool, image_ids: list[str] | None = None, drop: bool = False
+        self, text: str | None, show: bool, image_ids: list[str] | None = None, drop: bool = False
     ) -> TurnResult:
         """One turn; Ctrl+C while it runs stops the reply (not the program). `drop` (or --drop-oldest):
         a conversation too long for the context loses its oldest turns first."""
@@ -177,6 +221,18 @@ class ChatSession:
         if result.stop_reason == "context_full":
             return "[the reply reached the end of the context: /reset starts a new chat]"
         return None
+
+
+def call_line(call: ToolCall) -> str:
+    arguments = json.dumps(call.arguments, ensure_ascii=False)
+    if call.error:
+        return f"[tool call {call.name or '?'} could not be read: {call.error}]"
+    return f"[tool call] {call.name} {arguments}"
+
+
+def answered_calls(result: TurnResult) -> list[ToolCall]:
+    """The calls of a reply that wait for a result (a malformed one is shown, not run)."""
+    return [call for call in result.tool_calls if call.error is None]
 
 
 def _megabytes(size: int) -> str:
@@ -262,6 +318,28 @@ def _interactive_turn(
     finally:
         session.attached = []
     session.refused = None
+    while True:
+        _after_reply(session, result)
+        calls = answered_calls(result)
+        if not calls or result.stop_reason == "cancelled":
+            return
+        for call in calls:
+            try:
+                content = input(session.style.bold(f"result of {call.name}>") + " ")
+            except (EOFError, KeyboardInterrupt):
+                session.write("\n[no result given: the calls stay unanswered]\n")
+                return
+            session.conversation.add_tool_result(call.id, content)
+        try:
+            result = session.reply(None, show=True)
+        except RuntimeUserError as err:
+            session.write(f"error: {err}\n")
+            return
+
+
+def _after_reply(session: ChatSession, result: TurnResult) -> None:
+    for call in result.tool_calls:
+        session.write("\n" + session.style.dim(call_line(call)))
     note = session.end_of_turn_note(result)
     session.write((f" {note}" if note else "") + "\n")
     dropped = session.dropped_note(result)
@@ -301,7 +379,8 @@ def _interactive(session: ChatSession) -> None:
         _interactive_turn(session, line.removeprefix("/"))
 
 
-def _scripted(session: ChatSession, lines: TextIO) -> None:
+def _scripted(session: ChatSession, stdin: TextIO) -> None:
+    lines = iter(stdin)
     for raw in lines:
         line = raw.rstrip("\r\n")
         if not line.strip():
@@ -310,15 +389,29 @@ def _scripted(session: ChatSession, lines: TextIO) -> None:
         image_ids = [session.attach(path) for path in paths]
         try:
             result = session.reply(text, show=not session.args.json, image_ids=image_ids)
+            _scripted_output(session, result)
+            while answered_calls(result):
+                for call in answered_calls(result):
+                    answer = next(lines, None)
+                    if answer is None:
+                        raise GenerationInputError(f"stdin ended before the result of {call.name}'s call")
+                    session.conversation.add_tool_result(call.id, answer.rstrip("\r\n"))
+                result = session.reply(None, show=not session.args.json)
+                _scripted_output(session, result)
         except ContextFullError as err:
             raise ContextFullError(f"{err} (--drop-oldest drops the oldest turns instead)") from None
-        if session.args.json:
-            session.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-        else:
-            session.write("\n")
-            dropped = session.dropped_note(result)
-            if dropped:  # on stderr: stdout keeps only the replies
-                sys.stderr.write(dropped + "\n")
+
+
+def _scripted_output(session: ChatSession, result: TurnResult) -> None:
+    if session.args.json:
+        session.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        return
+    for call in result.tool_calls:
+        session.write("\n" + call_line(call))
+    session.write("\n")
+    dropped = session.dropped_note(result)
+    if dropped:  # on stderr: stdout keeps only the replies
+        sys.stderr.write(dropped + "\n")
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -103,6 +103,10 @@ class Tokenizer:
             self._bytes_cache[key] = None if token is None else self._decoder.token_bytes(token)
         return self._bytes_cache[key]
 
+    def token_bytes(self, token_id: int) -> bytes | None:
+        """The bytes a token adds to decoded text; None for special tokens and unknown ids."""
+        return self._token_bytes(token_id, True)
+
     def stream_decoder(self, skip_special_tokens: bool = False) -> StreamDecoder:
         return StreamDecoder(lambda i: self._token_bytes(i, skip_special_tokens), self._decoder.separator)
 
