@@ -5,21 +5,31 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.package-lock.json
+NODE_DEV_STAMP := node_modules/.dev-tools-installed
 TJS_DIR := tests/transformers_js
 TJS_STAMP := $(TJS_DIR)/node_modules/.package-lock.json
 
 DEMO := build/demo
 
-.PHONY: setup setup-python setup-browser setup-transformers-js test bench fidelity soak check lint typecheck demo train-tiny clean
+.PHONY: setup setup-python setup-browser setup-transformers-js setup-js-dev test bench fidelity soak check lint typecheck lint-js typecheck-js demo train-tiny clean
 
 setup: setup-python setup-browser setup-transformers-js
 
 setup-python: $(STAMP)
 
-# The page's JavaScript dependencies (onnxruntime-web, pyodide), pinned by package-lock.json.
+# The page's JavaScript dependencies (onnxruntime-web, pyodide), pinned by package-lock.json. Only
+# `dependencies` (what the site and the wheel vendor): the devDependencies are the JS checks' tools.
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --ignore-scripts --no-audit --no-fund
+	npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 	touch $@
+
+# TypeScript and ESLint for `make lint-js` / `make typecheck-js` (package.json's devDependencies, pinned by
+# the same lock; never vendored: the site and the wheel take only `dependencies`).
+$(NODE_DEV_STAMP): package.json package-lock.json
+	npm ci --include=dev --ignore-scripts --no-audit --no-fund
+	touch $@ $(NODE_STAMP)
+
+setup-js-dev: $(NODE_DEV_STAMP)
 
 # transformers.js and onnxruntime-node for tests/test_transformers_js.py, pinned by their own lock file.
 # onnxruntime-node's package bundles the CPU binary; its install script only fetches what it does not
@@ -64,7 +74,17 @@ lint: setup-python
 typecheck: setup-python
 	$(PY) -m mypy
 
-check: lint typecheck test
+# The site's JavaScript, served as it is (no build step): ESLint, and TypeScript over its JSDoc types: the
+# page against qwen35web.d.mts, the module's own code against it, the worker side with worker globals.
+lint-js: $(NODE_DEV_STAMP)
+	node_modules/.bin/eslint qwen35web/web/static
+
+typecheck-js: $(NODE_DEV_STAMP)
+	node_modules/.bin/tsc -p tsconfig.json
+	node_modules/.bin/tsc -p tsconfig.module.json
+	node_modules/.bin/tsc -p tsconfig.worker.json
+
+check: lint typecheck lint-js typecheck-js test
 
 # The demo's default is the tiny model this project trains (models/tiny-qwen35, `make train-tiny`).
 demo: setup

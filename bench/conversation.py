@@ -28,7 +28,8 @@ from typing import Any
 
 from bench.artifacts import project_bundle
 from qwen35web.runtime.conversation import Conversation, TurnResult
-from qwen35web.runtime.runtime import Runtime, open_native
+from qwen35web.runtime.loaded_model import Runtime
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 
 REPO = Path(__file__).resolve().parents[1]

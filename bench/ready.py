@@ -40,7 +40,7 @@ TIMEOUT_MS = 900_000
 def overlay_static(site: Path, revision: str) -> None:
     """Replace the site's page files by those of `revision` (vendor/, py/ and models/ stay)."""
     listing = subprocess.run(
-        ["git", "ls-tree", "--name-only", f"{revision}:{STATIC}"],
+        ["git", "ls-tree", "-r", "--name-only", f"{revision}:{STATIC}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -53,6 +53,7 @@ def overlay_static(site: Path, revision: str) -> None:
         data = subprocess.run(
             ["git", "show", f"{revision}:{STATIC}/{name}"], cwd=REPO, capture_output=True, check=True
         ).stdout
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
         (site / name).write_bytes(data)
 
 

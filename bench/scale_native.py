@@ -22,7 +22,7 @@ FP32_ACCURACY = 1  # MatMulNBits accuracy_level: 1 = fp32 compute
 
 def native_tokens(bundle: Path, prompt: str, max_new_tokens: int) -> list[int]:
     """The greedy tokens of qwen35web.runtime on CPython + onnxruntime for `bundle`."""
-    from qwen35web.runtime.runtime import open_native
+    from qwen35web.runtime.native.open_bundle import open_native
     from qwen35web.runtime.sampling import SamplingParams
 
     async def run() -> list[int]:

@@ -176,8 +176,8 @@ def _parameter_count(checkpoint: Path) -> int:
 def prepared_inputs(work: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The 448x448 sample through the real preprocessing; the patchify graph and its image too."""
     from qwen35web.export.vision.patchify_graph import write_patchify_graph
-    from qwen35web.runtime.vision.decode import prepare_image
-    from qwen35web.runtime.vision.native import NativeImagePreprocessor
+    from qwen35web.runtime.native.image_decode import prepare_image
+    from qwen35web.runtime.native.image_preprocessor import NativeImagePreprocessor
     from qwen35web.runtime.vision.processor_config import read_preprocessor_config
 
     work.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,13 @@ PROG = "qwen35web"
 # name -> (module with `main(argv, prog)`, one-line summary, extra it needs or None)
 COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "export": ("qwen35web.export.cli", "export a Hugging Face checkpoint to an ONNX bundle", "export"),
-    "generate": ("qwen35web.runtime.cli", "generate a continuation of one prompt with a bundle", None),
+    "generate": (
+        "qwen35web.runtime.native.generate_cli",
+        "generate a continuation of one prompt with a bundle",
+        None,
+    ),
     "chat": (
-        "qwen35web.runtime.chat_cli",
+        "qwen35web.runtime.native.chat_cli",
         "hold a conversation with a bundle (interactive or scripted)",
         None,
     ),

@@ -37,3 +37,23 @@ def copy_as_format_1(bundle: Path, out: Path) -> Path:
     manifest = json.loads((out / "manifest.json").read_text())
     (out / "manifest.json").write_text(json.dumps(format_1_manifest(manifest), indent=2))
     return out
+
+
+def copy_with_old_sampler(bundle: Path, out: Path) -> Path:
+    """A copy of `bundle` whose sampler graph and manifest are those of a bundle exported before the
+    sampler took additive biases (presence/frequency penalties)."""
+    import hashlib
+
+    import onnx
+
+    shutil.copytree(bundle, out)
+    from tests.old_sampler import old_sampler_model
+
+    onnx.save(old_sampler_model(), str(out / "sampler.onnx"))
+    data = (out / "sampler.onnx").read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    sampler = manifest["sampler"]
+    sampler["inputs"] = [i for i in sampler["inputs"] if i["name"] not in ("bias_ids", "bias")]
+    manifest["files"][sampler["file"]] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out

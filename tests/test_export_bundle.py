@@ -103,15 +103,15 @@ def test_graph_io_names_and_dtypes_follow_the_contract(export_bundle, layout):
     sampler = manifest["sampler"]["inputs"] + manifest["sampler"]["outputs"]
     assert [v["shape"][0] for v in sampler if v["name"] not in ("penalty", "temperature", "k")] == [
         "batch_size"
-    ] * 5
+    ] * 7  # logits, penalty_ids, bias_ids, bias; top_logits, top_ids, log_normalizer
 
 
 @pytest.mark.parametrize(("ops", "dtype"), [("fused", "fp32"), ("portable", "fp32"), ("fused", "fp16")])
 def test_state_inputs_are_past_states_of_the_model_facts(export_bundle, ops, dtype):
     """One derivation of the states: the traced graph, the manifest and both runners agree with it."""
     from qwen35web.export.ort_runner import GraphRunner
-    from qwen35web.runtime.engine_native import NativeEngine
     from qwen35web.runtime.manifest import load_local_manifest
+    from qwen35web.runtime.native.engine import NativeEngine
     from qwen35web.runtime.runner import ModelRunner
 
     bundle = export_bundle("text", ops, dtype)

@@ -81,9 +81,14 @@ def test_wheel_installs_one_namespace_with_the_page_and_no_dev_code(wheel: Path)
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"qwen35web"}
     assert "qwen35web/web/static/index.html" in names
+    for page_file in ("page/ui.js", "worker/worker.js", "module/shell.mjs", "qwen35web.d.mts"):
+        assert f"qwen35web/web/static/{page_file}" in names, page_file
     for vendored in ("onnxruntime-web/dist/ort.wasm.bundle.min.mjs", "pyodide/pyodide.asm.wasm"):
         assert f"qwen35web/web/_vendor/{vendored}" in names
     assert not any("train_tiny" in n or "random_checkpoint" in n or "chromium" in n for n in names)
+    # The JS checks' tools (package.json's devDependencies) and their type files stay in the checkout.
+    assert not any(f"_vendor/{tool}/" in n for n in names for tool in ("typescript", "eslint", "globals"))
+    assert not any(n.startswith("qwen35web/web/types/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "qwen35web = qwen35web.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

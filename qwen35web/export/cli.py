@@ -72,6 +72,14 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
         help="the vision graph's weight format (auto: fp32 beside fp32, fp16 beside the WebGPU formats "
         "fp16/q4f16, else q8: bench/results/vision.md)",
     )
+    parser.add_argument(
+        "--generation-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a generation_config.json whose eos ids and sampling settings the bundle records instead of "
+        "the checkpoint's (or, where it has none, the Qwen3.5 model card's)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser
 
@@ -152,4 +160,5 @@ def _options(args: argparse.Namespace, model_dir: Path) -> ExportOptions:
         layout=args.layout,
         text_only=args.text_only,
         vision_dtype=args.vision_dtype,
+        generation_config=args.generation_config,
     )

@@ -15,10 +15,11 @@ import onnx
 import onnx_ir as ir
 
 from qwen35web.export import bundle, formats, layout_transformers_js
+from qwen35web.export.card_sampling import generation_section
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
 from qwen35web.export.errors import BadInputError, ValidationFailedError
-from qwen35web.export.generation_config import merged_eos_ids, read_generation_config
+from qwen35web.export.generation_config import merged_eos_ids
 from qwen35web.export.lazy_weights import optimize_with_weights, weightless_decoder
 from qwen35web.export.passes.export_passes import export_passes
 from qwen35web.export.sampler_graph import sampler_model
@@ -60,6 +61,7 @@ class ExportOptions:
     layout: str = "bundle"
     text_only: bool = False  # leave a VL checkpoint's vision tower out
     vision_dtype: str = "auto"  # the vision graph's format; see vision_format()
+    generation_config: Path | None = None  # a user's generation_config.json instead of the checkpoint's
 
 
 def io_contract(model: ir.Model) -> GraphIO:
@@ -145,7 +147,8 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
     config = read_config_json(options.model_dir)
     spec = spec_from_config(config)
     choice = choose_format(options, spec)
-    generation = read_generation_config(options.model_dir)
+    template = bundle.chat_template(options.model_dir)
+    generation = generation_section(options.model_dir, spec.vocab_size, template, options.generation_config)
     if options.layout == layout_transformers_js.LAYOUT:
         layout_transformers_js.check_supported(config, options.dtype)
     bundle.check_tokenizer_files(options.model_dir)

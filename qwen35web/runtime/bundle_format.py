@@ -283,8 +283,9 @@ class Manifest:
     external_data: tuple[str, ...]  # model.onnx's weight files, in the bundle
     files: dict[str, FileEntry]  # every file but manifest.json
     provenance: dict[str, Any]  # tool and library versions of the export
-    # The checkpoint's generation_config.json: eos ids and sampling defaults (do_sample, temperature, top_p,
-    # top_k, repetition_penalty); the runtime's defaults when the user gives none.
+    # The checkpoint's generation_config.json (or the user's, or the model card's values; `source` says
+    # which): eos ids and sampling defaults (do_sample, temperature, top_p, top_k, repetition_penalty,
+    # presence_penalty, frequency_penalty); the runtime's defaults when the user gives none.
     generation: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     vision: VisionInfo | None = None  # a vision-language bundle's tower (bundle_vision.py)
@@ -366,6 +367,9 @@ _GENERATION_FIELDS: dict[str, Any] = {
     "top_p": float,
     "top_k": int,
     "repetition_penalty": float,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "source": str,  # where the sampling defaults come from (generation_config.json, the model card, ...)
 }
 
 
@@ -380,6 +384,8 @@ def _generation(top: dict[str, Any]) -> dict[str, Any]:
             _require(_is_int(value) or isinstance(value, float), f"'generation.{key}' must be a number")
         elif kind is int:
             _require(_is_int(value), f"'generation.{key}' must be an integer")
+        elif kind is str:
+            _require(isinstance(value, str), f"'generation.{key}' must be a string")
         else:
             _require(isinstance(value, bool), f"'generation.{key}' must be true or false")
     return dict(section)

@@ -20,6 +20,8 @@ from qwen35web.runtime.prompt import Prompt
 class ContextFullError(GenerationInputError):
     """The conversation no longer fits the model's context: a new chat is needed (or dropped turns)."""
 
+    code = "context-full"
+
 
 @dataclass(frozen=True)
 class Fitted:

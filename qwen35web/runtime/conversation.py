@@ -34,10 +34,10 @@ from qwen35web.runtime.chat import Message
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.logprobs import TokenLogprob
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
-from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.tool_calls import ToolCall, ToolCallParser
 from qwen35web.runtime.tools import check_tools, normalize_messages, parse_tool_choice
@@ -60,6 +60,7 @@ class TurnResult:
     context_tokens: int = 0  # the context's size, for "used / total"
     dropped_messages: int = 0  # the oldest messages dropped to fit this turn (drop_oldest)
     dropped_turns: int = 0
+    reasoning_cut: bool = False  # a reasoning budget closed the reasoning (its tokens are in `tokens`)
     tool_calls: list[ToolCall] = field(default_factory=list)  # in order; a malformed one has .error
     logprobs: list[TokenLogprob] = field(default_factory=list)  # per token, when asked
 
@@ -80,6 +81,7 @@ class TurnResult:
             stop_reason=result.stop_reason,
             images_encoded=result.images_encoded,
             context_tokens=context,
+            reasoning_cut=result.reasoning_cut,
             logprobs=list(result.logprobs),
         )
 
@@ -98,6 +100,7 @@ class TurnResult:
             "images_encoded": self.images_encoded,
             "dropped_messages": self.dropped_messages,
             "dropped_turns": self.dropped_turns,
+            "reasoning_cut": self.reasoning_cut,
             "tool_calls": [call.to_json() for call in self.tool_calls],
             **({"logprobs": [entry.to_json() for entry in self.logprobs]} if self.logprobs else {}),
         }

@@ -1,7 +1,7 @@
 """The backend seam: what the runtime needs from an ONNX runtime, and nothing more.
 
-Two implementations: `engine_native` (onnxruntime in CPython, tensors are numpy arrays) and
-`engine_web` (onnxruntime-web through Pyodide's FFI, tensors are JS `ort.Tensor`s that may live
+Two implementations: `native/engine.py` (onnxruntime in CPython, tensors are numpy arrays) and
+`browser/engine.py` (onnxruntime-web through Pyodide's FFI, tensors are JS `ort.Tensor`s that may live
 on the GPU). Everything above this seam is backend-agnostic, stdlib-only Python.
 """
 

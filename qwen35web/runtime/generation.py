@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, score_token
+from qwen35web.runtime.penalties import ReplyTokenCounts
+from qwen35web.runtime.reasoning_budget import ReasoningBudget
 from qwen35web.runtime.runner import ModelRunner
 from qwen35web.runtime.sampling import (
     MAX_CANDIDATES,
@@ -82,6 +84,7 @@ class Step:
     seen: list[int]  # ids the repetition penalty applies to
     constraint: TokenConstraint | None = None
     top_logprobs: int | None = None
+    biases: tuple[list[int], list[float]] = ([], [])  # presence/frequency penalties: (ids, amounts)
 
 
 class CancelToken:
@@ -107,6 +110,7 @@ class GenerationResult:
     prefilled_tokens: int = 0  # prompt tokens run through the model for this call
     images_encoded: int = 0  # images run through the vision graph for this call (reused ones are not)
     first_token_ms: float = 0.0  # from the call to the first chosen token
+    reasoning_cut: bool = False  # a reasoning budget closed the reasoning (its tokens are in `tokens`)
     logprobs: list[TokenLogprob] = field(default_factory=list)  # one per token when asked (top_logprobs)
 
     @property
@@ -132,6 +136,7 @@ class GenerationResult:
             "decode_ms": round(self.decode_ms, 3),
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "python_share": round(self.python_share, 4),
+            "reasoning_cut": self.reasoning_cut,
             **({"logprobs": [entry.to_json() for entry in self.logprobs]} if self.logprobs else {}),
         }
 
@@ -204,6 +209,9 @@ class Generator:
         result.prefill_ms = (decode_start - started) * 1000
         rng = random.Random(params.seed)
         seen = list(dict.fromkeys(prompt_ids)) if params.repetition_penalty != 1.0 else []
+        counts = ReplyTokenCounts(params.presence_penalty, params.frequency_penalty)
+        counts.check_supported(self.runner.sampler_takes_biases)
+        reasoning = ReasoningBudget.for_prompt(self.tokenizer, prompt_ids, params)
         decoder = self.tokenizer.stream_decoder(skip_special_tokens=True)
         stops = StopStringFilter(params.stop_strings)
         busy_at_start = self.runner.engine.busy_seconds
@@ -212,29 +220,39 @@ class Generator:
             if cancel is not None and cancel.cancelled:
                 result.stop_reason = "cancelled"
                 break
-            token, scored = await self.next_token(Step(step, params, rng, seen, constraint, top_logprobs))
+            token, scored = await self.next_token(
+                Step(step, params, rng, seen, constraint, top_logprobs, counts.biases())
+            )
             if step == 0:
                 result.first_token_ms = (time.perf_counter() - started) * 1000
             if token in self.eos_ids:
                 result.stop_reason = "eos"
                 break
-            result.tokens.append(token)
+            # A spent reasoning budget: the closing tokens follow the token, as part of the reply.
+            last_step = step + 1 == params.max_new_tokens
+            fed = [token, *(reasoning.push(token) if reasoning is not None and not last_step else ())]
+            if constraint is not None:  # it reads the fed closing tokens as the reply's own text
+                for closing in fed[1:]:
+                    constraint.advance(closing)
+            result.tokens.extend(fed)
             if scored is not None:
                 result.logprobs.append(scored)
-            if seen and token not in seen:
-                seen.append(token)
-            piece = stops.push(decoder.push(token))
+            counts.add(fed)
+            if seen:
+                seen.extend(t for t in dict.fromkeys(fed) if t not in seen)
+            piece = stops.push("".join(decoder.push(t) for t in fed))
             if piece:
                 result.text += piece
                 yield piece
             if stops.stopped:
                 result.stop_reason = "stop_string"
                 break
-            if self.runner.past_len + 1 >= self.max_context:
+            if self.runner.past_len + len(fed) >= self.max_context:
                 result.stop_reason = "context_full"
                 break
-            if step + 1 < params.max_new_tokens:
-                await self.runner.forward([token])
+            if not last_step:
+                await self.runner.forward(fed)
+        result.reasoning_cut = reasoning is not None and reasoning.cut
         tail = stops.push(decoder.flush()) + stops.flush()
         if tail:
             result.text += tail
@@ -252,7 +270,7 @@ class Generator:
         params = step.params
         banned = self.eos_ids if step.index < params.min_new_tokens else frozenset()
         wanted = max(params.candidates, step.top_logprobs or 0) + len(banned)
-        ranked = await self._ranked(min(wanted, MAX_CANDIDATES), params, step.seen)
+        ranked = await self._ranked(min(wanted, MAX_CANDIDATES), step)
         scored_from = ranked
         if banned:
             ranked = without_tokens(*ranked, banned, max(params.candidates, step.top_logprobs or 0))
@@ -262,7 +280,7 @@ class Generator:
             remaining = min(params.max_new_tokens - step.index, self.max_context - 1 - self.runner.past_len)
             picked = step.constraint.pick(*ranked, params, step.rng, remaining)
             if picked is None:  # none of the candidates fits: the whole row of logits, then
-                logit_of = scaled_logits(await self.runner.last_logits(), params, step.seen)
+                logit_of = scaled_logits(await self.runner.last_logits(), params, step.seen, step.biases)
                 picked = step.constraint.pick_whole(logit_of, params, step.rng, remaining, banned)
                 top_logits, top_ids, log_z = scored_from
                 scored_from = ([*top_logits, logit_of(picked)], [*top_ids, picked], log_z)
@@ -272,10 +290,11 @@ class Generator:
             return token, None
         return token, score_token(self.tokenizer, token, *scored_from, step.top_logprobs)
 
-    async def _ranked(
-        self, k: int, params: SamplingParams, seen: list[int]
-    ) -> tuple[list[float], list[int], float]:
-        return await self.runner.candidates(k, params.effective_temperature, params.repetition_penalty, seen)
+    async def _ranked(self, k: int, step: Step) -> tuple[list[float], list[int], float]:
+        params = step.params
+        return await self.runner.candidates(
+            k, params.effective_temperature, params.repetition_penalty, step.seen, step.biases
+        )
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, cancel: CancelToken | None = None

@@ -1,4 +1,5 @@
-"""The bundle's sampling defaults (from the checkpoint's generation_config.json) under the user's settings.
+"""The bundle's sampling defaults (manifest `generation`: the checkpoint's generation_config.json, a file
+given at export, or the Qwen3.5 model card's values) under the user's settings.
 
 One rule for the CLI, the page and embedders: a setting the user gives wins; else the bundle's default
 (manifest `generation`); else the runtime's own (SamplingParams' field defaults). `do_sample: false` in a
@@ -16,6 +17,8 @@ _FIELDS = {
     "top_p": "top_p",
     "top_k": "top_k",
     "repetition_penalty": "repetition_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
 }
 
 

@@ -10,6 +10,7 @@ from qwen35web.runtime import graph_io as io
 from qwen35web.runtime.bundle_format import Manifest
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine, Tensor
 from qwen35web.runtime.errors import GenerationInputError
+from qwen35web.runtime.penalties import OLD_SAMPLER
 
 Positions = list[list[int]]  # MRoPE rows [3][T]: temporal, height, width
 
@@ -26,6 +27,8 @@ class ModelRunner:
         self.logits: Tensor | None = None
         # A vision bundle's decoder takes image_embeds [N, hidden] on every call (0 rows: none).
         self.image_width = manifest.model.hidden_size if manifest.vision is not None else None
+        # Samplers exported before presence/frequency penalties take no additive biases.
+        self.sampler_takes_biases = io.SAMPLER_BIAS_IDS in {s.name for s in manifest.sampler.io.inputs}
 
     def reset(self) -> None:
         """Forget the sequence: zero states, empty KV cache."""
@@ -105,9 +108,15 @@ class ModelRunner:
         self.token_ids.extend(ids if keys is None else keys)
 
     async def candidates(
-        self, k: int, temperature: float, penalty: float, penalty_ids: list[int]
+        self,
+        k: int,
+        temperature: float,
+        penalty: float,
+        penalty_ids: list[int],
+        biases: tuple[list[int], list[float]] = ([], []),
     ) -> tuple[list[float], list[int], float]:
-        """The k best next tokens after the last forward: scaled logits, ids, log-normaliser."""
+        """The k best next tokens after the last forward: scaled logits, ids, log-normaliser.
+        `biases`: (distinct ids, amounts subtracted from their logits) before the temperature."""
         assert self.logits is not None, "forward() first"
         ids = penalty_ids if penalty != 1.0 and penalty_ids else [0]
         feeds = {
@@ -117,6 +126,12 @@ class ModelRunner:
             io.SAMPLER_TEMPERATURE: self.engine.float32([temperature], [1]),
             io.SAMPLER_K: self.engine.int64([k], [1]),
         }
+        if self.sampler_takes_biases:
+            bias_ids, amounts = biases if biases[0] else ([0], [0.0])  # x - 0 is x: no bias
+            feeds[io.SAMPLER_BIAS_IDS] = self.engine.int64(bias_ids, [1, len(bias_ids)])
+            feeds[io.SAMPLER_BIAS] = self.engine.float32(amounts, [1, len(amounts)])
+        elif biases[0]:
+            raise GenerationInputError(OLD_SAMPLER)
         outputs = await self.engine.run(SAMPLER_ROLE, feeds, list(io.SAMPLER_OUTPUTS))
         top_logits = await self.engine.read(outputs[io.SAMPLER_TOP_LOGITS])
         top_ids = await self.engine.read(outputs[io.SAMPLER_TOP_IDS])

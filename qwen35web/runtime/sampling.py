@@ -18,6 +18,10 @@ from qwen35web.runtime.errors import GenerationInputError
 
 # Without top_k, candidates are the 256 most likely tokens; the mass beyond them is not sampled.
 MAX_CANDIDATES = 256
+# OpenAI's range for presence_penalty and frequency_penalty.
+MAX_ADDITIVE_PENALTY = 2.0
+# Fed before the closing tag when a reasoning budget runs out (our own wording).
+DEFAULT_NUDGE = "Time is up: I will stop thinking here and give my best answer now."
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,16 @@ class SamplingParams:
     top_k: int = 0  # 0: no top-k cut (MAX_CANDIDATES still bounds the candidates)
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0  # OpenAI semantics over the reply's tokens (runtime/penalties.py)
+    frequency_penalty: float = 0.0
     seed: int | None = None
     max_new_tokens: int = 128
     stop_strings: tuple[str, ...] = field(default_factory=tuple)
     min_new_tokens: int = 0  # end-of-sequence ids are never chosen before this many tokens
+    # After this many reasoning tokens the runtime closes the reasoning (runtime/reasoning_budget.py);
+    # None: no limit. `reasoning_nudge`, a sentence, is fed first ("": only the closing tag).
+    reasoning_budget: int | None = None
+    reasoning_nudge: str = DEFAULT_NUDGE
 
     def __post_init__(self) -> None:
         checks = [
@@ -47,6 +57,22 @@ class SamplingParams:
                 _finite(self.repetition_penalty) and self.repetition_penalty > 0,
                 f"repetition_penalty must be > 0, got {self.repetition_penalty}",
             ),
+            *(
+                (
+                    _finite(value) and -MAX_ADDITIVE_PENALTY <= value <= MAX_ADDITIVE_PENALTY,
+                    f"{name} must be in [-{MAX_ADDITIVE_PENALTY}, {MAX_ADDITIVE_PENALTY}], got {value}",
+                )
+                for name, value in (
+                    ("presence_penalty", self.presence_penalty),
+                    ("frequency_penalty", self.frequency_penalty),
+                )
+            ),
+            (
+                self.reasoning_budget is None
+                or (_is_int(self.reasoning_budget) and self.reasoning_budget >= 1),
+                f"reasoning_budget must be an integer >= 1, got {self.reasoning_budget!r}",
+            ),
+            (isinstance(self.reasoning_nudge, str), "reasoning_nudge must be text"),
             (
                 isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
                 f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens}",
@@ -77,6 +103,10 @@ class SamplingParams:
         return 1.0 if self.greedy else self.temperature
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -102,17 +132,24 @@ def nucleus(top_logits: list[float], log_normalizer: float, params: SamplingPara
     return probs
 
 
-def scaled_logits(row: list[float], params: SamplingParams, seen: list[int]) -> Callable[[int], float]:
+def scaled_logits(
+    row: list[float],
+    params: SamplingParams,
+    seen: list[int],
+    biases: tuple[list[int], list[float]] = ([], []),
+) -> Callable[[int], float]:
     """`logit_of(id)`: a raw logit as the sampler graph scales it (repetition penalty on `seen`
-    ids, then the effective temperature), computed only for the ids asked about."""
+    ids, then the presence/frequency biases, then the effective temperature), computed only for
+    the ids asked about."""
     penalised = frozenset(seen) if params.repetition_penalty != 1.0 else frozenset()
     penalty, temperature = params.repetition_penalty, params.effective_temperature
+    bias_of = dict(zip(*biases, strict=True))
 
     def logit_of(token: int) -> float:
         value = row[token]
         if token in penalised:
             value = value / penalty if value > 0 else value * penalty
-        return value / temperature
+        return (value - bias_of.get(token, 0.0)) / temperature
 
     return logit_of
 

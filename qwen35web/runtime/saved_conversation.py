@@ -13,8 +13,8 @@ from pathlib import Path
 
 from qwen35web.runtime.chat import Message
 from qwen35web.runtime.engine import Tensor
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.prefix_cache import is_prefix, past_axes
-from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.snapshots import (
     SavedConversation,
     SavedTensor,
@@ -23,10 +23,10 @@ from qwen35web.runtime.snapshots import (
     decode,
     encode,
 )
-from qwen35web.runtime.vision.decode import ResizedImage
 from qwen35web.runtime.vision.errors import ImageInputError
 from qwen35web.runtime.vision.images import image_id_of, prepared
 from qwen35web.runtime.vision.prompt import image_ids_in
+from qwen35web.runtime.vision.resized import ResizedImage
 
 logger = logging.getLogger(__name__)
 

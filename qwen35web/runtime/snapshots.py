@@ -44,6 +44,8 @@ _ITEM_BYTES = {"float32": 4, "float16": 2, "int64": 8, "uint8": 1}
 class SnapshotError(RuntimeUserError):
     """A saved conversation that cannot be restored into this bundle (nothing was restored)."""
 
+    code = "bad-input"
+
 
 @dataclass
 class SavedTensor:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen35web.runtime.generation import CancelToken
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.openai_api.completion import ChatCompletion, check_model, model_list, model_object
 from qwen35web.runtime.openai_api.errors import ApiError, not_found, server_error
 from qwen35web.runtime.openai_api.request import ChatRequest, parse_chat_request
-from qwen35web.runtime.runtime import Runtime
 from qwen35web.serve.http import (
     HttpError,
     HttpRequest,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.errors import RuntimeUserError
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.openai_api.completion import DEFAULT_MAX_TOKENS
-from qwen35web.runtime.runtime import Runtime
 from qwen35web.serve.worker import ModelWorker
 
 log = logging.getLogger("qwen35web.serve")
@@ -56,7 +56,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _open(worker: ModelWorker, args: argparse.Namespace) -> Runtime:
-    from qwen35web.runtime.runtime import open_native
+    from qwen35web.runtime.native.open_bundle import open_native
 
     return worker.call(
         lambda: open_native(

@@ -2,8 +2,9 @@
 
 Layout of the site (everything the page loads comes from it, nothing from elsewhere):
 
-  index.html, *.js, style.css, favicon.svg     the page (web/static/)
-  qwen35web.mjs, qwen35web.d.mts                the embeddable module and its types; example.html uses it
+  index.html, example.html, favicon.svg         the pages (web/static/); their scripts and style in page/
+  qwen35web.mjs, qwen35web.d.mts, errors.mjs    the embeddable module, types, errors; module/: its helpers
+  worker/            the module's worker: Pyodide + onnxruntime-web, weight download and cache, images
   sw.js              the service worker, with the shell's file list and the site version filled in
   vendor/ort/        onnxruntime-web: the native WebGPU build, the wasm build, their .wasm files
   vendor/pyodide/    the Pyodide core and its standard library
@@ -46,8 +47,9 @@ RUNTIME_ARCHIVE = "py/runtime.zip"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # qwen35web/
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-# Modules that need CPython-only packages (numpy, onnxruntime) or only serve the command line.
-_NOT_FOR_PYODIDE = {"engine_native.py", "cli.py", "chat_cli.py", "__main__.py"}
+# The runtime's CPython-only part (onnxruntime, numpy, Pillow, the command lines) stays out of the
+# browser: everything else under qwen35web/runtime/ is the portable core or the browser part.
+_NATIVE_ONLY_DIR = "native"
 # Pure-Python packages the runtime imports in Pyodide (chat templates), copied from this environment.
 _VENDORED_PYTHON = ("jinja2", "markupsafe")
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same archive
@@ -185,7 +187,9 @@ def write_runtime_archive(target: Path) -> None:
     with zipfile.ZipFile(target, "w") as archive:
         _add(archive, "qwen35web/__init__.py", (PACKAGE_ROOT / "__init__.py").read_bytes())
         for path in sorted(runtime_dir.rglob("*.py")):
-            if path.name in _NOT_FOR_PYODIDE or path.name.startswith("_generate"):
+            # _generate*: the scripts that wrote the tokenizer's Unicode tables (development only).
+            native_only = path.relative_to(runtime_dir).parts[0] == _NATIVE_ONLY_DIR
+            if native_only or path.name.startswith("_generate"):
                 continue
             _add(archive, path.relative_to(PACKAGE_ROOT.parent).as_posix(), path.read_bytes())
         for package in _VENDORED_PYTHON:

@@ -36,7 +36,7 @@ def native_tokens(bundle: Path, prompt: str, params: SamplingParams, prefill_chu
     """qwen35web.runtime on CPython + onnxruntime: the tokens it generates for `prompt` with `params`."""
 
     async def run() -> list[int]:
-        from qwen35web.runtime.runtime import open_native
+        from qwen35web.runtime.native.open_bundle import open_native
 
         runtime = await open_native(bundle, prefill_chunk=prefill_chunk)
         try:

@@ -50,19 +50,19 @@ def two_model_site(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> P
 def test_layout_and_models_index(two_model_site: Path) -> None:
     for name in (
         "index.html",
-        "app.js",
-        "ui.js",
-        "worker.js",
-        "weights.js",
-        "weight-cache.js",
+        "page/app.js",
+        "page/ui.js",
+        "worker/worker.js",
+        "worker/weights.js",
+        "worker/weight-cache.js",
         "errors.mjs",
-        "shell.mjs",
+        "module/shell.mjs",
         "qwen35web.mjs",
         "qwen35web.d.mts",
         "example.html",
-        "example.js",
+        "page/example.js",
         "sw.js",
-        "style.css",
+        "page/style.css",
         "favicon.svg",
         "vendor/ort/ort.webgpu.bundle.min.mjs",
         "vendor/ort/ort-wasm-simd-threaded.asyncify.wasm",
@@ -81,7 +81,7 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
     assert [(m["name"], m["note"]) for m in index["models"]] == [("second", ""), ("first", "Random weights.")]
     packages = json.loads((two_model_site / "vendor/packages.json").read_text())
     assert {p: v["version"] for p, v in packages.items()} == {
-        "onnxruntime-web": "1.30.0",
+        "onnxruntime-web": "1.31.1",
         "pyodide": "314.0.7",
     }
 
@@ -89,14 +89,15 @@ def test_layout_and_models_index(two_model_site: Path) -> None:
 def test_runtime_archive_runs_on_the_standard_library_alone(two_model_site: Path) -> None:
     archive = two_model_site / "py/runtime.zip"
     names = zipfile.ZipFile(archive).namelist()
-    assert "qwen35web/runtime/web_entry.py" in names and "qwen35web/runtime/engine_web.py" in names
+    assert "qwen35web/runtime/browser/session.py" in names and "qwen35web/runtime/browser/engine.py" in names
     assert "qwen35web/__init__.py" in names and "qwen35web/runtime/tokenizer/__init__.py" in names
-    assert "qwen35web/runtime/engine_native.py" not in names
+    assert "qwen35web/runtime/native/engine.py" not in names
     assert any(n.startswith("jinja2/") for n in names) and "markupsafe/__init__.py" in names
     assert not any(n.endswith((".so", ".pyd", ".c")) for n in names)
     # -S -I: no site-packages, so jinja2 and markupsafe must come from the archive (pure Python).
     script = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import jinja2, markupsafe, qwen35web.runtime.web_entry;"
+        "import sys; sys.path.insert(0, sys.argv[1]); import jinja2, markupsafe;"
+        "import qwen35web.runtime.browser.session;"
         "from qwen35web.runtime.chat import render_chat;"
         "messages = [{'role': 'user', 'content': 'hi'}];"
         "print(jinja2.__file__, render_chat('{{ messages[0].content }}!', messages))"
@@ -139,7 +140,7 @@ def test_page_has_no_inline_code_and_loads_nothing_from_elsewhere() -> None:
     finder = _InlineCodeFinder()
     finder.feed((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
     assert finder.problems == []
-    for script in [*STATIC_DIR.glob("*.js"), *STATIC_DIR.glob("*.mjs")]:
+    for script in [*STATIC_DIR.rglob("*.js"), *STATIC_DIR.rglob("*.mjs")]:
         text = script.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text, script.name
         assert "eval(" not in text and "new Function" not in text, script.name
@@ -159,7 +160,7 @@ def test_service_worker_lists_the_whole_shell_with_hashes(two_model_site: Path) 
     for name in (
         "index.html",
         "qwen35web.mjs",
-        "worker.js",
+        "worker/worker.js",
         "py/runtime.zip",
         "vendor/pyodide/pyodide.asm.wasm",
     ):

@@ -58,6 +58,14 @@ def chat_context(browser) -> Iterator:
     context.close()
 
 
+# The text a reply's Markdown shows (the answer is rendered: markdown.js, tested in test_markdown.py).
+MARKDOWN_TEXT = """async (text) => {
+    const node = document.createElement('div');
+    node.append((await import('./page/markdown.js')).renderMarkdown(text));
+    return node.textContent;
+}"""
+
+
 def _open(context, url: str, query: str = "") -> WatchedPage:
     watched = watch(context, url)
     watched.page.goto(f"{url}?backend=wasm{query}")
@@ -97,7 +105,7 @@ def test_three_turns_with_the_reasoning_apart(chat_context, chat_url: str) -> No
     third = page.locator(".turn.assistant").nth(2)
     assert results[2]["reasoning"] == "" and results[2]["text"]
     assert third.locator("details.reasoning").is_hidden()
-    assert third.locator(".text").inner_text() == results[2]["text"]
+    assert third.locator(".text").text_content() == page.evaluate(MARKDOWN_TEXT, results[2]["text"])
     for result in results[1:]:
         assert result["reusedTokens"] > 0 and result["prefilledTokens"] < result["promptTokens"]
     assert "first token" in third.locator(".turn-stats").inner_text()

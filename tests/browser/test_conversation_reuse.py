@@ -35,7 +35,7 @@ def _native_fresh(bundle: Path, conversations: list[list[dict]], seeds: list[int
     """Each conversation's reply from a runtime that keeps no state (a fresh prefill every time)."""
 
     async def run() -> list[list[int]]:
-        from qwen35web.runtime.runtime import open_native
+        from qwen35web.runtime.native.open_bundle import open_native
 
         runtime = await open_native(bundle, snapshot_budget=0)
         try:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qwen35web.runtime.vision.decode import open_image, prepare_image, to_rgb
+from qwen35web.runtime.native.image_decode import open_image, prepare_image, to_rgb
 from qwen35web.runtime.vision.processor_config import spec_from_preprocessor_config
 from qwen35web.web.serve import serving
 from tests.browser.pages import WatchedPage, watch
@@ -44,7 +44,7 @@ JPEG_MAX_DIFF = {"large": 0, "rotated-jpeg": 0, "cmyk-jpeg": 2}
 
 # prepareImage on a URL in the page; the RGB bytes come back as base64, the sizes it was asked about too.
 PREPARE = """async ([url, size, resample]) => {
-    const m = await import('./images.js');
+    const m = await import('./worker/images.js');
     const b64 = (bytes) => { let s = ''; for (let i = 0; i < bytes.length; i += 0x8000)
         s += String.fromCharCode(...bytes.subarray(i, i + 0x8000)); return btoa(s); };
     try {
@@ -55,7 +55,7 @@ PREPARE = """async ([url, size, resample]) => {
     } catch (err) { return { error: err.message, code: err.code }; }
 }"""
 RESIZE = """async ([b64, width, height, outWidth, outHeight, resample]) => {
-    const m = await import('./images.js');
+    const m = await import('./worker/images.js');
     const raw = atob(b64); const rgb = new Uint8Array(raw.length);
     for (let i = 0; i < raw.length; i++) rgb[i] = raw.charCodeAt(i);
     const out = m.resizeRGB(rgb, width, height, outWidth, outHeight, resample);
@@ -76,7 +76,8 @@ def _all_colour_alpha_pairs(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("images-site")
-    for name in ("images.js", "errors.mjs"):
+    for name in ("worker/images.js", "errors.mjs"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes((STATIC / name).read_bytes())
     (root / "index.html").write_text("<!doctype html><title>images</title>\n")
     files = write_sample_images(root / "img")
@@ -209,7 +210,7 @@ def test_bad_images_are_refused_in_one_sentence(
 def test_refusals_of_the_size_name_the_image(images_page: WatchedPage, samples) -> None:
     """targetSize (the runtime's smart_resize and limits) refusing a size: its sentence, prefixed."""
     result = images_page.page.evaluate("""async (url) => {
-        const m = await import('./images.js');
+        const m = await import('./worker/images.js');
         const targetSize = () => {
             const e = new Error('too elongated (1x300)'); e.code = 'bad-input'; throw e;
         };
@@ -218,7 +219,7 @@ def test_refusals_of_the_size_name_the_image(images_page: WatchedPage, samples) 
     }""", _url(samples, "rgb-odd"))  # fmt: skip
     assert result == {"message": f"{_url(samples, 'rgb-odd')}: too elongated (1x300)", "code": "bad-input"}
     wrong = images_page.page.evaluate("""async () => {
-        const m = await import('./images.js');
+        const m = await import('./worker/images.js');
         try { await m.prepareImage(42, { targetSize: () => [1, 1] }); return null; }
         catch (err) { return err.message; }
     }""")  # fmt: skip
@@ -229,7 +230,7 @@ def test_blob_file_and_bitmap_sources_agree(images_page: WatchedPage, samples) -
     spec = SPECS["f28"]
     expected = prepare_image(samples["palette-transparent"], spec)
     results = images_page.page.evaluate("""async ([url, size]) => {
-        const m = await import('./images.js');
+        const m = await import('./worker/images.js');
         const blob = await (await fetch(url)).blob();
         const file = new File([blob], 'picked.png', { type: 'image/png' });
         const options = { premultiplyAlpha: 'none', colorSpaceConversion: 'none' };

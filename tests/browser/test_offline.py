@@ -57,13 +57,13 @@ def test_after_one_visit_the_page_loads_and_generates_offline(
 CORRUPT_WORKER_SCRIPT = """async () => {
     const name = (await caches.keys()).find(n => n.startsWith('qwen35web-shell-'));
     const cache = await caches.open(name);
-    const url = new URL('worker.js', location.href).href;
+    const url = new URL('worker/worker.js', location.href).href;
     const headers = { 'Content-Type': 'text/javascript' };
     await cache.put(url, new Response('this is not the worker', { headers }));
 }"""
 CACHED_WORKER_SCRIPT = """async () => {
     const name = (await caches.keys()).find(n => n.startsWith('qwen35web-shell-'));
-    const hit = await (await caches.open(name)).match(new URL('worker.js', location.href).href);
+    const hit = await (await caches.open(name)).match(new URL('worker/worker.js', location.href).href);
     return hit ? hit.text() : null;
 }"""
 
@@ -81,7 +81,7 @@ def test_a_damaged_shell_file_in_the_cache_is_fetched_again(new_context, base_ur
     again.page.goto(base_url + "?backend=wasm")
     assert again.ready() == {"backend": "wasm", "model": MODEL_NAME}
     assert again.page.evaluate("app.info().shellControlled") is True
-    served = again.page.evaluate("fetch('worker.js').then(r => r.text())")
+    served = again.page.evaluate("fetch('worker/worker.js').then(r => r.text())")
     assert again.page.evaluate(CACHED_WORKER_SCRIPT) == served and "loadModel" in served  # repaired
     assert len(again.page.evaluate(GREEDY)["tokens"]) == 6
     again.assert_clean()

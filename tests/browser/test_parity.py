@@ -99,3 +99,15 @@ def test_no_tensor_leaks_across_runs(backend_page: WatchedPage) -> None:
     assert counted[0] == counted[1]
     assert counts[1]["liveTensors"] == counts[1]["heldTensors"]  # states + logits, nothing else
     backend_page.assert_clean()
+
+
+def test_penalised_greedy_matches_native_runtime(backend_page: WatchedPage, export_bundle) -> None:
+    """Presence/frequency penalties in the page's sampler graph (wasm, WebGPU) choose as natively."""
+    backend_page.ready()
+    penalties = {"presencePenalty": 1.5, "frequencyPenalty": 0.5}
+    result = _generate(backend_page, prompt=LONG_PROMPT, maxNewTokens=16, greedy=True, **penalties)
+    params = SamplingParams(greedy=True, presence_penalty=1.5, frequency_penalty=0.5, max_new_tokens=16)
+    expected = native_tokens(export_bundle("text", "fused"), LONG_PROMPT, params)
+    assert len(set(expected)) > 4, "the penalties should break greedy's repetition"
+    assert result["tokens"] == expected
+    backend_page.assert_clean()

@@ -120,7 +120,7 @@ ADD = """async (urls) => {
 
 def test_bad_images_are_one_clear_error(browser, vl_site) -> None:
     """The runtime's own limits, asked by the page before it reads any pixels: too elongated (transformers
-    allows 200:1), more than decode.MAX_IMAGE_PIXELS; and files that are no image at all. (No graph runs
+    allows 200:1), more than MAX_IMAGE_PIXELS; and files that are no image at all. (No graph runs
     for a refusal, so one backend shows them all: wasm.)"""
     url, _, images = vl_site
     page = open_page(browser, url, "wasm")

@@ -46,7 +46,7 @@ def chat_page(browser, vl_site) -> Iterator[WatchedPage]:
 def test_the_offline_shell_holds_the_image_code(chat_page: WatchedPage) -> None:
     """web/shell.py lists every page file: the image code is cached for offline use too."""
     worker = chat_page.page.evaluate("async () => (await fetch('sw.js')).text()")
-    for name in ("images.js", "attachments.js"):
+    for name in ("worker/images.js", "page/attachments.js"):
         assert f'"{name}"' in worker, name
 
 

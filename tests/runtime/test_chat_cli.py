@@ -218,3 +218,23 @@ def test_interactive_drop_resends_a_refused_message(export_bundle):
         assert term.exit_status() == 0
     finally:
         term.close()
+
+
+def test_a_reasoning_budget_closes_the_reasoning_and_the_next_turn_goes_on(export_bundle, tmp_path):
+    from qwen35web.runtime.sampling import DEFAULT_NUDGE
+    from tests.runtime.test_reasoning_budget import THINKING_TEMPLATE
+
+    bundle = tmp_path / "thinking"
+    shutil.copytree(export_bundle("text", "fused"), bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["chat_template"] = THINKING_TEMPLATE  # the generation prompt opens the reasoning
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    budget = ["--reasoning-budget", "4", "--max-new-tokens", "30", "--min-new-tokens", "30", "--seed", "3"]
+    turns = _turns(_chat(bundle, "--json", *budget, "--presence-penalty", "1", stdin="Hi\nAnd then?\n"))
+    assert [t["reasoning_cut"] for t in turns] == [True, True]
+    assert all(t["reasoning"].endswith(DEFAULT_NUDGE) and t["text"] for t in turns)
+    assert turns[1]["reused_tokens"] >= turns[0]["prompt_tokens"]
+    refused = _chat(bundle, "--reasoning-budget", "0", stdin="Hi\n")
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "error: reasoning_budget must be an integer >= 1, got 0"
+    ]

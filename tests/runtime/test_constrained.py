@@ -15,7 +15,7 @@ from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.grammar import DEAD, LazyDfa
 from qwen35web.runtime.json_grammar import SchemaError, response_format_grammar, tool_call_grammar
-from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.tool_calls import parse_call
 from tests.run_async import run_async

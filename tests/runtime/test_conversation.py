@@ -11,7 +11,7 @@ import pytest
 
 from qwen35web.runtime.context_fit import ContextFullError
 from qwen35web.runtime.conversation import Conversation
-from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from tests.run_async import run_async
 

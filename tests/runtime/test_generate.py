@@ -14,7 +14,7 @@ import pytest
 from qwen35web.export.validate import reference_greedy
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken
-from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from tests.old_bundles import FORMAT_1_MESSAGE
 from tests.run_async import run_async

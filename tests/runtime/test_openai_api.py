@@ -8,11 +8,11 @@ import json
 
 import pytest
 
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.openai_api.completion import ChatCompletion
 from qwen35web.runtime.openai_api.errors import ApiError
 from qwen35web.runtime.openai_api.messages import runtime_messages
 from qwen35web.runtime.openai_api.request import parse_chat_request
-from qwen35web.runtime.runtime import open_native
 from tests.run_async import run_async
 
 # Renders past reasoning, and opens a <think> in the generation prompt: all a random model writes is

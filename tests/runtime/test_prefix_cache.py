@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qwen35web.runtime.engine_native import NativeEngine
-from qwen35web.runtime.runtime import Runtime, open_native
+from qwen35web.runtime.loaded_model import Runtime
+from qwen35web.runtime.native.engine import NativeEngine
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from tests.run_async import run_async
 

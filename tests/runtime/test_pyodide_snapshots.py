@@ -42,7 +42,7 @@ _CHECK = """
 import hashlib, json, sys
 sys.path.insert(0, "/work")
 import ort_module
-from qwen35web.runtime.engine_web import WebEngine
+from qwen35web.runtime.browser.engine import WebEngine
 from qwen35web.runtime.snapshots import SavedConversation, SavedTensor, decode, encode
 
 case = json.load(open("/work/case.json"))

@@ -12,7 +12,7 @@ import pytest
 
 from qwen35web.runtime import snapshots
 from qwen35web.runtime.conversation import Conversation
-from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.saved_conversation import capture, load_file, save_file
 from qwen35web.runtime.snapshots import SavedConversation, SnapshotError, decode, encode

@@ -10,7 +10,7 @@ import os
 import resource
 from concurrent.futures import ThreadPoolExecutor
 
-from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 
 PROMPT = [17, 250, 3, 99, 412, 64]

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from qwen35web.runtime.errors import BundleError, RuntimeUserError
-from qwen35web.runtime.vision import decode
-from qwen35web.runtime.vision.decode import prepare_image
+from qwen35web.runtime.native import image_decode as decode
+from qwen35web.runtime.native.image_decode import prepare_image
 from qwen35web.runtime.vision.errors import ImageInputError
 from qwen35web.runtime.vision.processor_config import read_preprocessor_config, spec_from_preprocessor_config
 from tests.checkpoints import TINY_VISION_CONFIG, preprocessor_config

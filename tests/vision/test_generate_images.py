@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from qwen35web.export.pipeline import ExportOptions, run_export
-from qwen35web.runtime.runtime import open_native
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.vision.prompt import image_message
 from tests.run_async import run_async

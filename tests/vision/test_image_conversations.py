@@ -15,7 +15,8 @@ from PIL import Image
 
 from qwen35web.export.pipeline import ExportOptions, run_export
 from qwen35web.runtime.conversation import Conversation
-from qwen35web.runtime.runtime import Runtime, open_native
+from qwen35web.runtime.loaded_model import Runtime
+from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.saved_conversation import capture, restore
 from qwen35web.runtime.snapshots import SnapshotError, decode, encode

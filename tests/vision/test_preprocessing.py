@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from qwen35web.export.vision.patchify_graph import write_patchify_graph
-from qwen35web.runtime.vision.native import NativeImagePreprocessor
+from qwen35web.runtime.native.image_preprocessor import NativeImagePreprocessor
 from qwen35web.runtime.vision.patchify import normalization_table
 from qwen35web.runtime.vision.processor_config import (
     read_preprocessor_config,
@@ -120,7 +120,7 @@ def test_exif_orientation_is_applied_to_files(processors, tmp_path: Path):
 
 def test_four_channel_input_ignores_alpha(processors, samples):
     """The page may feed the browser's RGBA ImageData as it is (composited onto white before)."""
-    from qwen35web.runtime.vision.decode import prepare_image
+    from qwen35web.runtime.native.image_decode import prepare_image
 
     ours, _ = processors
     image = prepare_image(samples["rgb-odd"], ours.spec)
@@ -169,7 +169,8 @@ def test_page_side_modules_need_neither_numpy_nor_pillow():
     code = (
         "import sys\n"
         "for name in ('numpy', 'PIL', 'onnxruntime'):\n    sys.modules[name] = None\n"
-        "from qwen35web.runtime.vision import decode, errors, patchify, processor_config as pc\n"
+        "from qwen35web.runtime.native import image_decode as decode\n"
+        "from qwen35web.runtime.vision import errors, patchify, processor_config as pc\n"
         "spec = pc.spec_from_preprocessor_config({'patch_size': 16})\n"
         "assert pc.smart_resize(448, 448, spec) == (448, 448)\n"
         "assert len(patchify.normalization_table(spec)) == 768\n"

@@ -3,9 +3,10 @@
 Two limits of GQA as released, both outside the graph contract's control:
   * onnxruntime's CPU (and wasm) kernel refuses several new tokens on top of a non-empty cache
     when batch > 1 ("batch_size must be 1 when sequence_length > 1 and past context is given");
-  * onnxruntime-web 1.30's WebGPU kernel returns wrong outputs for steps of 32 or more new
-    tokens (measured in Chromium/SwiftShader: max-abs 0.1-1.0 at 32, 40, 64 tokens, first or
-    later chunk; exact below 32 and for every decode step tried, past up to 160).
+  * onnxruntime-web's WebGPU kernel (1.30, still in 1.31.1) returns wrong outputs for steps of 32
+    or more new tokens (measured in Chromium/SwiftShader: max-abs 0.1-1.0 at 32, 40, 64 tokens, first or
+    later chunk; exact below 32 and for every decode step tried, past up to 160; minimal
+    reproduction: python -m bench.gqa_webgpu, docs/upstream-gqa-webgpu.md).
 So the fused graph keeps an exact fallback, and by default uses the kernel for decode only:
 
     If(seq == 1)                                   # `decode_only` (default): safe on every EP

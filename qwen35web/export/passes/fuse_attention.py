@@ -21,7 +21,8 @@ present caches are plain [B, Hkv, P+T, hd] concatenations. Rows whose every key 
 all; such rows never reach a real token's output (their keys are masked for everyone else).
 
 GQA cannot serve every call: the CPU kernel refuses several new tokens on a non-empty cache with
-batch > 1, and onnxruntime-web 1.30's WebGPU kernel is wrong from 32 new tokens on. So the kernel
+batch > 1, and onnxruntime-web's WebGPU kernel (1.30, 1.31.1) is wrong from 32 new tokens on
+(docs/upstream-gqa-webgpu.md). So the kernel
 sits in an `If` (attention_fallback) whose other branch is the same attention in standard ops;
 by default the kernel runs the decode steps (one new token) and the branch everything else.
 The q/k norms stay outside (SimplifiedLayerNormalization): GQA's q_norm_weight/k_norm_weight

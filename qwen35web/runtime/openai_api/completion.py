@@ -27,11 +27,11 @@ from qwen35web.runtime.conversation import Conversation, TurnResult
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
+from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.openai_api.errors import ApiError, not_found
 from qwen35web.runtime.openai_api.messages import AddImage, runtime_messages
 from qwen35web.runtime.openai_api.request import ChatRequest
 from qwen35web.runtime.reasoning import Piece
-from qwen35web.runtime.runtime import Runtime
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.tool_calls import ToolCall
 

@@ -7,3 +7,5 @@ from qwen35web.runtime.errors import RuntimeUserError
 
 class ImageInputError(RuntimeUserError):
     """Not an image, an unsupported mode or format, no pixels, too large, or too elongated."""
+
+    code = "bad-input"

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from qwen35web.runtime.bundle_vision import VisionInfo
 from qwen35web.runtime.engine import Engine
-from qwen35web.runtime.vision.decode import ResizedImage
 from qwen35web.runtime.vision.errors import ImageInputError
 from qwen35web.runtime.vision.patchify import PATCHIFY_INPUT, PATCHIFY_OUTPUT
 from qwen35web.runtime.vision.processor_config import ImageProcessorSpec, smart_resize
+from qwen35web.runtime.vision.resized import ResizedImage
 
 VISION_ROLE, PATCHIFY_ROLE = "vision", "patchify"
 PIXEL_VALUES, IMAGE_GRID_THW, IMAGE_FEATURES = "pixel_values", "image_grid_thw", "image_features"

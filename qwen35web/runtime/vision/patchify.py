@@ -15,8 +15,8 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-from qwen35web.runtime.vision.decode import ResizedImage
 from qwen35web.runtime.vision.processor_config import ImageProcessorSpec
+from qwen35web.runtime.vision.resized import ResizedImage
 
 PATCHIFY_FILE = "vision_patchify.onnx"
 PATCHIFY_INPUT = "image"

@@ -82,9 +82,15 @@ export function errorFor(code, message) {
   return Class ? new Class(message) : new Qwen35Error(message, "runtime");
 }
 
-// An Error carrying a code, for code that runs in the worker (no classes cross postMessage).
+/** @typedef {"runtime" | keyof typeof CLASSES} ErrorCode */
+
+/**
+ * An Error carrying a code, for code that runs in the worker (no classes cross postMessage).
+ * @param {ErrorCode} code
+ * @param {string} message
+ */
 export function coded(code, message) {
-  const err = new Error(message);
+  const err = /** @type {Error & {code: ErrorCode}} */ (new Error(message));
   err.code = code;
   return err;
 }

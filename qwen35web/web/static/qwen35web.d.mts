@@ -55,8 +55,22 @@ export interface ModelFacts {
   contextTokens: number;
   /** A vision-language bundle's image settings; null when the bundle takes no images. */
   vision: VisionFacts | null;
-  /** The bundle's sampling defaults (its generation_config.json); a setting left out takes these. */
-  generation: { greedy?: boolean; temperature?: number; topK?: number; topP?: number; repetitionPenalty?: number };
+  /** The bundle's sampling defaults (its generation_config.json, a file given at export, or the Qwen3.5
+   * model card's values); a setting left out takes these. */
+  generation: {
+    greedy?: boolean;
+    temperature?: number;
+    topK?: number;
+    topP?: number;
+    repetitionPenalty?: number;
+    presencePenalty?: number;
+    frequencyPenalty?: number;
+  };
+  /** Where `generation` comes from ("generation_config.json", "model card: …"); null when it is empty. */
+  generationSource: string | null;
+  /** Whether the bundle's sampler applies presencePenalty/frequencyPenalty (bundles exported before
+   * they existed do not: asking for them there throws InputError). */
+  penalties: boolean;
   [field: string]: unknown;
 }
 
@@ -149,6 +163,15 @@ export interface GenerateRequest {
   topK?: number;
   topP?: number;
   repetitionPenalty?: number;
+  /** OpenAI semantics, in [-2, 2]: subtracted from the logit of every token the reply so far holds
+   * (presence), or once per occurrence there (frequency); the prompt does not count. */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** After this many reasoning tokens (>= 1) the runtime feeds `reasoningNudge` and `</think>` and the
+   * model answers; the fed text is part of the reply. Left out: no limit. */
+  reasoningBudget?: number;
+  /** The sentence fed before the closing tag ("" for none; left out: the runtime's own). */
+  reasoningNudge?: string;
   seed?: number;
   stop?: string[];
   /** A chat too long for the context: drop its fewest oldest turns (leaving room for the reply)
@@ -185,6 +208,8 @@ export interface GenerationStats {
    * rest was prefilled afresh. 0 otherwise. */
   droppedMessages: number;
   droppedTurns: number;
+  /** A reasoning budget closed the reasoning (its fed tokens are in `tokens`). */
+  reasoningCut: boolean;
   /** Newer runtimes add fields; they arrive as they are. */
   [field: string]: unknown;
 }

@@ -11,20 +11,32 @@
 //   model.chat([{ role: "user", content: "And this one?", images: [blob] }]);
 //   model.dispose();
 //
-// The model runs in a Web Worker (worker.js beside this file, same origin): Pyodide hosts the Python
+// The model runs in a Web Worker (worker/worker.js beside this file, same origin): Pyodide hosts the Python
 // runtime, which drives onnxruntime-web on WebGPU or wasm. Everything it loads lies beside this file.
 
 import { AbortError, InputError, NotSupportedError, Qwen35Error, errorFor } from "./errors.mjs";
+import { REPLY, REQUEST } from "./module/messages.mjs";
 
 export { AbortError, BundleError, ContextFullError, InputError, NetworkError, NotSupportedError, Qwen35Error, StorageError } from "./errors.mjs";
-export { enableOffline } from "./shell.mjs";
+export { enableOffline } from "./module/shell.mjs";
 
-const WORKER_URL = new URL("./worker.js", import.meta.url);
+const WORKER_URL = new URL("./worker/worker.js", import.meta.url);
 const DEFAULT_INDEX = new URL("./models/index.json", import.meta.url);
 const DEFAULT_MAX_NEW_TOKENS = 128;
 // JSON (the worker's channel to Python) would turn NaN and Infinity into null, i.e. "use the
 // default": refuse them here instead, so a bad setting is an error, never a silent default.
-const NUMERIC_SETTINGS = ["maxNewTokens", "minNewTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed"];
+const NUMERIC_SETTINGS = [
+  "maxNewTokens",
+  "minNewTokens",
+  "temperature",
+  "topK",
+  "topP",
+  "repetitionPenalty",
+  "presencePenalty",
+  "frequencyPenalty",
+  "reasoningBudget",
+  "seed",
+];
 
 class WorkerClient {
   constructor(url) {
@@ -42,17 +54,18 @@ class WorkerClient {
   receive({ id, kind, ...payload }) {
     const call = this.pending.get(id);
     if (!call) return;
-    if (kind === "event") {
+    if (kind === REPLY.event) {
       call.onEvent(payload);
       return;
     }
     this.pending.delete(id);
-    if (kind === "result") call.resolve(payload.value);
+    if (kind === REPLY.result) call.resolve(payload.value);
     else call.reject(errorFor(payload.code, payload.message));
   }
 
   // {id, promise}: the id names the call for stop().
-  start(type, payload = {}, onEvent = () => {}) {
+  /** @param {import("./module/messages.mjs").RequestType} type */
+  start(type, payload = {}, onEvent = (/** @type {any} */ _event) => {}) {
     const id = this.nextId++;
     if (this.closed) return { id, promise: Promise.reject(this.closed) };
     const promise = new Promise((resolve, reject) => {
@@ -62,12 +75,13 @@ class WorkerClient {
     return { id, promise };
   }
 
-  call(type, payload, onEvent) {
+  /** @param {import("./module/messages.mjs").RequestType} type */
+  call(type, payload = {}, onEvent = undefined) {
     return this.start(type, payload, onEvent).promise;
   }
 
   stop(target) {
-    if (!this.closed) this.call("stop", target === undefined ? {} : { target }).catch(() => {});
+    if (!this.closed) this.call(REQUEST.stop, target === undefined ? {} : { target }).catch(() => {});
   }
 
   terminate(error) {
@@ -152,6 +166,7 @@ async function storageFacts(persist) {
 }
 
 export class Model {
+  /** @type {WorkerClient} */
   #client;
   #imageIds = new WeakMap(); // Blob / ImageBitmap -> Promise of its addImage() result
   #urlImages = new Map(); // absolute URL -> the same
@@ -174,6 +189,10 @@ export class Model {
   // `signal` stops before the next token and throws an AbortError whose `stats` has what was made.
   // With `images` the prompt becomes one user message (the images, then the text) rendered with the
   // bundle's chat template, as `qwen35web generate --chat --image` does.
+  /**
+   * @param {import("./qwen35web.d.mts").GenerateRequest} request
+   * @param {{signal?: AbortSignal}} [options]
+   */
   generate(request, { signal } = {}) {
     if (request && Array.isArray(request.images) && request.images.length) {
       const { images, prompt, ...rest } = request;
@@ -191,7 +210,7 @@ export class Model {
     const cache = typeof resolved === "string" ? this.#urlImages : this.#imageIds;
     const isObject = typeof resolved === "object" && resolved !== null;
     if ((isObject || typeof resolved === "string") && cache.has(resolved)) return cache.get(resolved);
-    const added = this.#client.call("addImage", { source: resolved });
+    const added = this.#client.call(REQUEST.addImage, { source: resolved });
     if (isObject || typeof resolved === "string") {
       cache.set(resolved, added);
       added.catch(() => cache.delete(resolved)); // a failure is not kept: the next call tries again
@@ -223,8 +242,9 @@ export class Model {
     if (signal && signal.aborted) throw new AbortError("the generation was aborted before it started");
     const queue = [];
     let wake = null;
-    let outcome = null; // {result} or {error}
-    const { id, promise } = this.#client.start("generate", { request }, (event) => {
+    /** @type {{result?: any, error?: any} | null} */
+    let outcome = null;
+    const { id, promise } = this.#client.start(REQUEST.generate, { request }, (event) => {
       if (event.delta) queue.push({ type: "delta", ...event.delta });
       if (event.progress) queue.push({ type: "progress", ...event.progress });
       if (wake) wake();
@@ -263,9 +283,14 @@ export class Model {
   // reusedTokens/prefilledTokens, firstTokenMs, promptTokens and contextTokens. A conversation that no
   // longer fits throws ContextFullError (nothing is cut), unless `dropOldest: true` asks to leave out
   // its oldest turns; the stats then say how many went (droppedMessages, droppedTurns).
+  /**
+   * @param {import("./qwen35web.d.mts").ChatMessage[] | {messages: import("./qwen35web.d.mts").ChatMessage[]}} messages
+   * @param {import("./qwen35web.d.mts").ChatOptions} [options]
+   */
   chat(messages, { signal, enableThinking, ...settings } = {}) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
     if (!Array.isArray(list)) throw new InputError("chat() takes a list of messages");
+    /** @type {Record<string, any>} */
     const request = { ...settings, messages: list, chat: true };
     if (enableThinking !== undefined) request.enableThinking = Boolean(enableThinking);
     return this.#stream(checkRequest(request), signal);
@@ -275,28 +300,28 @@ export class Model {
   // images' pixels (at the model's size) are in the bytes too.
   async saveConversation(messages) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
-    return this.#client.call("saveConversation", { messages: await this.#withImageIds(list || []) });
+    return this.#client.call(REQUEST.saveConversation, { messages: await this.#withImageIds(list || []) });
   }
 
   // Load saved bytes back: {messages, tokens}. Its next chat() prefills only the new tokens. Bytes of
   // another bundle, truncated or corrupted, throw InputError and change nothing.
   restoreConversation(bytes) {
     if (!(bytes instanceof Uint8Array)) throw new InputError("restoreConversation() takes a Uint8Array");
-    return this.#client.call("restoreConversation", { bytes });
+    return this.#client.call(REQUEST.restoreConversation, { bytes });
   }
 
   // Last position's logits after `tokenIds` (number[] of length vocabSize).
   logits(tokenIds) {
-    return this.#client.call("logits", { ids: Array.from(tokenIds) });
+    return this.#client.call(REQUEST.logits, { ids: Array.from(tokenIds) });
   }
 
   tokenize(text) {
-    return this.#client.call("tokenize", { text });
+    return this.#client.call(REQUEST.tokenize, { text });
   }
 
   // {liveTensors, heldTensors}: for leak checks.
   stats() {
-    return this.#client.call("stats");
+    return this.#client.call(REQUEST.stats);
   }
 
   // Stops whatever generation runs (generate's signal is the per-call way).
@@ -311,7 +336,12 @@ export class Model {
 }
 
 // Load a bundle (a directory URL with manifest.json, or {default, wasm?, webgpu?} URLs per backend).
-export async function load(options = {}) {
+// The JSDoc types are the declarations' (qwen35web.d.mts): `make typecheck-js` checks this against them.
+/**
+ * @param {import("./qwen35web.d.mts").LoadOptions} options
+ * @returns {Promise<import("./qwen35web.d.mts").Model>}
+ */
+export async function load(options = /** @type {any} */ ({})) {
   const bundles = bundleUrls(options.bundle);
   if (typeof Worker === "undefined") throw new NotSupportedError("this browser has no Web Workers");
   const { signal, onProgress } = options;
@@ -322,7 +352,7 @@ export async function load(options = {}) {
   if (signal) signal.addEventListener("abort", onAbort, { once: true });
   try {
     const info = await client.call(
-      "init",
+      REQUEST.init,
       {
         bundles,
         name: options.name || nameOf(bundles.default),
@@ -345,6 +375,11 @@ export async function load(options = {}) {
 
 // A model of a site made by `qwen35web site build`: {name, note, bytes, bundle} from its models/index.json
 // (by default the one beside this module); `bundle` goes straight to load().
+/**
+ * @param {string} [name]
+ * @param {{index?: string | URL}} [options]
+ * @returns {Promise<import("./qwen35web.d.mts").SiteModel>}
+ */
 export async function siteModel(name = undefined, { index = DEFAULT_INDEX } = {}) {
   let response;
   try {

@@ -29,7 +29,7 @@ async function sha256Hex(buffer) {
 // The file as this version has it: fetched, and refused unless its bytes match SHELL.
 async function fetchVerified(path) {
   for (const cache of ["no-cache", "reload"]) {
-    const response = await fetch(urlOf(path), { cache });
+    const response = await fetch(urlOf(path), { cache: /** @type {RequestCache} */ (cache) });
     if (!response.ok) throw new Error(`${path}: the server answered HTTP ${response.status}`);
     const bytes = await response.arrayBuffer();
     if ((await sha256Hex(bytes)) === fileHash(path)) {
@@ -120,23 +120,23 @@ async function cacheBackend(backend) {
 const MESSAGES = {
   version: async () => ({ version: SHELL?.version ?? null }),
   "cache-backend": async ({ backend }) => (await cacheBackend(backend), { version: SHELL.version, backend }),
-  "skip-waiting": async () => (await self.skipWaiting(), {}),
+  "skip-waiting": async () => (await /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self)).skipWaiting(), {}),
 };
 
-self.addEventListener("install", (event) => {
+self.addEventListener("install", (/** @type {ExtendableEvent} */ event) => {
   if (SHELL) event.waitUntil(install());
 });
 
-self.addEventListener("activate", (event) => {
+self.addEventListener("activate", (/** @type {ExtendableEvent} */ event) => {
   if (SHELL) event.waitUntil(activate());
 });
 
-self.addEventListener("fetch", (event) => {
+self.addEventListener("fetch", (/** @type {FetchEvent} */ event) => {
   const path = SHELL ? shellPath(event.request) : null;
   if (path) event.respondWith(serveShell(path));
 });
 
-self.addEventListener("message", (event) => {
+self.addEventListener("message", (/** @type {ExtendableMessageEvent} */ event) => {
   const { type, ...payload } = event.data || {};
   const port = event.ports[0];
   const handler = MESSAGES[type];

@@ -1,0 +1,380 @@
+"""The page's way into the runtime: what web/static/worker/worker.js calls through Pyodide.
+
+Standard library only. The engine and the worker's file store arrive as arguments (JS objects
+behind Pyodide proxies), and every call takes and returns JSON text, so the FFI boundary carries
+only strings, numbers and one streaming callback. Failures come back as `{"error": message, "code": code}`
+with a sentence meant for the page, never as a Python traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from qwen35web.runtime import saved_conversation
+from qwen35web.runtime.browser import images as web_images
+from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
+from qwen35web.runtime.context_fit import Fitted, fit
+from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
+from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError, error_code
+from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
+from qwen35web.runtime.generation_defaults import bundle_sampling_defaults, with_bundle_defaults
+from qwen35web.runtime.loaded_model import Runtime
+from qwen35web.runtime.manifest import parse_manifest_text
+from qwen35web.runtime.prompt import Prompt
+from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
+from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.snapshots import decode, encode
+from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE
+
+logger = logging.getLogger(__name__)
+
+# Request fields of generate() (the page's camelCase) -> SamplingParams fields.
+_SAMPLING_FIELDS = {
+    "greedy": "greedy",
+    "temperature": "temperature",
+    "topK": "top_k",
+    "topP": "top_p",
+    "repetitionPenalty": "repetition_penalty",
+    "presencePenalty": "presence_penalty",
+    "frequencyPenalty": "frequency_penalty",
+    "reasoningBudget": "reasoning_budget",
+    "reasoningNudge": "reasoning_nudge",
+    "seed": "seed",
+    "maxNewTokens": "max_new_tokens",
+    "minNewTokens": "min_new_tokens",
+}
+
+
+def _page_defaults(generation: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's sampling defaults under the page's names (the form starts from them)."""
+    page_names = {field: key for key, field in _SAMPLING_FIELDS.items()}
+    return {page_names[f]: v for f, v in bundle_sampling_defaults(generation).items() if f in page_names}
+
+
+class FileStore(Protocol):
+    """The worker's verified bundle files (downloaded and checked against the manifest's sha256)."""
+
+    def text(self, path: str) -> str: ...
+
+
+def external_data_files(manifest: Manifest) -> list[str]:
+    """The model graph's external-data files, as the manifest lists them."""
+    return list(manifest.external_data)
+
+
+def _plan_paths(manifest: Manifest) -> dict[str, list[str]]:
+    """Each file the page loads -> the external-data files of it (graphs only), in load order: the
+    decoder and its data, the sampler, the tokenizer, then a VL bundle's vision and patchify graphs."""
+    external = external_data_files(manifest)
+    paths: dict[str, list[str]] = {MODEL_FILE: external, **{path: [] for path in external}}
+    paths.update({manifest.sampler.file: [], TOKENIZER_FILE: []})
+    vision = manifest.vision
+    if vision is not None:
+        paths[vision.file] = list(vision.data_files)
+        paths.update({path: [] for path in vision.data_files})
+        paths[vision.patchify_file] = []
+    return paths
+
+
+def download_plan(manifest_text: str) -> str:
+    """JSON list of the files the page fetches to run the bundle: path, size, sha256, externalData."""
+    try:
+        manifest = parse_manifest_text(manifest_text)
+    except RuntimeUserError as err:
+        return _error(err)
+    plan = []
+    for path, external in _plan_paths(manifest).items():
+        entry = manifest.files[path]
+        plan.append({"path": path, "size": entry.size, "sha256": entry.sha256, "externalData": external})
+    return json.dumps({"files": plan})
+
+
+def _sha256_text(text: str | bytes) -> str:
+    """The bundle's identity: sha256 of manifest.json's bytes (the page passes the text it fetched)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+def _error(err: BaseException) -> str:
+    if isinstance(err, RuntimeUserError):
+        message = str(err)
+    else:  # a bug or an engine failure: keep the details in the console, show one line
+        logger.exception("unexpected failure in the runtime")
+        message = f"{type(err).__name__}: {err}"
+    # code: the page's error class (errors.mjs), carried by the error's own class; errorType names it.
+    return json.dumps({"error": message, "code": error_code(err), "errorType": type(err).__name__})
+
+
+def _sampling_params(request: dict[str, Any], generation: dict[str, Any]) -> SamplingParams:
+    """The request's settings (a missing or null field is not given) over the bundle's defaults."""
+    given = {field: request.get(key) for key, field in _SAMPLING_FIELDS.items()}
+    values = with_bundle_defaults(given, generation)
+    stop = request.get("stop") or []
+    if not isinstance(stop, list):
+        raise GenerationInputError("stop must be a list of strings")
+    return SamplingParams(**values, stop_strings=tuple(stop))
+
+
+def _messages(messages_json: str) -> list[Any]:
+    messages = json.loads(messages_json)
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise GenerationInputError("messages must be a list of {role, content} objects")
+    return messages
+
+
+def _send(pieces: list[Piece], on_text: Callable[..., Any]) -> None:
+    for piece in pieces:
+        on_text(piece.text, piece.kind)
+
+
+def _parse_request(request_json: str) -> dict[str, Any]:
+    try:
+        request = json.loads(request_json)
+    except ValueError:
+        raise GenerationInputError("the request is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise GenerationInputError("the request must be an object")
+    return request
+
+
+class WebSession:
+    """One loaded bundle in the page: generate (streaming), stop, logits, tokenize."""
+
+    def __init__(self, runtime: Runtime, model_name: str):
+        self.runtime = runtime
+        self.model_name = model_name
+        self._cancel: CancelToken | None = None
+        self._vision = web_images.watch_vision(runtime)  # reports the vision graphs' runs
+
+    def describe(self) -> str:
+        manifest = self.runtime.manifest
+        facts = manifest.model
+        weight_bytes = sum(manifest.files[p].size for p in (MODEL_FILE, *manifest.external_data))
+        vision = manifest.vision
+        vision_bytes = sum(manifest.files[p].size for p in vision.files()) if vision is not None else 0
+        return json.dumps(
+            {
+                "model": self.model_name,
+                "backend": self.runtime.engine.name,
+                "dtype": manifest.dtype,
+                "ops": manifest.ops,
+                "vocabSize": manifest.vocab_size,
+                "layers": facts.num_layers,
+                "hiddenSize": facts.hidden_size,
+                "weightBytes": weight_bytes,
+                "visionWeightBytes": vision_bytes,
+                "chat": manifest.chat_template is not None,
+                "contextTokens": self.runtime.max_context,
+                "vision": web_images.vision_facts(self.runtime),
+                "generation": _page_defaults(manifest.generation),
+                # Where those defaults come from (generation_config.json, the model card, ...), if any.
+                "generationSource": manifest.generation.get("source"),
+                # Samplers exported before presence/frequency penalties cannot apply them.
+                "penalties": self.runtime.runner.sampler_takes_biases,
+            }
+        )
+
+    def image_target_size(self, height: Any, width: Any) -> str:
+        """JSON {height, width}: the size the page resizes a decoded image to, or why it cannot."""
+        try:
+            return json.dumps(web_images.target_size(self.runtime, height, width))
+        except Exception as err:
+            return _error(err)
+
+    def add_image(self, height: Any, width: Any, rgb: Any) -> str:
+        """Register resized RGB bytes (a Uint8Array [height, width, 3]): JSON {imageId, tokens}."""
+        try:
+            return json.dumps(web_images.add_rgb(self.runtime, height, width, rgb))
+        except Exception as err:
+            return _error(err)
+
+    def _prompt(self, request: dict[str, Any], reply_room: int) -> Fitted:
+        messages = request.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            raise GenerationInputError("messages must be a list of {role, content} objects")
+        prompt = request.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise GenerationInputError("the prompt must be text")
+        thinking = request.get("enableThinking")
+        if thinking is not None and not isinstance(thinking, bool):
+            raise GenerationInputError("enableThinking must be true or false")
+        drop_oldest = request.get("dropOldest", False)
+        if not isinstance(drop_oldest, bool):
+            raise GenerationInputError("dropOldest must be true or false")
+        if not request.get("chat"):
+            rendered = self.runtime.prompt(prompt, messages=messages, enable_thinking=thinking)
+            return Fitted(rendered, messages or [])
+
+        def render(chosen: list[Any]) -> Prompt:
+            return self.runtime.prompt(prompt, chat=True, messages=chosen, enable_thinking=thinking)
+
+        if messages is None:  # a one-message chat from `prompt`
+            messages = [{"role": "user", "content": prompt or ""}]
+        # A chat is never cut silently: refused when full, or its oldest turns dropped when asked
+        # (`dropOldest`; the stats say how many, the page says so).
+        return fit(render, messages, self.runtime.max_context, reply_room, drop_oldest)
+
+    async def generate(
+        self, request_json: str, on_text: Callable[..., Any], on_progress: Callable[..., Any] | None = None
+    ) -> str:
+        """Generate for the request; `on_text(text, kind)` receives the text as it streams. A chat
+        reply is split into its reasoning and its answer (`kind` "reasoning" or "text").
+        `on_progress(json)` hears when the vision graph starts and ends each image it encodes."""
+        cancel = self._cancel = CancelToken()
+        splitter: ReasoningSplitter | None = None
+        if self._vision is not None:
+            self._vision.watch((lambda event: on_progress(json.dumps(event))) if on_progress else None)
+        try:
+            request = _parse_request(request_json)
+            params = _sampling_params(request, self.runtime.manifest.generation)
+            started = time.perf_counter()
+            fitted = self._prompt(request, params.max_new_tokens)
+            render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising
+            prompt = fitted.prompt
+            if request.get("chat"):
+                splitter = ReasoningSplitter(prompt.opens_reasoning)
+            # The prefix cache resumes from the longest kept state: only new tokens are prefilled
+            # (and only images whose tokens it does not hold go through the vision graph).
+            stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at, images=prompt.images)
+            async for text in stream:
+                if splitter is None:
+                    on_text(text, "text")
+                else:
+                    _send(splitter.push(text), on_text)
+            if splitter is not None:
+                _send(splitter.flush(), on_text)
+            # Parity checks: the last fed position's logits (the module's returnLogits option).
+            last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
+        except Exception as err:  # the page shows one sentence; see _error
+            return _error(err)
+        finally:
+            self._cancel = None
+            if self._vision is not None:
+                self._vision.watch(None)
+        return json.dumps(
+            self._result(splitter, fitted, render_ms) | ({"lastLogits": last_logits} if last_logits else {})
+        )
+
+    def _result(self, splitter: ReasoningSplitter | None, fitted: Fitted, render_ms: float) -> dict[str, Any]:
+        result = self.runtime.generator.result
+        return {
+            "tokens": result.tokens,
+            "text": splitter.text if splitter is not None else result.text,
+            "reasoning": splitter.reasoning if splitter is not None else "",
+            "contextTokens": self.runtime.max_context,
+            # From the call, as natively: rendering and tokenising the conversation included.
+            "firstTokenMs": result.first_token_ms + render_ms,
+            "droppedMessages": fitted.dropped_messages,
+            "droppedTurns": fitted.dropped_turns,
+            "backend": self.runtime.engine.name,
+            "model": self.model_name,
+            "promptTokens": result.prompt_tokens,
+            "reusedTokens": result.reused_tokens,
+            "prefilledTokens": result.prefilled_tokens,
+            "stopReason": result.stop_reason,
+            "prefillMs": result.prefill_ms,
+            "decodeMs": result.decode_ms,
+            "decodeTokensPerSecond": result.decode_tokens_per_s,
+            "pythonShare": result.python_share,
+            "imagesEncoded": result.images_encoded,
+            "reasoningCut": result.reasoning_cut,
+        }
+
+    async def save_conversation(self, messages_json: str) -> bytes | str:
+        """The conversation with the state its next turn resumes from, as saved_conversation's bytes
+        (the error JSON, a str, when it cannot be saved)."""
+        try:
+            return encode(await saved_conversation.capture(self.runtime, _messages(messages_json)))
+        except Exception as err:
+            return _error(err)
+
+    def restore_conversation(self, blob: Any) -> str:
+        """Load a saved conversation's state (bytes, or a JS Uint8Array); JSON {messages, tokens}.
+        A blob of another bundle, truncated or corrupted restores nothing and says why."""
+        try:
+            data = blob.to_bytes() if hasattr(blob, "to_bytes") else bytes(blob)
+            saved = decode(data)
+            messages = saved_conversation.restore(self.runtime, saved)
+            return json.dumps({"messages": messages, "tokens": len(saved.token_ids)})
+        except Exception as err:
+            return _error(err)
+
+    def cancel(self) -> bool:
+        """Stop the running generation before its next token; False when none runs."""
+        if self._cancel is None:
+            return False
+        self._cancel.cancel()
+        return True
+
+    async def logits(self, ids_json: str) -> str:
+        try:
+            ids = json.loads(ids_json)
+            if not isinstance(ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in ids
+            ):
+                raise GenerationInputError("token ids must be a list of integers")
+            vocab = self.runtime.manifest.vocab_size
+            if any(i < 0 or i >= vocab for i in ids):
+                raise GenerationInputError(f"token ids must lie in [0, {vocab})")
+            return json.dumps({"logits": await self.runtime.logits(ids)})
+        except Exception as err:
+            return _error(err)
+
+    def tokenize(self, text: str) -> str:
+        try:
+            return json.dumps({"ids": self.runtime.tokenizer.encode(text)})
+        except Exception as err:
+            return _error(err)
+
+    def stats(self) -> str:
+        cache = self.runtime.cache
+        return json.dumps(
+            {
+                "liveTensors": self.runtime.engine.live_tensors(),
+                "heldTensors": self.runtime.held_tensors(),  # the runner's and the kept snapshots'
+                "snapshots": len(cache.snapshots) if cache is not None else 0,
+                "snapshotBytes": cache.held_bytes() if cache is not None else 0,
+                # Time spent taking them (no copies: the states stay where they are, GPU included).
+                "snapshotMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
+            }
+        )
+
+
+async def open_session(
+    manifest_text: str,
+    engine: Engine,
+    files: FileStore,
+    model_name: str,
+    prefill_chunk: int | None = None,
+    max_context: int | None = None,
+) -> WebSession | str:
+    """Open the bundle on `engine`: the session, or the error JSON (a str) when it cannot be opened."""
+    from qwen35web.runtime.tokenizer import Tokenizer
+
+    try:
+        manifest = parse_manifest_text(manifest_text)
+        try:
+            tokenizer = Tokenizer.from_json(files.text(TOKENIZER_FILE))
+        except (ValueError, KeyError) as err:
+            raise BundleError(f"{TOKENIZER_FILE}: {err}") from None
+        await engine.open(MODEL_ROLE, MODEL_FILE)
+        await engine.open(SAMPLER_ROLE, manifest.sampler.file)
+        if manifest.vision is not None:  # a vision-language bundle: its tower and the patchify graph
+            await engine.open(VISION_ROLE, manifest.vision.file)
+            await engine.open(PATCHIFY_ROLE, manifest.vision.patchify_file)
+        runtime = Runtime(
+            manifest,
+            tokenizer,
+            engine,
+            prefill_chunk=prefill_chunk or DEFAULT_PREFILL_CHUNK,
+            manifest_sha256=_sha256_text(manifest_text),
+            max_context=max_context,
+        )
+    except Exception as err:
+        return _error(err)
+    return WebSession(runtime, model_name)

@@ -1,0 +1,129 @@
+// The model's engine room, off the main thread so the page never freezes: Pyodide hosts
+// qwen35web.runtime, which drives onnxruntime-web (WebGPU or wasm). Driven by qwen35web.mjs.
+// Its messages (in: requests, out: events, a result or an error) are the table in module/messages.mjs.
+
+import { coded } from "../errors.mjs";
+import { REPLY, REQUEST } from "../module/messages.mjs";
+import { prepareImage } from "./images.js";
+import { checked, loadModel, readable } from "./loader.js";
+
+let session = null; // PyProxy of qwen35web.runtime.browser.session.WebSession
+let vision = null; // the bundle's image settings (browser/images.vision_facts), null for a text-only one
+let queue = Promise.resolve(); // calls into Python run one after the other
+let running = null; // id of the generate call in progress
+const cancelledBeforeStart = new Set();
+
+function post(id, kind, payload = {}, transfer = []) {
+  self.postMessage({ id, kind, ...payload }, transfer);
+}
+
+async function init(id, options) {
+  const loaded = await loadModel(options, (progress) => post(id, REPLY.event, { progress }));
+  session = loaded.session;
+  vision = loaded.info.facts.vision;
+  return loaded.info;
+}
+
+// One streamed piece from Python as a delta event: a str is plain text; a dict (or a kind argument)
+// may carry more (e.g. kind "reasoning"), passed along as it is.
+function delta(piece, kind, extra) {
+  const fields = (value) => {
+    if (value && typeof value.toJs === "function") {
+      const converted = value.toJs({ dict_converter: Object.fromEntries });
+      value.destroy();
+      return converted;
+    }
+    return value && typeof value === "object" ? value : {};
+  };
+  const event = typeof piece === "string" ? { text: piece } : fields(piece);
+  Object.assign(event, fields(extra));
+  if (typeof kind === "string") event.kind = kind;
+  event.kind = event.kind || "text";
+  return event;
+}
+
+async function generate(id, { request }) {
+  if (cancelledBeforeStart.delete(id)) throw coded("aborted", "the generation was cancelled before it started");
+  running = id;
+  try {
+    const onText = (piece, kind, extra) => post(id, REPLY.event, { delta: delta(piece, kind, extra) });
+    const onProgress = (json) => post(id, REPLY.event, { progress: JSON.parse(json) });
+    return checked(await session.generate(JSON.stringify(request), onText, onProgress));
+  } finally {
+    running = null;
+  }
+}
+
+// The conversation and its state as saved_conversation's bytes (a Uint8Array, handed over without a copy).
+async function saveConversation(id, { messages }) {
+  const saved = await session.save_conversation(JSON.stringify(messages));
+  if (typeof saved === "string") checked(saved);
+  try {
+    return saved.toJs();
+  } finally {
+    saved.destroy();
+  }
+}
+
+// An image (Blob, File, ImageBitmap or absolute URL) decoded and resized here, as Pillow would, to the
+// size Python names; then registered with the runtime: {imageId, tokens, width, height, sourceWidth, sourceHeight}.
+async function addImage(id, { source }) {
+  if (!vision) throw coded("bad-input", "this model takes no images (its bundle has no vision graph)");
+  const targetSize = (height, width) => {
+    const size = checked(session.image_target_size(height, width));
+    return [size.height, size.width];
+  };
+  const image = await prepareImage(source, { targetSize, resample: vision.resample });
+  const added = checked(session.add_image(image.height, image.width, image.rgb));
+  const { rgb, ...size } = image;
+  return { ...added, ...size };
+}
+
+// Every queued request of module/messages.mjs (stop is not queued: see below); the type makes a request
+// without its handler a type error.
+/** @type {Record<Exclude<import("../module/messages.mjs").RequestType, "stop">, (id: number, message: any) => Promise<any>>} */
+const HANDLERS = {
+  [REQUEST.addImage]: addImage,
+  [REQUEST.saveConversation]: saveConversation,
+  [REQUEST.restoreConversation]: async (id, { bytes }) => checked(session.restore_conversation(bytes)),
+  [REQUEST.init]: init,
+  [REQUEST.generate]: generate,
+  [REQUEST.logits]: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
+  [REQUEST.tokenize]: async (id, { text }) => checked(session.tokenize(text)).ids,
+  [REQUEST.stats]: async () => checked(session.stats()),
+};
+
+async function handle(message) {
+  const { id, type } = message;
+  try {
+    if (type !== REQUEST.init && !session) throw coded("runtime", "the model is not loaded");
+    const value = await HANDLERS[type](id, message);
+    post(id, REPLY.result, { value }, value instanceof Uint8Array ? [value.buffer] : []);
+  } catch (err) {
+    post(id, REPLY.error, { message: readable(err), code: err.code || "runtime" });
+  }
+}
+
+// Not queued: it must reach the generation that is running now. `target` names one generate call
+// (one that has not started yet is dropped when its turn comes); without it, whatever runs stops.
+function stop({ id, target }) {
+  if (target === undefined || target === running) {
+    post(id, REPLY.result, { value: session ? session.cancel() : false });
+    return;
+  }
+  cancelledBeforeStart.add(target);
+  post(id, REPLY.result, { value: true });
+}
+
+self.onmessage = (event) => {
+  const message = event.data;
+  if (message.type === REQUEST.stop) {
+    stop(message);
+    return;
+  }
+  if (!Object.hasOwn(HANDLERS, message.type)) {
+    post(message.id, REPLY.error, { message: `unknown request "${message.type}"`, code: "bad-input" });
+    return;
+  }
+  queue = queue.then(() => handle(message));
+};
