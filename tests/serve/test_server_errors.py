@@ -111,18 +111,25 @@ def test_the_openai_client_raises_its_typed_errors(text_server):
         client.chat.completions.create(model="gpt-4o", messages=HELLO)  # type: ignore[arg-type]
 
 
-def test_penalties_are_refused_until_the_sampler_has_them(text_server):
-    """One 400 naming the field, never an answer that silently ignores it."""
+def test_penalties_reach_the_sampler_or_are_refused(text_server):
+    """Where the sampler has them they change the answer; else one 400 naming the field, never an
+    answer that silently ignores it."""
     from dataclasses import fields
 
     from qwen35web.runtime.sampling import SamplingParams
 
     client = text_server.client()
     if "presence_penalty" in {f.name for f in fields(SamplingParams)}:
-        reply = client.chat.completions.create(
-            model=MODEL, messages=HELLO, max_tokens=2, presence_penalty=0.5
-        )
-        assert reply.choices[0].finish_reason in ("length", "stop")
+        settings = {
+            "model": MODEL,
+            "messages": HELLO,
+            "max_tokens": 24,
+            "seed": 5,
+            "extra_body": {"min_tokens": 24},
+        }
+        plain = client.chat.completions.create(**settings).choices[0].message.content
+        penalised = client.chat.completions.create(**settings, presence_penalty=2.0, frequency_penalty=2.0)
+        assert penalised.choices[0].message.content != plain  # the penalties reach the sampler
         return
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=2, presence_penalty=0.5)
