@@ -222,9 +222,9 @@ async def _watch_for_close(reader: asyncio.StreamReader, cancel: CancelToken) ->
     with contextlib.suppress(ConnectionError, OSError):
         while await reader.read(4096):
             pass
-    if not cancel.cancelled:
-        cancel.cancel()
-        log.info("the client closed its connection: cancelling its generation")
+    # No log line here: a client also closes once it has read a whole answer; the request's own
+    # line says whether its generation was cut short ("cancelled after N tokens").
+    cancel.cancel()
 
 
 def _summary(completion: ChatCompletion) -> str:
