@@ -1,7 +1,7 @@
 """Replicas of the published Qwen3.5 repositories (issue 19): every file laid out as the Hub's
 Qwen/Qwen3.5-0.8B and Qwen/Qwen3.5-4B are, at tiny dimensions with seeded random weights.
 
-    python -m devtools.published_replica OUT_DIR [--layout 0.8b|4b] [--seed N] [--stop-boost X]
+    python -m devtools.published_replica OUT_DIR [--layout 0.8b|4b] [--seed N] [--ends-turns]
 
 What is published, and kept here (the facts are the issue's):
 - config.json: `Qwen3_5ForConditionalGeneration`, model_type `qwen3_5`, the vision token ids at the
@@ -19,8 +19,9 @@ What is not: the dimensions (hidden 32: the 248,320-row embedding stays ~8M para
 weights. The head and attention dimensions are the published ones (256, 128), and the 4B layout
 keeps its two value heads per key head.
 
-`stop_boost` scales `<|im_end|>`'s (tied) embedding row, so the model ends its turn within a few
-steps: the stop test's model (a seeded random model almost never picks one id of 248,320).
+`ends_turns` tweaks the (tied) embedding so that the model emits `<|im_end|>` within a few steps
+(`end_turns`): a seeded random model would almost never pick that one id of 248,320, and the stop
+tests need a model that ends its turn, as a real one does.
 """
 
 from __future__ import annotations
@@ -164,19 +165,36 @@ VIDEO_PREPROCESSOR_CONFIG = {
 }
 
 
-def _text_tensors(text: dict[str, Any], seed: int, stop_boost: float | None) -> dict[str, torch.Tensor]:
+def _text_tensors(text: dict[str, Any], seed: int, ends_turns: bool) -> dict[str, torch.Tensor]:
     from devtools.random_checkpoint import random_model
 
-    model = random_model({k: v for k, v in text.items() if k != "dtype"}, seed)
+    config = {**{k: v for k, v in text.items() if k != "dtype"}, "tie_word_embeddings": True}
+    model = random_model(config, seed)
     tensors = {}
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight":
             continue  # tied
         tensors["model.language_model." + name.removeprefix("model.")] = tensor
-    if stop_boost is not None:
-        embed = tensors["model.language_model.embed_tokens.weight"]
-        embed[IM_END_ID] *= stop_boost
+    if ends_turns:
+        end_turns(tensors["model.language_model.embed_tokens.weight"])
     return tensors
+
+
+# The turn-ending tweak (measured on seed 0: transformers' greedy reply to "Tell me a story." is one token
+# and <|im_end|>; most prompts end at once, none runs on). Hidden dimension 0 of the rows from
+# TURN_END_ROWS on (ids a random model emits; rarely a prompt's) gets TURN_END_OFFSET, so once the reply
+# feeds such a token back, the final hidden state's dimension 0 is positive; <|im_end|>'s row gets
+# TURN_END_SCALE times the offset there, so its logit then leads.
+TURN_END_ROWS = 150000
+TURN_END_OFFSET = 0.1
+TURN_END_SCALE = 3.0
+
+
+def end_turns(embed: torch.Tensor) -> None:
+    """Make a seeded random model end its turn within a few steps (in place; embed [V, H])."""
+    with torch.no_grad():
+        embed[TURN_END_ROWS:ENDOFTEXT_ID, 0] = TURN_END_OFFSET
+        embed[IM_END_ID, 0] = TURN_END_OFFSET * TURN_END_SCALE
 
 
 def _vision_tensors(vision: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
@@ -268,14 +286,12 @@ def write_tokenizer_files(out_dir: Path) -> None:
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_replica(
-    out_dir: Path, layout: str = "0.8b", seed: int = 0, stop_boost: float | None = None
-) -> Path:
+def write_replica(out_dir: Path, layout: str = "0.8b", seed: int = 0, ends_turns: bool = False) -> Path:
     """Write one replica into `out_dir` (created); returns it."""
     spec = LAYOUTS[layout]
     config = config_json(spec)
     text = copy.deepcopy(config["text_config"])
-    tensors = _text_tensors(text, seed, stop_boost)
+    tensors = _text_tensors(text, seed, ends_turns)
     tensors.update(_vision_tensors(config["vision_config"], seed))
     tensors.update(_mtp_tensors(text, tensors, seed))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,9 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="0.8b")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stop-boost", type=float, default=None, help="scale <|im_end|>'s embedding row")
+    parser.add_argument(
+        "--ends-turns", action="store_true", help="a model that emits <|im_end|> within a few steps"
+    )
     args = parser.parse_args(argv)
-    write_replica(args.out_dir, args.layout, args.seed, args.stop_boost)
+    write_replica(args.out_dir, args.layout, args.seed, args.ends_turns)
     return 0
 
 

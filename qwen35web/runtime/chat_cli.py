@@ -1,4 +1,4 @@
-"""`qwen35web chat BUNDLE [--system TEXT] [sampling flags] [--no-thinking] [--json] [--save FILE]
+"""`qwen35web chat BUNDLE [--system TEXT] [sampling flags] [--thinking | --no-thinking] [--json] [--save FILE]
 [--resume FILE]`: hold a conversation with a bundle.
 
 On a terminal it is interactive: replies stream as they come (reasoning dimmed above the answer),
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from qwen35web.cli_support import OneLineParser
-from qwen35web.runtime.cli import add_sampling_arguments, sampling_params
+from qwen35web.runtime.cli import add_sampling_arguments, add_thinking_arguments, sampling_params
 from qwen35web.runtime.context_fit import ContextFullError
 from qwen35web.runtime.conversation import Conversation, TurnResult
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
@@ -63,7 +63,7 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument("bundle", type=Path, help="a bundle directory written by `qwen35web export`")
     chat.add_argument("--system", default=None, help="system message of a new conversation")
     add_sampling_arguments(chat, max_new_tokens=512)
-    chat.add_argument("--no-thinking", action="store_true", help="ask the template for no reasoning")
+    add_thinking_arguments(chat)
     chat.add_argument("--json", action="store_true", help="one JSON object per turn instead of text")
     chat.add_argument("--save", type=Path, default=None, help="write the conversation here at the end")
     chat.add_argument("--resume", type=Path, default=None, help="continue a conversation saved with --save")
@@ -102,7 +102,7 @@ class ChatSession:
         self.params: SamplingParams = sampling_params(args, runtime.manifest.generation)
         self.out = sys.stdout
         self.style = _Style(self.out)
-        self.conversation = Conversation(runtime, args.system, enable_thinking=not args.no_thinking)
+        self.conversation = Conversation(runtime, args.system, enable_thinking=args.enable_thinking)
         self.attached: list[str] = []  # image ids for the next message (interactive /image)
         # The last message a full context refused, with its images (for /drop).
         self.refused: tuple[str, list[str]] | None = None
