@@ -77,7 +77,7 @@ def published_replica(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def replica_export(tmp_path_factory: pytest.TempPathFactory, published_replica):
-    """A replica exported once per session: to a bundle (with its vision tower), or to transformers.js's layout."""
+    """A replica exported once per session: a bundle (with its vision tower) or transformers.js's layout."""
     from qwen35web.export.pipeline import ExportOptions, run_export
 
     def get(layout: str, target: str = "bundle") -> Path:
