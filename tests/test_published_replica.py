@@ -185,14 +185,16 @@ def _copy(source: Path, target: Path) -> Path:
     return target
 
 
-def test_a_shard_the_index_names_but_lacks_is_one_line(published_replica, tmp_path: Path) -> None:
+def test_a_shard_the_index_names_but_lacks_is_one_line(published_replica, tmp_path: Path, capsys) -> None:
+    from qwen35web.export.cli import main
+
     checkpoint = _copy(published_replica("4b"), tmp_path / "ckpt")
     (checkpoint / shard_names(2)[1]).unlink()
     out = tmp_path / "out"
-    done = _cli("export", str(checkpoint), str(out))
-    assert done.returncode == 2, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and shard_names(2)[1] in errors[0] and "Traceback" not in done.stderr
+    code = main([str(checkpoint), str(out)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and shard_names(2)[1] in errors[0] and "Traceback" not in err, err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
@@ -231,3 +233,10 @@ def test_generation_config_eos_lists_the_tokenizer_does_not_agree_with(
     assert stops([IM_END_ID, ENDOFTEXT_ID]) == tuple(STOP_IDS)
     with pytest.raises(BadInputError, match="outside the vocabulary"):
         stops([300000])
+
+
+def test_thinking_flags_need_a_chat(tmp_path: Path) -> None:
+    done = _cli("generate", str(tmp_path), "--prompt", "Hi", "--thinking")
+    assert done.returncode == 2 and done.stderr.count("error:") == 1 and "--chat" in done.stderr, done.stderr
+    done = _cli("chat", str(tmp_path), "--thinking", "--no-thinking")
+    assert done.returncode == 2 and "not allowed with" in done.stderr, done.stderr
