@@ -5,7 +5,7 @@
 The 0.8B shape with random weights (bench.artifacts builds it once under build/bench/0.8b: the
 `--dtype q4 --logits last` export), 8 fixed user messages of ~40 tokens, replies of exactly 64
 tokens (seeded sampling, no end-of-sequence before 64). Random weights write random token ids, so
-the bundle is driven with Qwen3.5's real vocabulary (tests/tokenizer/real_vocab.py): the replies
+the bundle is driven with Qwen3.5's real vocabulary (devtools/real_vocab.py): the replies
 decode to text of about their length and the history grows as it would with a real model. Then the
 conversation goes on with reuse until its history passes --long-history tokens, and that turn's
 time to first token is compared with a fresh prefill of the same prompt. Last, the conversation is
@@ -56,8 +56,8 @@ def _params(turn: int) -> SamplingParams:
 
 
 async def _open(bundle: Path, threads: int, budget: int) -> Runtime:
+    from devtools.real_vocab import real_tokenizer_json
     from qwen35web.runtime.tokenizer import Tokenizer
-    from tests.tokenizer.real_vocab import real_tokenizer_json
 
     runtime = await open_native(bundle, threads=threads, snapshot_budget=budget)
     # The real vocabulary instead of the bundle's small test tokenizer (see the module docstring).

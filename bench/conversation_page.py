@@ -56,7 +56,7 @@ TWO_THREAD_LONG_BUDGET_S = 15 * 60  # the 2-thread long run starts only while th
 
 def real_vocab_bundle(source: Path, target: Path) -> Path:
     """`source` with Qwen3.5's real tokenizer.json (weights hard-linked, the manifest entry rewritten)."""
-    from tests.tokenizer.real_vocab import real_tokenizer_json
+    from devtools.real_vocab import real_tokenizer_json
 
     if target.exists():
         shutil.rmtree(target)

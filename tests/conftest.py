@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.published_replica import write_replica
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model, write_text_checkpoint, write_vl_checkpoint
 from tests.old_bundles import copy_as_format_1
 
@@ -54,3 +55,37 @@ def export_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_text_dir: Path,
 def format_1_bundle(export_bundle, tmp_path: Path) -> Path:
     """A copy of the tiny fused bundle whose manifest is format 1 (before MRoPE position rows)."""
     return copy_as_format_1(export_bundle("text", "fused"), tmp_path / "format-1")
+
+
+_REPLICAS: dict[str, Path] = {}
+_REPLICA_EXPORTS: dict[tuple[str, str], Path] = {}
+
+
+@pytest.fixture(scope="session")
+def published_replica(tmp_path_factory: pytest.TempPathFactory):
+    """Replicas of the published Qwen3.5 repositories (devtools.published_replica), each built once per
+    session: "0.8b" with a model that ends its turns within a few tokens, "4b" as drawn."""
+
+    def get(layout: str) -> Path:
+        if layout not in _REPLICAS:
+            out = tmp_path_factory.mktemp("replica") / f"qwen3.5-{layout}"
+            _REPLICAS[layout] = write_replica(out, layout, ends_turns=layout == "0.8b")
+        return _REPLICAS[layout]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def replica_export(tmp_path_factory: pytest.TempPathFactory, published_replica):
+    """A replica exported once per session: a bundle (with its vision tower) or transformers.js's layout."""
+    from qwen35web.export.pipeline import ExportOptions, run_export
+
+    def get(layout: str, target: str = "bundle") -> Path:
+        key = (layout, target)
+        if key not in _REPLICA_EXPORTS:
+            out = tmp_path_factory.mktemp("replica-export") / f"{layout}-{target}"
+            run_export(ExportOptions(published_replica(layout), out, layout=target))
+            _REPLICA_EXPORTS[key] = out
+        return _REPLICA_EXPORTS[key]
+
+    return get

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qwen35web.export.errors import BadInputError
-from qwen35web.export.generation_config import merged_eos_ids, read_generation_config
+from qwen35web.export.generation_config import read_generation_config
 from qwen35web.export.pipeline import ExportOptions, run_export
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.manifest import load_local_manifest
@@ -43,7 +43,6 @@ def test_fields_the_runtime_understands_are_kept(tmp_path: Path) -> None:
         "top_p": 0.95,
         "top_k": 20,
     }
-    assert merged_eos_ids((248046,), section) == (248046, 248044)
     assert read_generation_config(tmp_path / "nothing-here") == {}
 
 

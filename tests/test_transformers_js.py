@@ -38,6 +38,7 @@ from qwen35web.export.layout_transformers_js import config_for
 from qwen35web.export.ort_runner import GraphRunner, batch_text_positions
 from qwen35web.export.validate import reference_greedy
 from qwen35web.runtime.graph_io import graph_inputs, text_positions
+from tests.run_async import run_async
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_DIR = ROOT / "tests" / "transformers_js"
@@ -66,13 +67,19 @@ def transformers_js_delta(prompt_tokens: int) -> int:
 # --- running transformers.js -------------------------------------------------------------------
 
 
-def run_transformers_js(folder: Path, prompt: str, new_tokens: int, work: Path) -> dict[str, Any]:
+def run_transformers_js(
+    folder: Path, prompt: str, new_tokens: int, work: Path, stop_at_eos: bool = False
+) -> dict[str, Any]:
     if shutil.which("node") is None:
         pytest.fail(f"these tests need node on PATH and the npm packages: {INSTALL_HINT}")
     if not (NODE_DIR / "node_modules" / "@huggingface" / "transformers").is_dir():
         pytest.fail(f"tests/transformers_js/node_modules is missing: {INSTALL_HINT}")
     request = work / f"request-{folder.name}.json"
-    request.write_text(json.dumps({"folder": str(folder), "prompt": prompt, "new_tokens": new_tokens}))
+    request.write_text(
+        json.dumps(
+            {"folder": str(folder), "prompt": prompt, "new_tokens": new_tokens, "stop_at_eos": stop_at_eos}
+        )
+    )
     proc = subprocess.run(
         ["node", str(SCRIPT), str(request)], cwd=NODE_DIR, capture_output=True, text=True, timeout=600
     )
@@ -426,3 +433,32 @@ def test_a_failure_while_arranging_keeps_what_the_user_had(
     assert code == 1 and len(_error_lines(err)) == 1 and "No space left" in err, err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def test_the_published_replica_stops_at_the_turn_end_in_transformers_js(
+    replica_export, tmp_path: Path
+) -> None:
+    """The 0.8B replica (whose model ends its turn after one token, tests/test_published_replica.py): its
+    folder's generation_config.json carries the bundle's stop ids, and transformers.js's own generate
+    ends the reply at <|im_end|> where the bundle does."""
+    from qwen35web.runtime.chat import render_chat
+    from qwen35web.runtime.native.open_bundle import open_native
+    from qwen35web.runtime.sampling import SamplingParams
+
+    folder = replica_export("0.8b", "transformers.js")
+    bundle = replica_export("0.8b")
+    assert eos_ids(folder) == (248044, 248046)
+
+    async def ours() -> tuple[str, list[int]]:
+        runtime = await open_native(bundle)
+        try:
+            messages = [{"role": "user", "content": "Tell me a story."}]
+            prompt = runtime.prompt(messages=messages)
+            result = await runtime.generate(prompt.ids, SamplingParams(greedy=True, max_new_tokens=16))
+            return render_chat(runtime.manifest.chat_template or "", messages), result.tokens
+        finally:
+            await runtime.close()
+
+    text, tokens = run_async(ours())
+    result = run_transformers_js(folder, text, 16, tmp_path, stop_at_eos=True)
+    assert result["generated"] == [*tokens, 248046], (result["generated"], tokens)

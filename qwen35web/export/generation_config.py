@@ -78,10 +78,3 @@ def read_generation_config(model_dir: Path, path: Path | None = None) -> dict[st
             raise BadInputError(f"{label}: '{key}' must be {description}, got {data[key]!r}")
         section[manifest_key] = kind(data[key])
     return section
-
-
-def merged_eos_ids(config_ids: tuple[int, ...], generation: dict[str, Any]) -> tuple[int, ...]:
-    """config.json's eos ids, then generation_config.json's others, each once, in that order."""
-    merged = list(config_ids)
-    merged += [i for i in generation.get("eos_token_ids", []) if i not in merged]
-    return tuple(merged)

@@ -7,7 +7,7 @@ directory as usual (bundle.save_graph, bundle.copy_model_files, `--validate`), t
 turns them into this layout before the directory is published:
 
     config.json             the text config as transformers.js reads it (see `config_for`)
-    generation_config.json  the checkpoint's, or the eos/pad ids when it has none
+    generation_config.json  the checkpoint's (or a new one) with the bundle's stop ids as eos_token_id
     tokenizer.json, tokenizer_config.json, and the checkpoint's optional tokenizer files
     onnx/model<suffix>.onnx              <suffix> by dtype: transformers.js's own table
     onnx/model<suffix>.onnx_data, _data_1, ...   its external data, named as transformers.js asks
@@ -155,18 +155,27 @@ def _relocate(proto: onnx.ModelProto, renames: dict[str, str]) -> int:
     return moved
 
 
-def _write_generation_config(staging: Path, model: ModelFacts) -> None:
-    """A checkpoint without generation_config.json still tells transformers.js when to stop."""
-    if (staging / GENERATION_CONFIG).is_file():
-        return
-    generation: dict[str, Any] = {"eos_token_id": list(model.eos_token_ids)}
+def _write_generation_config(staging: Path, model: ModelFacts, stop_ids: tuple[int, ...]) -> None:
+    """generation_config.json with the bundle's stop ids (chat_facts.stop_token_ids), so transformers.js
+    ends a reply where the bundle does: the checkpoint's file with its eos list replaced, or one made of
+    the stop and pad ids when it has none."""
+    path = staging / GENERATION_CONFIG
+    generation: dict[str, Any] = {}
+    if path.is_file():  # read and checked by generation_config.read_generation_config already
+        generation = json.loads(path.read_text(encoding="utf-8"))
+    generation["eos_token_id"] = list(stop_ids)
     if model.pad_token_id is not None:
-        generation["pad_token_id"] = model.pad_token_id
-    (staging / GENERATION_CONFIG).write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
+        generation.setdefault("pad_token_id", model.pad_token_id)
+    path.write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
 
 
 def arrange(
-    staging: Path, data_files: list[str], config: dict[str, Any], model: ModelFacts, dtype: str
+    staging: Path,
+    data_files: list[str],
+    config: dict[str, Any],
+    model: ModelFacts,
+    dtype: str,
+    stop_ids: tuple[int, ...],
 ) -> TransformersJsFolder:
     """Turn the staged bundle pieces (model.onnx, its `data_files`, config.json) into the layout.
 
@@ -191,7 +200,7 @@ def arrange(
     (staging / MODEL_FILE).unlink()
     tjs_config = config_for(config, graph, len(new_names), dtype)
     (staging / CONFIG_FILE).write_text(json.dumps(tjs_config, indent=2) + "\n", encoding="utf-8")
-    _write_generation_config(staging, model)
+    _write_generation_config(staging, model, stop_ids)
     return TransformersJsFolder(
         f"{ONNX_DIR}/{graph}", tuple(f"{ONNX_DIR}/{name}" for name in new_names), dtype
     )

@@ -16,11 +16,12 @@ import onnx_ir as ir
 
 from qwen35web.export import bundle, formats, layout_transformers_js
 from qwen35web.export.card_sampling import generation_section
+from qwen35web.export.chat_facts import stop_token_ids, thinking_default
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
 from qwen35web.export.errors import BadInputError, ValidationFailedError
-from qwen35web.export.generation_config import merged_eos_ids
 from qwen35web.export.lazy_weights import optimize_with_weights, weightless_decoder
+from qwen35web.export.mtp import check_mtp
 from qwen35web.export.passes.export_passes import export_passes
 from qwen35web.export.sampler_graph import sampler_model
 from qwen35web.export.trace import activation_dtype_name, trace_to_onnx
@@ -106,8 +107,10 @@ def _manifest(
     generation: dict[str, Any],
     choice: formats.Choice,
     vision: VisionInfo | None,
+    stop_ids: tuple[int, ...],
 ) -> Manifest:
     """The finished bundle's manifest (every file written, so the file table is complete)."""
+    template = bundle.chat_template(options.model_dir)
     return Manifest(
         model=spec,
         io=io_contract(model),
@@ -118,8 +121,9 @@ def _manifest(
         activation_dtype=activation_dtype_name(choice.format.trace_dtype),
         logits=options.logits,
         quantization=formats.manifest_fields(choice)["quantization"],
-        chat_template=bundle.chat_template(options.model_dir),
-        eos_token_ids=merged_eos_ids(spec.eos_token_ids, generation),
+        chat_template=template,
+        thinking_default=thinking_default(template),
+        eos_token_ids=stop_ids,
         pad_token_id=spec.pad_token_id,
         files=bundle.file_table(staging),
         provenance=bundle.provenance(),
@@ -152,8 +156,16 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
     if options.layout == layout_transformers_js.LAYOUT:
         layout_transformers_js.check_supported(config, options.dtype)
     bundle.check_tokenizer_files(options.model_dir)
+    stop_ids = stop_token_ids(
+        spec.eos_token_ids,
+        generation,
+        options.model_dir,
+        bundle.chat_template(options.model_dir),
+        spec.vocab_size,
+    )
     bundle.check_output_dir(options.out_dir, options.force)
     checkpoint = Checkpoint(options.model_dir)
+    check_mtp(spec, checkpoint)  # never exported; odd shapes are a warning
     # Weights are streamed: traced as fakes, read one at a time when a pass or the writer needs them.
     decoder = weightless_decoder(spec, checkpoint, choice.format.trace_dtype)
     decoder.last_position_only = options.logits == "last"
@@ -178,11 +190,13 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
             (staging / VALIDATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
         written: Manifest | layout_transformers_js.TransformersJsFolder
         if options.layout == layout_transformers_js.LAYOUT:
-            written = layout_transformers_js.arrange(staging, data_files, config, spec, options.dtype)
+            written = layout_transformers_js.arrange(
+                staging, data_files, config, spec, options.dtype, stop_ids
+            )
         else:
             onnx.save(sampler_model(), str(staging / SAMPLER_FILE))
             written = _manifest(
-                spec, _load_io(staging), options, data_files, staging, generation, choice, vision
+                spec, _load_io(staging), options, data_files, staging, generation, choice, vision, stop_ids
             )
             bundle.write_manifest(staging, written)
     if report is not None and not report["passed"]:

@@ -289,6 +289,9 @@ class Manifest:
     generation: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     vision: VisionInfo | None = None  # a vision-language bundle's tower (bundle_vision.py)
+    # What the chat template does when nobody passes enable_thinking: true (its generation prompt leaves
+    # <think> open), false (it closes or omits reasoning), None (no reasoning switch, or no template).
+    thinking_default: bool | None = None
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -322,6 +325,7 @@ class Manifest:
             "logits": self.logits,
             "quantization": self.quantization,
             "chat_template": self.chat_template,
+            "thinking_default": self.thinking_default,
             "eos_token_ids": list(self.eos_token_ids),
             "pad_token_id": self.pad_token_id,
             "files": {path: entry.to_json() for path, entry in self.files.items()},
@@ -346,6 +350,7 @@ class Manifest:
             logits=_choice(top, "logits", LOGITS),
             quantization=_optional_object(top, "quantization"),
             chat_template=_optional_str(top, "chat_template"),
+            thinking_default=_optional_bool(top, "thinking_default"),
             eos_token_ids=_int_list(top.get("eos_token_ids", []), "'eos_token_ids' must be a list of ints"),
             pad_token_id=_optional_int(top, "pad_token_id"),
             external_data=_external_data(top, entries),
@@ -418,6 +423,12 @@ def _optional_object(top: dict[str, Any], key: str) -> dict[str, Any] | None:
 def _optional_str(top: dict[str, Any], key: str) -> str | None:
     value = top.get(key)
     _require(value is None or isinstance(value, str), f"'{key}' must be a string or null")
+    return value
+
+
+def _optional_bool(top: dict[str, Any], key: str) -> bool | None:
+    value = top.get(key)
+    _require(value is None or isinstance(value, bool), f"'{key}' must be true, false or null")
     return value
 
 

@@ -124,7 +124,7 @@ class Conversation:
         self,
         runtime: Runtime,
         system: str | None = None,
-        enable_thinking: bool = True,
+        enable_thinking: bool | None = None,  # None: the template's own default (not passed)
         messages: list[Message] | None = None,
         tools: list[dict[str, Any]] | None = None,
     ):

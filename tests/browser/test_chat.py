@@ -42,6 +42,9 @@ def chat_url(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> Iterato
     manifest_path = bundle / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["chat_template"] = QWEN_LIKE_TEMPLATE
+    manifest["thinking_default"] = (
+        True  # what the export records for this template (it thinks unless told not to)
+    )
     manifest_path.write_text(json.dumps(manifest, indent=2))
     site = tmp_path_factory.mktemp("chat-web") / "site"
     build_site(SiteSpec(site, [(MODEL_NAME, bundle)], {MODEL_NAME: "Seeded tiny random checkpoint (test)."}))

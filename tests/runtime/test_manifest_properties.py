@@ -35,6 +35,7 @@ near_valid = st.fixed_dictionaries(
         "eos_token_ids": json_values,
         "pad_token_id": json_values,
         "chat_template": json_values,
+        "thinking_default": json_values,
     },
 )
 

@@ -9,9 +9,9 @@ import pytest
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
+from devtools.real_vocab import real_tokenizer_json
 from qwen35web.runtime.tokenizer import Tokenizer
 from tests.tokenizer.corpus import CORPUS
-from tests.tokenizer.real_vocab import real_tokenizer_json
 
 QWEN35_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"

@@ -7,10 +7,10 @@ import unicodedata
 
 import pytest
 
+from devtools.real_vocab import qwen_reference_tokenizer
 from qwen35web.runtime.tokenizer import Tokenizer
 from tests.tokenizer.conftest import TokenizerPair
 from tests.tokenizer.corpus import CORPUS
-from tests.tokenizer.real_vocab import qwen_reference_tokenizer
 
 
 @pytest.fixture(scope="module")

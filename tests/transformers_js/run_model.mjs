@@ -2,7 +2,7 @@
 // and report what it computes for one prompt, as JSON on stdout:
 //
 //   node run_model.mjs REQUEST.json
-//   REQUEST: {"folder": "/abs/path/to/export", "prompt": "text", "new_tokens": 16}
+//   REQUEST: {"folder": "/abs/path/to/export", "prompt": "text", "new_tokens": 16, "stop_at_eos": false}
 //
 // The model is loaded the way a user loads a local model (env.localModelPath, no remote models); the
 // only thing observed from outside is the session's run(): each call's input names and position_ids,
@@ -39,11 +39,12 @@ const [position_ids, rope_deltas] = model.get_rope_index(encoded.input_ids, null
 const prefill = await model({ ...encoded, position_ids });
 runs.length = 0;
 
-// Greedy, exactly new_tokens tokens (min_new_tokens keeps eos out, as transformers' min_new_tokens).
+// Greedy, exactly new_tokens tokens (min_new_tokens keeps eos out, as transformers' min_new_tokens), or
+// with `stop_at_eos` at most new_tokens, ending at the folder's generation_config.json eos ids.
 const sequences = await model.generate({
     ...encoded,
     max_new_tokens: request.new_tokens,
-    min_new_tokens: request.new_tokens,
+    min_new_tokens: request.stop_at_eos ? 0 : request.new_tokens,
     do_sample: false,
 });
 const promptLength = encoded.input_ids.dims[1];

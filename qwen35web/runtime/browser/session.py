@@ -169,6 +169,7 @@ class WebSession:
                 "weightBytes": weight_bytes,
                 "visionWeightBytes": vision_bytes,
                 "chat": manifest.chat_template is not None,
+                "thinkingDefault": manifest.thinking_default,
                 "contextTokens": self.runtime.max_context,
                 "vision": web_images.vision_facts(self.runtime),
                 "generation": _page_defaults(manifest.generation),

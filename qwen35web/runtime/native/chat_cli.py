@@ -1,4 +1,4 @@
-"""`qwen35web chat BUNDLE [--system TEXT] [sampling flags] [--no-thinking] [--json] [--save FILE]
+"""`qwen35web chat BUNDLE [--system TEXT] [sampling flags] [--thinking | --no-thinking] [--json] [--save FILE]
 [--resume FILE] [--tools FILE.json [--tool-choice auto|none|required|NAME]]`: hold a conversation.
 
 With --tools the model may call the tools the file lists (OpenAI function schemas): each call is
@@ -37,7 +37,11 @@ from qwen35web.runtime.conversation import Conversation, TurnResult
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.loaded_model import Runtime
-from qwen35web.runtime.native.generate_cli import add_sampling_arguments, sampling_params
+from qwen35web.runtime.native.generate_cli import (
+    add_sampling_arguments,
+    add_thinking_arguments,
+    sampling_params,
+)
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.tool_calls import ToolCall
 from qwen35web.runtime.tools import check_tools
@@ -71,7 +75,7 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument("bundle", type=Path, help="a bundle directory written by `qwen35web export`")
     chat.add_argument("--system", default=None, help="system message of a new conversation")
     add_sampling_arguments(chat, max_new_tokens=512)
-    chat.add_argument("--no-thinking", action="store_true", help="ask the template for no reasoning")
+    add_thinking_arguments(chat)
     chat.add_argument("--json", action="store_true", help="one JSON object per turn instead of text")
     chat.add_argument("--save", type=Path, default=None, help="write the conversation here at the end")
     chat.add_argument("--resume", type=Path, default=None, help="continue a conversation saved with --save")
@@ -137,7 +141,7 @@ class ChatSession:
         self.style = _Style(self.out)
         self.tools = load_tools(args.tools)
         self.conversation = Conversation(
-            runtime, args.system, enable_thinking=not args.no_thinking, tools=self.tools
+            runtime, args.system, enable_thinking=args.enable_thinking, tools=self.tools
         )
         self.attached: list[str] = []  # image ids for the next message (interactive /image)
         # The last message a full context refused, with its images (for /drop).

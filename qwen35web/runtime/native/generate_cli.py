@@ -1,5 +1,5 @@
-"""`qwen35web generate BUNDLE_DIR --prompt TEXT [--chat] [--max-new-tokens N] [--greedy]
-[--temperature T] [--top-k K] [--top-p P] [--presence-penalty P] [--frequency-penalty F]
+"""`qwen35web generate BUNDLE_DIR --prompt TEXT [--chat [--thinking | --no-thinking]] [--max-new-tokens N]
+[--greedy] [--temperature T] [--top-k K] [--top-p P] [--presence-penalty P] [--frequency-penalty F]
 [--reasoning-budget N] [--seed S] [--json]`."""
 
 from __future__ import annotations
@@ -74,6 +74,26 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int 
     add("--threads", type=int, default=None, help="onnxruntime intra-op threads [onnxruntime's choice]")
 
 
+def add_thinking_arguments(parser: argparse.ArgumentParser) -> None:
+    """--thinking / --no-thinking: the template's enable_thinking, passed only when one is given."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--thinking",
+        dest="enable_thinking",
+        action="store_const",
+        const=True,
+        default=None,
+        help="ask the template for reasoning [the template's default: the manifest's thinking_default]",
+    )
+    group.add_argument(
+        "--no-thinking",
+        dest="enable_thinking",
+        action="store_const",
+        const=False,
+        help="ask the template for no reasoning",
+    )
+
+
 def sampling_params(args: argparse.Namespace, generation: Mapping[str, Any]) -> SamplingParams:
     """The flags given, over the bundle's sampling defaults (`generation`: the manifest's section)."""
     user = {
@@ -110,6 +130,7 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
         metavar="PATH",
     )
     add_sampling_arguments(gen)
+    add_thinking_arguments(gen)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     return gen
 
@@ -121,15 +142,21 @@ async def _generate(args: argparse.Namespace) -> int:
     sampling_params(args, {})  # bad flags fail before the bundle loads
     if args.image and not args.chat:
         raise GenerationInputError("--image needs --chat (images go into a chat message)")
+    if args.enable_thinking is not None and not args.chat:
+        raise GenerationInputError(
+            "--thinking and --no-thinking need --chat (they choose the template's mode)"
+        )
     runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)
     params = sampling_params(args, runtime.manifest.generation)
     cancel = CancelToken()
     try:
         if args.image:
             image_ids = [runtime.add_image(path) for path in args.image]  # every file checked first
-            prompt = runtime.prompt(messages=[image_message(args.prompt, image_ids)])
+            prompt = runtime.prompt(
+                messages=[image_message(args.prompt, image_ids)], enable_thinking=args.enable_thinking
+            )
         else:
-            prompt = runtime.prompt(args.prompt, chat=args.chat)
+            prompt = runtime.prompt(args.prompt, chat=args.chat, enable_thinking=args.enable_thinking)
         runtime.generator.check_prompt(prompt.ids)
         async for piece in runtime.stream(prompt.ids, params, cancel, images=prompt.images):
             if not args.json:

@@ -51,6 +51,9 @@ export interface ModelFacts {
   /** The vision and patchify graphs' (0 for a text-only bundle). */
   visionWeightBytes: number;
   chat: boolean;
+  /** What the chat template does when `enableThinking` is not passed: true (it reasons first), false,
+   * or null (no reasoning switch, or no template): the manifest's `thinking_default`. */
+  thinkingDefault: boolean | null;
   /** Tokens a conversation may hold. */
   contextTokens: number;
   /** A vision-language bundle's image settings; null when the bundle takes no images. */

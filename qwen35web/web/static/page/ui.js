@@ -77,6 +77,7 @@ function showModel() {
   $("model-note").textContent = info.note;
   $("model-note").hidden = !info.note;
   applyBundleDefaults(facts.generation || {}, facts.generationSource, facts.penalties !== false);
+  applyThinkingDefault(facts.thinkingDefault);
   const weights = info.weights;
   const where = weights.cachedFiles && !weights.downloadedBytes ? "weights from cache" : `${megabytes(weights.downloadedBytes)} downloaded`;
   $("load-text").textContent = `Ready in ${(info.timings.totalMs / 1000).toFixed(1)} s (${where})`;
@@ -148,6 +149,22 @@ function applyBundleDefaults(generation, source, penalties) {
     : "The model recommends no sampling settings: these are the page's defaults.";
 }
 
+// The Thinking toggle starts at what the template does by default (the manifest's thinking_default)
+// and is hidden where the template has no reasoning switch (null).
+function applyThinkingDefault(thinkingDefault) {
+  const toggle = $("thinking");
+  toggle.closest("label").hidden = typeof thinkingDefault !== "boolean";
+  toggle.checked = thinkingDefault === true;
+  toggle.dataset.default = String(thinkingDefault === true);
+}
+
+// enable_thinking is passed only when the person chose other than the template's default.
+function thinkingChoice() {
+  const toggle = $("thinking");
+  if (toggle.closest("label").hidden || String(toggle.checked) === toggle.dataset.default) return undefined;
+  return toggle.checked;
+}
+
 function numberSetting(id, label, integer) {
   const value = Number($(id).value);
   if (!Number.isFinite(value) || (integer && !Number.isInteger(value))) {
@@ -172,7 +189,7 @@ function readSettings() {
     presencePenalty: optionalSetting("presence-penalty", "Presence penalty", false),
     frequencyPenalty: optionalSetting("frequency-penalty", "Frequency penalty", false),
     reasoningBudget: optionalSetting("reasoning-budget", "Reasoning budget", true),
-    enableThinking: $("thinking").checked,
+    enableThinking: thinkingChoice(),
     // Reproducible runs from the address: ?seed=N (sampling) and ?minNewTokens=N (no end of text before N).
     seed: positiveInteger("seed"),
     minNewTokens: positiveInteger("minNewTokens"),
