@@ -140,9 +140,8 @@ class ChatCompletion:
             "top_logprobs": top_logprobs,
         }
         try:
-            thinking = True if request.enable_thinking is None else request.enable_thinking
             self.conversation = Conversation(
-                runtime, messages=messages, tools=request.tools, enable_thinking=thinking
+                runtime, messages=messages, tools=request.tools, enable_thinking=request.enable_thinking
             )
             self._pieces = aiter(self.conversation.reply(params, cancel, **options))
             self._first = [await anext(self._pieces)]
