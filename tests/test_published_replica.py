@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from devtools.published_replica import ENDOFTEXT_ID, IM_END_ID, INDEX_FILE, shard_names
+from qwen35web.export.card_sampling import CARD_SAMPLING, card_source
 from qwen35web.export.chat_facts import stop_token_ids, thinking_default
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import read_config_json, spec_from_config
@@ -97,7 +98,10 @@ def test_the_export_records_the_stop_ids_and_the_thinking_default(
     manifest = load_local_manifest(replica_export(layout))
     assert list(manifest.eos_token_ids) == STOP_IDS  # config's <|endoftext|> and the turn's <|im_end|>
     assert manifest.thinking_default is thinks
-    assert manifest.generation == {} and manifest.vision is not None
+    # No generation_config.json: the model card's values for the mode the template starts in, said so.
+    mode = "thinking" if thinks else "non-thinking"
+    assert manifest.generation == {**CARD_SAMPLING[mode], "source": card_source(mode)}
+    assert manifest.vision is not None
 
 
 def _transformers_greedy(checkpoint: Path, prompt_ids: list[int]) -> list[int]:
