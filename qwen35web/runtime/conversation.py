@@ -17,6 +17,7 @@ from qwen35web.runtime.chat import Message
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
+from qwen35web.runtime.prefill_ahead import prepare
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.runtime import Runtime
@@ -99,6 +100,7 @@ class Conversation:
         self.messages: list[Message] = list(messages) if messages is not None else self._start()
         self.last: TurnResult | None = None
         self.dropped: list[Message] = []  # turns left out to fit the context, oldest first
+        self.prefill_ahead = True  # after each reply, prefill the next turn's opening (prefill_ahead)
 
     def _start(self) -> list[Message]:
         return [{"role": "system", "content": self.system}] if self.system else []
@@ -108,6 +110,13 @@ class Conversation:
         self.messages = self._start()
         self.last = None
         self.dropped = []
+        self.runtime.ahead.cancel()
+
+    def prepare(self, draft: str = "") -> int:
+        """Prefill in the background what the next turn starts with: the history as it will be
+        rendered, the user turn's opening and the stable part of `draft` (the message as typed so
+        far). The next turn waits at most one chunk for it. Returns the tokens aimed at."""
+        return prepare(self.runtime, self.messages, draft, self.enable_thinking)
 
     def fit(
         self, user_text: str, drop_oldest: bool = False, reply_room: int = 1, image_ids: Sequence[str] = ()
@@ -159,6 +168,8 @@ class Conversation:
             self.dropped += [m for m in self.messages if id(m) not in kept]
         self.messages = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
         self.last = result
+        if self.prefill_ahead:
+            self.prepare()
 
     async def say(
         self,

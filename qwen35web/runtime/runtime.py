@@ -7,7 +7,7 @@ differs (`open_native` here, the web module's loader in the browser).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -19,6 +19,7 @@ from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult, Generator
 from qwen35web.runtime.manifest import load_local_manifest
+from qwen35web.runtime.prefill_ahead import PrefillAhead
 from qwen35web.runtime.prefix_cache import DEFAULT_BUDGET_BYTES, PrefixCache
 from qwen35web.runtime.prompt import Prompt, chat_prompt, plain_prompt
 from qwen35web.runtime.runner import ModelRunner
@@ -54,6 +55,8 @@ class Runtime:
         self.generator = Generator(
             self.runner, tokenizer, manifest.eos_token_ids, context, prefill_chunk, self.cache
         )
+        # Background prefill of what the next turn will start with; every runner use holds it off.
+        self.ahead = PrefillAhead(self)
 
     @property
     def max_context(self) -> int:
@@ -116,19 +119,22 @@ class Runtime:
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
     ) -> GenerationResult:
-        async for _ in self.generator.stream(prompt_ids, params, cancel, snapshot_at):
+        async for _ in self.stream(prompt_ids, params, cancel, snapshot_at):
             pass
         return self.generator.result
 
-    def stream(
+    async def stream(
         self,
         prompt_ids: list[int],
         params: SamplingParams,
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
         images: Any = None,
-    ):
-        return self.generator.stream(prompt_ids, params, cancel, snapshot_at, images)
+    ) -> AsyncIterator[str]:
+        """The generator's stream, once background prefill has stopped (within one chunk)."""
+        async with self.ahead.hold():
+            async for text in self.generator.stream(prompt_ids, params, cancel, snapshot_at, images):
+                yield text
 
     def held_tensors(self) -> int:
         """Distinct tensors the runner and the kept snapshots hold (leak checks compare with live)."""
@@ -142,11 +148,14 @@ class Runtime:
     async def logits(self, token_ids: list[int]) -> list[float]:
         """Last-position logits after `token_ids` from a fresh state (parity checks)."""
         self.generator.check_prompt(token_ids)
-        self.runner.reset()
-        await self.runner.forward(token_ids)
-        return await self.runner.last_logits()
+        async with self.ahead.hold(keep_target=True):
+            self.runner.reset()
+            await self.runner.forward(token_ids)
+            return await self.runner.last_logits()
 
     async def close(self) -> None:
+        async with self.ahead.hold():
+            pass
         if self.cache is not None:
             self.cache.clear()
         self.runner.close()

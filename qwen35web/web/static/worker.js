@@ -82,7 +82,9 @@ async function addImage(id, { source }) {
 const HANDLERS = {
   addImage,
   saveConversation,
-  restoreConversation: async (id, { bytes }) => checked(session.restore_conversation(bytes)),
+  restoreConversation: async (id, { bytes }) => checked(await session.restore_conversation(bytes)),
+  // Starts background prefill (Python keeps it running between calls; any later call pre-empts it).
+  prepare: async (id, { request }) => checked(await session.prepare(JSON.stringify(request))),
   init,
   generate,
   logits: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
