@@ -18,6 +18,7 @@ prefix of the turn's own prompt, and a state holds exactly what a fresh prefill 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_AHEAD_CHUNK = 16  # tokens per background forward: what a request may have to wait for
+DEFAULT_AHEAD_CHUNK = 8  # tokens per background forward: the most a request may wait for
 AHEAD_LABEL, DRAFT_LABEL = "ahead", "draft"
 KEPT_DRAFT_SNAPSHOTS = 4  # the newest draft snapshots kept (edits reuse them); older ones go first
 # Two next user messages that differ in their first character: what their renders share is what
@@ -80,20 +81,43 @@ def stable_text(tokenizer: Any, draft: str) -> str:
     return "".join(pieces)
 
 
-def draft_target(
-    runtime: Runtime, messages: list[Message], draft: str, enable_thinking: bool | None
-) -> list[int]:
-    """Tokens of the next prompt fixed by `messages` and the stable prefix of the typed `draft`.
+@dataclass(frozen=True)
+class Opening:
+    """The next turn's opening for one conversation, kept while the person types (each draft then
+    costs two encodes of its own text, not two renders of the whole conversation)."""
 
-    The conversation is rendered with the stable text as the whole message and with the draft; what
-    they share ends with the stable text's tokens (the template's end-of-turn token follows one,
-    more text the other). Never shorter than the opening when the draft has no stable part."""
+    key: str  # the conversation it belongs to
+    ids: list[int]
+    head: int  # ids[:head] end with the last special token: the text after it is encoded alone
+    tail_text: str  # the text of ids[head:] (`user\n`): a draft's tokens are encode(tail_text + draft)
+
+
+def opening_for(runtime: Runtime, messages: list[Message], enable_thinking: bool | None) -> Opening:
+    key = json.dumps([messages, enable_thinking], sort_keys=True, default=str)
+    ids = next_turn_opening(runtime, messages, enable_thinking)
+    tokenizer = runtime.tokenizer
+    special = getattr(tokenizer, "special_ids", frozenset())
+    head = max((i + 1 for i, t in enumerate(ids) if t in special), default=0)
+    tail_text = tokenizer.decode(ids[head:])
+    if ids[head:] != tokenizer.encode(tail_text):  # does not spell back: no fast path
+        head, tail_text = len(ids), ""
+    return Opening(key, ids, head, tail_text)
+
+
+def draft_target(runtime: Runtime, opening: Opening, draft: str) -> list[int]:
+    """Tokens of the next prompt fixed by the conversation and the stable prefix of the typed
+    `draft`. The tokenizer splits its input at special tokens, so the user turn's text after the
+    opening's last one is encoded on its own; this assumes the template writes the user's text right
+    after the opening, as Qwen's do (were it not so, the work would only be wasted: a turn resumes
+    from exact prefixes of its own prompt alone). Never shorter than the opening."""
     stable = stable_text(runtime.tokenizer, draft)
-    if not stable.strip():
-        return next_turn_opening(runtime, messages, enable_thinking)
-    full = _render(runtime, [*messages, _user(draft)], enable_thinking)
-    cut = _render(runtime, [*messages, _user(stable)], enable_thinking)
-    return common_prefix(full, cut)
+    if not stable.strip() or opening.head == len(opening.ids):
+        return opening.ids
+    encode, head = runtime.tokenizer.encode, opening.ids[: opening.head]
+    full = head + encode(opening.tail_text + draft)
+    cut = head + encode(opening.tail_text + stable)
+    shared = common_prefix(full, cut)
+    return shared if len(shared) > len(opening.ids) else opening.ids
 
 
 def split_draft(messages: list[Message]) -> tuple[list[Message], str]:
@@ -109,12 +133,13 @@ def prepare(runtime: Runtime, messages: list[Message], draft: str, enable_thinki
     """Start prefilling, in the background, what the turn after `messages` starts with (with the
     stable part of `draft`, the message being typed, when there is one). Returns the target's token
     count (0: nothing to do: no cache, no chat template, images in the conversation)."""
-    if not runtime.ahead.enabled or runtime.manifest.chat_template is None or image_ids_in(messages):
+    ahead = runtime.ahead
+    if not ahead.enabled or runtime.manifest.chat_template is None or image_ids_in(messages):
         return 0
-    if draft.strip():
-        target = draft_target(runtime, messages, draft, enable_thinking)
-    else:
-        target = next_turn_opening(runtime, messages, enable_thinking)
+    opening = ahead.opening
+    if opening is None or opening.key != json.dumps([messages, enable_thinking], sort_keys=True, default=str):
+        opening = ahead.opening = opening_for(runtime, messages, enable_thinking)
+    target = draft_target(runtime, opening, draft) if draft.strip() else opening.ids
     if len(target) >= runtime.max_context:
         return 0
     runtime.ahead.start(target, DRAFT_LABEL if draft.strip() else AHEAD_LABEL)
@@ -127,6 +152,7 @@ class AheadStats:
     held_tokens: int = 0  # how many of them the runner or a snapshot holds now
     prefilled_tokens: int = 0  # run in the background so far (all jobs)
     preempted: int = 0  # jobs stopped before their end by a request
+    last_wait_ms: float = 0.0  # what the last request waited for the chunk in flight
     running: bool = False
 
 
@@ -143,6 +169,7 @@ class PrefillAhead:
         self._job = 0  # the current job's number: a job runs while it is still the current one
         self._holds = 0
         self.stats = AheadStats()
+        self.opening: Opening | None = None  # the last conversation's next-turn opening (drafts reuse it)
 
     # -- what to prefill ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ differs (`open_native` here, the web module's loader in the browser).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from functools import partial
@@ -131,10 +132,15 @@ class Runtime:
         snapshot_at: Sequence[int] = (),
         images: Any = None,
     ) -> AsyncIterator[str]:
-        """The generator's stream, once background prefill has stopped (within one chunk)."""
+        """The generator's stream, once background prefill has stopped (within one chunk); the
+        result's first_token_ms counts that wait too."""
+        waiting = time.perf_counter()
         async with self.ahead.hold():
+            waited_ms = (time.perf_counter() - waiting) * 1000
+            self.ahead.stats.last_wait_ms = waited_ms
             async for text in self.generator.stream(prompt_ids, params, cancel, snapshot_at, images):
                 yield text
+            self.generator.result.first_token_ms += waited_ms
 
     def held_tensors(self) -> int:
         """Distinct tensors the runner and the kept snapshots hold (leak checks compare with live)."""
