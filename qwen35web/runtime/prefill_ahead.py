@@ -96,7 +96,7 @@ def opening_for(runtime: Runtime, messages: list[Message], enable_thinking: bool
     key = json.dumps([messages, enable_thinking], sort_keys=True, default=str)
     ids = next_turn_opening(runtime, messages, enable_thinking)
     tokenizer = runtime.tokenizer
-    special = getattr(tokenizer, "special_ids", frozenset())
+    special: frozenset[int] = getattr(tokenizer, "special_ids", frozenset())
     head = max((i + 1 for i, t in enumerate(ids) if t in special), default=0)
     tail_text = tokenizer.decode(ids[head:])
     if ids[head:] != tokenizer.encode(tail_text):  # does not spell back: no fast path
