@@ -129,6 +129,11 @@ def _send(pieces: list[Piece], on_text: Callable[..., Any]) -> None:
         on_text(piece.text, piece.kind)
 
 
+def _camel(fields: dict[str, Any]) -> dict[str, Any]:
+    """snake_case keys as the page names them (target_tokens -> targetTokens)."""
+    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v for k, v in fields.items()}
+
+
 def _parse_request(request_json: str) -> dict[str, Any]:
     try:
         request = json.loads(request_json)
@@ -364,7 +369,7 @@ class WebSession:
                 "snapshotBytes": cache.held_bytes() if cache is not None else 0,
                 # Time spent taking them (no copies: the states stay where they are, GPU included).
                 "snapshotMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
-                "ahead": dataclasses.asdict(self.runtime.ahead.stats),  # background prefill
+                "ahead": _camel(dataclasses.asdict(self.runtime.ahead.stats)),  # background prefill
             }
         )
 
