@@ -17,7 +17,7 @@ from qwen35web.runtime.chat import Message
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
-from qwen35web.runtime.prefill_ahead import prepare
+from qwen35web.runtime.prefill_ahead import prepare, prepare_next_turn
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.runtime import Runtime
@@ -169,7 +169,7 @@ class Conversation:
         self.messages = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
         self.last = result
         if self.prefill_ahead:
-            self.prepare()
+            prepare_next_turn(self.runtime, self.messages, self.enable_thinking)
 
     async def say(
         self,

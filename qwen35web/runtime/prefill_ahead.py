@@ -120,6 +120,15 @@ def draft_target(runtime: Runtime, opening: Opening, draft: str) -> list[int]:
     return shared if len(shared) > len(opening.ids) else opening.ids
 
 
+def prepare_next_turn(runtime: Runtime, messages: list[Message], enable_thinking: bool | None) -> None:
+    """After a reply: prepare the next turn's opening. Only a help: a failure here (a template that
+    cannot render the probes, say) is logged and never reaches the turn that just ended."""
+    try:
+        prepare(runtime, messages, "", enable_thinking)
+    except Exception:
+        logger.exception("the next turn cannot be prepared ahead; it will prefill on its own")
+
+
 def split_draft(messages: list[Message]) -> tuple[list[Message], str]:
     """(the conversation, the message being typed): a trailing user message of plain text is the
     draft; otherwise there is none (the next turn's opening is what can be prepared)."""

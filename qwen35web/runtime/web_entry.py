@@ -250,10 +250,8 @@ class WebSession:
             last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
             if splitter is not None and request.get("prefillAhead", True):
                 # While the reply is read: the next turn's opening, in the background.
-                reply = assistant_message(splitter.text, splitter.reasoning)
-                prefill_ahead.prepare(
-                    self.runtime, [*fitted.messages, reply], "", request.get("enableThinking")
-                )
+                following = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
+                prefill_ahead.prepare_next_turn(self.runtime, following, request.get("enableThinking"))
         except Exception as err:  # the page shows one sentence; see _error
             return _error(err)
         finally:
@@ -319,15 +317,8 @@ class WebSession:
             messages = request.get("messages")
             if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
                 raise GenerationInputError("messages must be a list of {role, content} objects")
-            thinking = request.get("enableThinking")
-            draft = ""
-            if (
-                messages
-                and messages[-1].get("role") == "user"
-                and isinstance(messages[-1].get("content"), str)
-            ):
-                draft, messages = messages[-1]["content"], messages[:-1]
-            target = prefill_ahead.prepare(self.runtime, messages, draft, thinking)
+            history, draft = prefill_ahead.split_draft(messages)
+            target = prefill_ahead.prepare(self.runtime, history, draft, request.get("enableThinking"))
             return json.dumps({"targetTokens": target})
         except Exception as err:
             return _error(err)

@@ -4,6 +4,7 @@ turn, yields to a request within one chunk, and is never reused once the convers
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 
@@ -171,3 +172,25 @@ def test_other_requests_hold_the_background_off_and_it_goes_on_after(export_bund
     fresh_logits, _ = run_async(_fresh(bundle, ids))
     assert np.abs(logits - fresh_logits).max() <= 1e-5
     assert held
+
+
+async def _web_session(bundle):
+    from qwen35web.runtime.web_entry import WebSession
+
+    session = WebSession(await open_native(bundle), "tiny")
+    messages = [{"role": "user", "content": "Hello there."}, {"role": "assistant", "content": "Hi."}]
+    draft = json.dumps({"messages": [*messages, {"role": "user", "content": "Tell me about json and"}]})
+    prepared = json.loads(await session.prepare(draft))
+    await session.runtime.ahead.settled()
+    ahead = json.loads(session.stats())["ahead"]
+    bad = [json.loads(await session.prepare(text)) for text in ("[1]", '{"messages": 3}', "not json")]
+    await session.runtime.close()
+    return prepared, ahead, bad
+
+
+def test_the_web_session_prepares_drafts_and_refuses_bad_input(export_bundle):
+    prepared, ahead, bad = run_async(_web_session(export_bundle("text", "fused")))
+    assert prepared["targetTokens"] > 0
+    assert ahead["heldTokens"] == ahead["targetTokens"] == prepared["targetTokens"]
+    assert ahead["prefilledTokens"] > 0 and not ahead["running"]
+    assert all(b["errorType"] == "GenerationInputError" for b in bad), bad
