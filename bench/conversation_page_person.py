@@ -34,6 +34,10 @@ from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving
 
 log = logging.getLogger("bench.conversation_page_person")
+VOCAB = {
+    "0.8b": "0.8B shape, random weights, the q8 wasm bundle, Qwen3.5's real vocabulary",
+    "tiny": "the seeded test checkpoint, its own tokenizer",
+}
 
 
 def _settings(page: Any) -> None:
@@ -123,8 +127,9 @@ def write_report(data: dict[str, Any], out: Path) -> None:
     lines = [
         "# The page with a simulated person: Send to first token, prefill ahead and typing off vs on",
         "",
-        f"Headless Chromium, wasm, {data['threads']} thread(s), model {data['model']} with Qwen3.5's real "
-        f"vocabulary; replies of {REPLY_TOKENS} tokens read at {data['read_cps']} characters/s, messages "
+        f"Headless Chromium, wasm, {data['threads']} thread(s), model {data['model']} "
+        f"({VOCAB[data['model']]}); "
+        f"replies of {REPLY_TOKENS} tokens read at {data['read_cps']} characters/s, messages "
         f"typed at {data['type_cps']} characters/s. 1-minute load average before: {data['load_average']} "
         f"(2 shared cores). Command: `{data['command']}`.",
         "",
