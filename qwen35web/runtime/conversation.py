@@ -36,6 +36,7 @@ from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.logprobs import TokenLogprob
+from qwen35web.runtime.prefill_ahead import prepare, prepare_next_turn
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.sampling import SamplingParams
@@ -138,6 +139,7 @@ class Conversation:
         self.messages: list[Message] = given if messages is not None else self._start()
         self.last: TurnResult | None = None
         self.dropped: list[Message] = []  # turns left out to fit the context, oldest first
+        self.prefill_ahead = True  # after each reply, prefill the next turn's opening (prefill_ahead)
 
     def _start(self) -> list[Message]:
         return [{"role": "system", "content": self.system}] if self.system else []
@@ -147,6 +149,13 @@ class Conversation:
         self.messages = self._start()
         self.last = None
         self.dropped = []
+        self.runtime.ahead.cancel()
+
+    def prepare(self, draft: str = "") -> int:
+        """Prefill in the background what the next turn starts with: the history as it will be
+        rendered, the user turn's opening and the stable part of `draft` (the message as typed so
+        far). The next turn waits at most one chunk for it. Returns the tokens aimed at."""
+        return prepare(self.runtime, self.messages, draft, self.enable_thinking)
 
     def add_tool_result(self, tool_call_id: str, content: str, name: str | None = None) -> None:
         """A tool's result, for the calls of the last reply; `reply` then lets the model go on."""
@@ -244,6 +253,8 @@ class Conversation:
         reply = assistant_message(result.text, splitter.reasoning, result.tool_calls)
         self.messages = [*fitted.messages, reply]
         self.last = result
+        if self.prefill_ahead:
+            prepare_next_turn(self.runtime, self.messages, self.enable_thinking)
 
     async def say(
         self,

@@ -6,7 +6,8 @@ differs (`native/open_bundle.open_native`, the page's `browser/session.open_sess
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -16,6 +17,7 @@ from qwen35web.runtime.chat import Message
 from qwen35web.runtime.engine import Engine
 from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult, Generator, TokenConstraint
+from qwen35web.runtime.prefill_ahead import PrefillAhead
 from qwen35web.runtime.prefix_cache import DEFAULT_BUDGET_BYTES, PrefixCache
 from qwen35web.runtime.prompt import Prompt, chat_prompt, plain_prompt
 from qwen35web.runtime.runner import ModelRunner
@@ -58,6 +60,8 @@ class Runtime:
         self.generator = Generator(
             self.runner, tokenizer, manifest.eos_token_ids, context, prefill_chunk, self.cache
         )
+        # Background prefill of what the next turn will start with; every runner use holds it off.
+        self.ahead = PrefillAhead(self)
 
     @property
     def max_context(self) -> int:
@@ -125,11 +129,11 @@ class Runtime:
         cancel: CancelToken | None = None,
         snapshot_at: Sequence[int] = (),
     ) -> GenerationResult:
-        async for _ in self.generator.stream(prompt_ids, params, cancel, snapshot_at):
+        async for _ in self.stream(prompt_ids, params, cancel, snapshot_at):
             pass
         return self.generator.result
 
-    def stream(
+    async def stream(
         self,
         prompt_ids: list[int],
         params: SamplingParams,
@@ -138,11 +142,25 @@ class Runtime:
         images: Any = None,
         constraint: TokenConstraint | None = None,
         top_logprobs: int | None = None,
-    ):
-        """Text pieces as they are generated (see Generator.stream); `generator.result` afterwards."""
-        return self.generator.stream(
-            prompt_ids, params, cancel, snapshot_at, images, constraint=constraint, top_logprobs=top_logprobs
-        )
+    ) -> AsyncIterator[str]:
+        """The generator's stream (see Generator.stream; `generator.result` afterwards), once background
+        prefill has stopped (within one chunk); the result's first_token_ms counts that wait too."""
+        waiting = time.perf_counter()
+        async with self.ahead.hold():
+            waited_ms = (time.perf_counter() - waiting) * 1000
+            self.ahead.stats.last_wait_ms = waited_ms
+            stream = self.generator.stream(
+                prompt_ids,
+                params,
+                cancel,
+                snapshot_at,
+                images,
+                constraint=constraint,
+                top_logprobs=top_logprobs,
+            )
+            async for text in stream:
+                yield text
+            self.generator.result.first_token_ms += waited_ms
 
     def held_tensors(self) -> int:
         """Distinct tensors the runner and the kept snapshots hold (leak checks compare with live)."""
@@ -156,11 +174,14 @@ class Runtime:
     async def logits(self, token_ids: list[int]) -> list[float]:
         """Last-position logits after `token_ids` from a fresh state (parity checks)."""
         self.generator.check_prompt(token_ids)
-        self.runner.reset()
-        await self.runner.forward(token_ids)
-        return await self.runner.last_logits()
+        async with self.ahead.hold(keep_target=True):
+            self.runner.reset()
+            await self.runner.forward(token_ids)
+            return await self.runner.last_logits()
 
     async def close(self) -> None:
+        async with self.ahead.hold():
+            pass
         if self.cache is not None:
             self.cache.clear()
         self.runner.close()

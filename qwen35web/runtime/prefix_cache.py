@@ -248,6 +248,13 @@ class PrefixCache:
         for tensor, _ in snapshot.tensors():
             self.engine.release(tensor)
 
+    def keep_newest(self, label: str, count: int) -> None:
+        """Drop all but the `count` most recently used snapshots labelled `label` (drafts: each edit
+        adds one; only the latest few are worth their recurrent states)."""
+        labelled = sorted((s for s in self.snapshots if s.label == label), key=lambda s: s.last_used)
+        for old in labelled[: max(0, len(labelled) - count)]:
+            self._drop(old)
+
     def clear(self) -> None:
         for snapshot in list(self.snapshots):
             self._drop(snapshot)

@@ -128,11 +128,12 @@ def test_a_reload_continues_without_prefilling_the_history(chat_context, chat_ur
     watched = _open(chat_context, chat_url)
     page = watched.page
     assert page.locator(".turn.user").count() == 3 and page.locator(".turn.assistant").count() == 3
+    page.evaluate("app.restored()")  # the state loads in the background; the page was usable before
     restored = page.evaluate("app.chat().restoredTokens")
     assert restored > 0
     _settings(page, 6)
     result = _send(page, "One more question.")
-    assert result["reusedTokens"] == restored
+    assert result["reusedTokens"] >= restored  # and what was prefilled ahead since
     assert result["prefilledTokens"] < result["promptTokens"] / 2
 
     # Regenerate: the same prompt again, resumed from the state kept before the reply.

@@ -185,8 +185,10 @@ def test_aborted_load_and_disposed_model_reject_with_abort_errors(module_model: 
     got = module_model.page.evaluate(f"""async () => {{
         {IMPORT}
         const controller = new AbortController();
-        const loading = m.load({{ bundle: './models/{MODEL_NAME}/', signal: controller.signal }});
-        setTimeout(() => controller.abort(), 50);
+        // Abort once the load reports its first progress: mid-load by what the module says, not by a timer.
+        const loading = m.load({{
+            bundle: './models/{MODEL_NAME}/', signal: controller.signal, onProgress: () => controller.abort(),
+        }});
         const aborted = await loading.then(() => 'loaded', e => e.name);
         const other = await m.load({{ bundle: './models/{MODEL_NAME}/', backend: 'wasm' }});
         other.dispose();

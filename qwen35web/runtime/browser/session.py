@@ -8,6 +8,7 @@ with a sentence meant for the page, never as a Python traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,10 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from qwen35web.runtime import saved_conversation
+from qwen35web.runtime import prefill_ahead, saved_conversation
 from qwen35web.runtime.browser import images as web_images
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.context_fit import Fitted, fit
+from qwen35web.runtime.conversation import assistant_message
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError, error_code
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
@@ -130,6 +132,11 @@ def _messages(messages_json: str) -> list[Any]:
 def _send(pieces: list[Piece], on_text: Callable[..., Any]) -> None:
     for piece in pieces:
         on_text(piece.text, piece.kind)
+
+
+def _camel(fields: dict[str, Any]) -> dict[str, Any]:
+    """snake_case keys as the page names them (target_tokens -> targetTokens)."""
+    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v for k, v in fields.items()}
 
 
 def _parse_request(request_json: str) -> dict[str, Any]:
@@ -251,6 +258,10 @@ class WebSession:
                 _send(splitter.flush(), on_text)
             # Parity checks: the last fed position's logits (the module's returnLogits option).
             last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
+            if splitter is not None and request.get("prefillAhead", True):
+                # While the reply is read: the next turn's opening, in the background.
+                following = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
+                prefill_ahead.prepare_next_turn(self.runtime, following, request.get("enableThinking"))
         except Exception as err:  # the page shows one sentence; see _error
             return _error(err)
         finally:
@@ -290,18 +301,36 @@ class WebSession:
         """The conversation with the state its next turn resumes from, as saved_conversation's bytes
         (the error JSON, a str, when it cannot be saved)."""
         try:
-            return encode(await saved_conversation.capture(self.runtime, _messages(messages_json)))
+            async with self.runtime.ahead.hold(keep_target=True):  # the background goes on after
+                return encode(await saved_conversation.capture(self.runtime, _messages(messages_json)))
         except Exception as err:
             return _error(err)
 
-    def restore_conversation(self, blob: Any) -> str:
+    async def restore_conversation(self, blob: Any) -> str:
         """Load a saved conversation's state (bytes, or a JS Uint8Array); JSON {messages, tokens}.
         A blob of another bundle, truncated or corrupted restores nothing and says why."""
         try:
             data = blob.to_bytes() if hasattr(blob, "to_bytes") else bytes(blob)
-            saved = decode(data)
-            messages = saved_conversation.restore(self.runtime, saved)
+            async with self.runtime.ahead.hold():  # another conversation: background work stops
+                saved = decode(data)
+                messages = saved_conversation.restore(self.runtime, saved)
             return json.dumps({"messages": messages, "tokens": len(saved.token_ids)})
+        except Exception as err:
+            return _error(err)
+
+    async def prepare(self, request_json: str) -> str:
+        """Prefill in the background what the next turn will start with: JSON {targetTokens}. The
+        request's `messages` end with the message being typed (a draft: its stable part is
+        prefilled) or with the last reply (the next user turn's opening). Any later call stops the
+        work within one chunk; the results of turns never depend on it."""
+        try:
+            request = _parse_request(request_json)
+            messages = request.get("messages")
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise GenerationInputError("messages must be a list of {role, content} objects")
+            history, draft = prefill_ahead.split_draft(messages)
+            target = prefill_ahead.prepare(self.runtime, history, draft, request.get("enableThinking"))
+            return json.dumps({"targetTokens": target})
         except Exception as err:
             return _error(err)
 
@@ -342,6 +371,7 @@ class WebSession:
                 "snapshotBytes": cache.held_bytes() if cache is not None else 0,
                 # Time spent taking them (no copies: the states stay where they are, GPU included).
                 "snapshotMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
+                "ahead": _camel(dataclasses.asdict(self.runtime.ahead.stats)),  # background prefill
             }
         )
 

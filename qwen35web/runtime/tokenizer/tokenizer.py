@@ -16,6 +16,7 @@ from typing import Any
 
 from qwen35web.runtime.tokenizer.added_tokens import AddedVocabulary
 from qwen35web.runtime.tokenizer.bpe import BPEModel, bpe_from_config
+from qwen35web.runtime.tokenizer.byte_level import from_byte_level
 from qwen35web.runtime.tokenizer.decoder import Decoder, decode_tokens, decoder_from_config
 from qwen35web.runtime.tokenizer.normalize import Normalize, normalizer_from_config
 from qwen35web.runtime.tokenizer.pretokenize import PreTokenizer, pre_tokenizer_from_config
@@ -82,6 +83,19 @@ class Tokenizer:
             for piece in pieces:
                 ids.extend(tokenize(piece))
         return ids
+
+    def pieces(self, text: str) -> list[str]:
+        """`text` (normalised) split as the pre-tokenizer splits it, as text: BPE never merges across
+        two pieces. Added tokens are not looked for. [text] when the pieces cannot be read back."""
+        if self._normalizer is not None:
+            text = self._normalizer(text)
+        if not text or self._pre_tokenizer is None:
+            return [text] if text else []
+        pieces = []
+        for piece in self._pre_tokenizer.pre_tokenize([text]):
+            raw = from_byte_level(piece)
+            pieces.append(raw.decode("utf-8", "replace") if raw is not None else piece)
+        return pieces if "".join(pieces) == text else [text]
 
     def _token_for_decode(self, token_id: int, skip_special_tokens: bool) -> str | None:
         token = self._added.id_to_decode_token(token_id)

@@ -249,6 +249,8 @@ export interface ChatOptions {
   enableThinking?: boolean;
   /** See GenerateRequest.dropOldest. */
   dropOldest?: boolean;
+  /** After the reply, prefill the next user turn's opening in the background (default true). */
+  prefillAhead?: boolean;
   maxNewTokens?: number;
   greedy?: boolean;
   temperature?: number;
@@ -278,6 +280,14 @@ export declare class Model {
    * a bad one: not an image, no pixels, too large, too elongated, or a bundle without vision). The
    * same Blob, ImageBitmap or URL again is not decoded again. */
   addImage(source: ImageSource): Promise<AddedImage>;
+  /** Prefill in the background what the next chat() over `messages` starts with: the conversation
+   * as the next turn renders it, and the stable part (all but the last word) of a trailing user
+   * message being typed. Resolves at once; any other call pre-empts the work within one small chunk;
+   * results never change. Conversations with images are not prepared (targetTokens 0). */
+  prepare(
+    messages: ChatMessage[] | { messages: ChatMessage[] },
+    options?: { enableThinking?: boolean },
+  ): Promise<{ targetTokens: number }>;
   /** The conversation and the state its next turn resumes from, as bytes to store (with its images'
    * pixels at the model's size). */
   saveConversation(messages: ChatMessage[] | { messages: ChatMessage[] }): Promise<Uint8Array>;

@@ -296,6 +296,25 @@ export class Model {
     return this.#stream(checkRequest(request), signal);
   }
 
+  // Prefill in the background what the next chat() over these messages will start with: `messages`
+  // end with the message being typed (its stable part: all but its last word) or with the last reply
+  // (the next user turn's opening). Resolves at once to {targetTokens}; the work stops within one
+  // small chunk when any other call comes, and never changes a result. Call it as the person types
+  // (debounced); chat() already prepares the next turn after each reply unless `prefillAhead: false`.
+  // Conversations with images are not prepared ({targetTokens: 0}).
+  /**
+   * @param {Parameters<import("./qwen35web.d.mts").Model["prepare"]>[0]} messages
+   * @param {{ enableThinking?: boolean }} [options]
+   */
+  async prepare(messages, { enableThinking } = {}) {
+    const list = Array.isArray(messages) ? messages : messages && messages.messages;
+    if (!Array.isArray(list)) throw new InputError("prepare() takes a list of messages");
+    if (list.some((m) => m && Array.isArray(m.images) && m.images.length)) return { targetTokens: 0 };
+    const request = { messages: list };
+    if (enableThinking !== undefined) request.enableThinking = Boolean(enableThinking);
+    return this.#client.call(REQUEST.prepare, { request });
+  }
+
   // The conversation with the state its next turn resumes from, as bytes (store them anywhere). Its
   // images' pixels (at the model's size) are in the bytes too.
   async saveConversation(messages) {

@@ -14,7 +14,8 @@
 //   stats                {}                      WebSession.stats
 //   addImage             {source}                worker/images.js, then WebSession.add_image
 //   saveConversation     {messages}              WebSession.save_conversation (bytes, transferred)
-//   restoreConversation  {bytes}                 WebSession.restore_conversation
+//   restoreConversation  {bytes}                 WebSession.restore_conversation (the state, in the background)
+//   prepare              {request}               WebSession.prepare: background prefill of a draft or next turn
 
 /** @typedef {typeof REQUEST[keyof typeof REQUEST]} RequestType */
 /** @typedef {typeof REPLY[keyof typeof REPLY]} ReplyKind */
@@ -29,6 +30,7 @@ export const REQUEST = /** @type {const} */ ({
   addImage: "addImage",
   saveConversation: "saveConversation",
   restoreConversation: "restoreConversation",
+  prepare: "prepare",
 });
 Object.freeze(REQUEST);
 

@@ -13,6 +13,8 @@
 //   app.checkForUpdate()      -> asks the service worker to look for a new site version
 //   app.chatReady             -> Promise: the chat (stored chats restored) is ready; then ui.js adds
 //   app.lastTurn()            -> the last chat turn's stats; app.chat() -> {id, messages, restoredTokens}
+//   app.restored()            -> Promise: the opened chat's saved state is loaded (in the background)
+//   app.drafted()             -> Promise: the message being typed has been handed over (model.prepare)
 
 import { AbortError } from "../qwen35web.mjs";
 

@@ -27,7 +27,7 @@ function turnsText(count) {
 }
 
 export class ChatController {
-  constructor(model, { readSettings, showError, setRunning, attachments = null }) {
+  constructor(model, { readSettings, showError, setRunning, attachments = null, prefillAhead = true }) {
     this.model = model;
     this.attachments = attachments; // the images for the next message (attachments.js); null: no vision
     this.readSettings = readSettings;
@@ -40,6 +40,11 @@ export class ChatController {
     this.contextTokens = model.info.facts.contextTokens;
     this.restoredTokens = 0;
     this.timings = {}; // the last save's and open's parts in ms (what the page pays; benches read it)
+    // Prefill ahead (after each reply) and while typing (the draft, debounced): see model.prepare().
+    this.prefillAhead = prefillAhead;
+    this.draftTimer = null;
+    this.drafted = Promise.resolve(); // the latest draft has been handed over
+    this.restored = Promise.resolve(); // the stored chat's state is loaded (restore runs in the background)
   }
 
   // What the model is given: the leading system messages and the turns not dropped.
@@ -82,21 +87,54 @@ export class ChatController {
     const dropped = this.modelMessages().length < this.chat.messages.length;
     if (dropped) this.showDropped("Above: the oldest turns, dropped to fit the context; the model no longer sees them.");
     this.restoredTokens = 0;
+    this.timings.open = { readMs: read - started, shownMs: performance.now() - started };
+    // The page is usable at once: the state loads in the worker meanwhile, and a turn sent before it
+    // is done waits there for what is left (the worker runs calls in order).
+    this.restored = this.restoreState(id, stored);
+    await this.refreshList();
+  }
+
+  async restoreState(id, stored) {
     if (stored.state) {
       try {
         const restoring = performance.now();
-        this.restoredTokens = (await this.model.restoreConversation(stored.state)).tokens;
-        this.timings.open = {
-          readMs: read - started,
-          restoreMs: performance.now() - restoring,
-          bytes: stored.state.byteLength,
-        };
+        const tokens = (await this.model.restoreConversation(stored.state)).tokens;
+        if (id !== this.chat.id) return;
+        this.restoredTokens = tokens;
+        Object.assign(this.timings.open, { restoreMs: performance.now() - restoring, bytes: stored.state.byteLength });
       } catch (err) {
+        if (id !== this.chat.id) return;
         this.showNote(`This chat's saved state does not fit the model now loaded (${err.message}): its next turn prefills the whole conversation.`);
       }
     }
+    if (id !== this.chat.id) return;
     this.showContext(this.restoredTokens);
-    await this.refreshList();
+    this.prepareDraft($("prompt").value);
+  }
+
+  // The message box changed: hand the latest draft over a fifth of a second later (at most five
+  // drafts a second however fast the typing; each costs the worker two encodes of the draft alone).
+  draftChanged(text) {
+    this.draft = text;
+    if (this.draftTimer) return;
+    this.drafted = new Promise((resolve) => {
+      this.draftTimer = setTimeout(() => {
+        this.draftTimer = null;
+        this.prepareDraft(this.draft).then(resolve);
+      }, 200);
+    });
+  }
+
+  // Background prefill of what the next turn starts with (never while a turn runs: the conversation
+  // is about to change). Only a hint: a failure is logged, and no result depends on it.
+  prepareDraft(text) {
+    if (!this.prefillAhead || this.busy || (this.attachments && this.attachments.items.length)) {
+      return Promise.resolve();
+    }
+    const messages = this.modelMessages();
+    if (text.trim()) messages.push({ role: "user", content: text });
+    const { enableThinking } = this.readSettings();
+    return this.model.prepare(messages, { enableThinking }).catch((err) => console.warn(`prepare: ${err.message}`));
   }
 
   reset(chat) {
@@ -113,6 +151,7 @@ export class ChatController {
   newChat() {
     this.reset({ id: newChatId(), messages: [], contextStart: 0 });
     this.showContext(0);
+    this.prepareDraft("");
     this.refreshList();
     $("prompt").focus();
   }
@@ -158,7 +197,7 @@ export class ChatController {
   async reply(signal, dropOldest = false) {
     const view = addAssistantTurn($("transcript"));
     const { enableThinking, ...settings } = this.readSettings();
-    const options = { ...settings, enableThinking, dropOldest, signal };
+    const options = { ...settings, enableThinking, dropOldest, signal, prefillAhead: this.prefillAhead };
     let stats = null;
     try {
       for await (const event of this.model.chat(this.modelMessages(), options)) {

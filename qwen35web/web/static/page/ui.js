@@ -1,6 +1,6 @@
 // The demo page: its controls over qwen35web.mjs (the same module any page can import). All DOM work
 // lives here; app.js adds window.app for tests. Query parameters: ?backend=webgpu|wasm, ?model=NAME,
-// ?threads=N, ?prefillChunk=N, ?maxContext=N.
+// ?threads=N, ?prefillChunk=N, ?maxContext=N, ?prefillAhead=0 (no background prefill).
 
 import { AbortError, enableOffline, load, siteModel } from "../qwen35web.mjs";
 import { exposeApp } from "./app.js";
@@ -101,7 +101,8 @@ async function startMode() {
       )
     : null;
   if (attachments) $("prompt").placeholder = "Write a message, attach or paste images… (Ctrl+Enter sends)";
-  chat = new ChatController(model, { readSettings, showError, setRunning, attachments });
+  const prefillAhead = params.get("prefillAhead") !== "0";
+  chat = new ChatController(model, { readSettings, showError, setRunning, attachments, prefillAhead });
   window.app.lastTurn = () => chat.lastStats;
   window.app.chat = () => ({
     id: chat.chat.id,
@@ -110,6 +111,8 @@ async function startMode() {
     restoredTokens: chat.restoredTokens,
     timings: chat.timings,
   });
+  window.app.restored = () => chat.restored; // the stored chat's state is loaded (in the background)
+  window.app.drafted = () => chat.drafted; // the message being typed has been handed to the model
   await chat.start();
 }
 
@@ -281,6 +284,7 @@ function wire() {
   $("context-new-chat").addEventListener("click", newChat);
   const dropAndSend = (signal) => chat.send($("prompt").value, signal, { dropOldest: true });
   $("context-drop-send").addEventListener("click", runExclusive(dropAndSend));
+  $("prompt").addEventListener("input", () => chat && !running && chat.draftChanged($("prompt").value));
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("prompt-form").requestSubmit();
   });

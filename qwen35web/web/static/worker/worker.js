@@ -85,7 +85,9 @@ async function addImage(id, { source }) {
 const HANDLERS = {
   [REQUEST.addImage]: addImage,
   [REQUEST.saveConversation]: saveConversation,
-  [REQUEST.restoreConversation]: async (id, { bytes }) => checked(session.restore_conversation(bytes)),
+  [REQUEST.restoreConversation]: async (id, { bytes }) => checked(await session.restore_conversation(bytes)),
+  // Starts background prefill (Python keeps it running between calls; any later call pre-empts it).
+  [REQUEST.prepare]: async (id, { request }) => checked(await session.prepare(JSON.stringify(request))),
   [REQUEST.init]: init,
   [REQUEST.generate]: generate,
   [REQUEST.logits]: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,

@@ -1,0 +1,190 @@
+"""bench.conversation_page with a simulated person: prefill ahead and typing off vs on, in one run.
+
+    python -m bench.conversation_page_person [--model 0.8b|tiny] [--threads 1] [--turns 20]
+                                             [--type-cps 5] [--read-cps 25]
+
+Per setting (`?prefillAhead=0`, then on) a fresh browser context opens the demo page (wasm, `&seed=1
+&minNewTokens=64`, as bench.conversation_page) and a person holds the conversation through the UI: reads
+each reply (its characters at --read-cps), types the next message key by key at --type-cps (the page
+hands the draft to the model as it is typed, throttled), presses Send. Per turn: the page's time to
+first token (from the call: the wait for a background chunk, rendering and tokenising included),
+tokens reused / prefilled after Send, the 1-minute load average. After the last turn the page is
+reloaded: the time until it is usable (the stored chat shown) and until its state is restored in the
+background, and the next turn's time to first token when it is sent at once.
+
+Writes bench/results/conversation-page-person.json and conversation-page-person.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.conversation import REPLY_TOKENS, USER_MESSAGES
+from bench.conversation_page import MODEL, RESULTS, TIMEOUT_MS, WORK, real_vocab_bundle
+from bench.threads import bundle_for
+from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
+from qwen35web.web.build import SiteSpec, build_site
+from qwen35web.web.serve import serving
+
+log = logging.getLogger("bench.conversation_page_person")
+VOCAB = {
+    "0.8b": "0.8B shape, random weights, the q8 wasm bundle, Qwen3.5's real vocabulary",
+    "tiny": "the seeded test checkpoint, its own tokenizer",
+}
+
+
+def _settings(page: Any) -> None:
+    page.click(".settings-panel summary")
+    page.fill("#max-new-tokens", str(REPLY_TOKENS))
+    page.fill("#temperature", "1")
+
+
+def _turn(page: Any, text: str, args: argparse.Namespace) -> dict[str, Any]:
+    last = page.evaluate("app.lastTurn()")
+    if last:  # the person reads the reply before typing
+        page.wait_for_timeout(1000 * len(last["reasoning"] + last["text"]) / args.read_cps)
+    page.click("#prompt")
+    page.keyboard.type(text, delay=1000 / args.type_cps)
+    page.click("#generate")
+    page.wait_for_selector("#generate:not([disabled])")
+    if page.locator("#error").is_visible():
+        raise RuntimeError(f"the page failed: {page.locator('#error').inner_text()}")
+    stats = page.evaluate("app.lastTurn()")
+    return {
+        "message_tokens": len(page.evaluate("t => app.tokenize(t)", text)),
+        "prompt_tokens": stats["promptTokens"],
+        "reused_tokens": stats["reusedTokens"],
+        "prefilled_tokens": stats["prefilledTokens"],
+        "first_token_ms": round(stats["firstTokenMs"], 1),
+        "background_tokens": page.evaluate("app.stats()")["ahead"]["prefilledTokens"],
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def _reload(page: Any, args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    page.reload()
+    page.evaluate("app.chatReady")
+    usable_s = time.perf_counter() - started
+    _settings(page)
+    page.evaluate("app.restored()")
+    restored_s = time.perf_counter() - started
+    chat = page.evaluate("app.chat()")
+    after = _turn(page, "Thank you. One more question: what does enumerate return?", args)
+    return {
+        "usable_s": round(usable_s, 2),
+        "restored_s": round(restored_s, 2),
+        "open": chat["timings"].get("open"),
+        "restored_tokens": chat["restoredTokens"],
+        "turn_after_reload": after,
+    }
+
+
+def _run(browser: Any, url: str, ahead: bool, args: argparse.Namespace) -> dict[str, Any]:
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        query = f"?backend=wasm&threads={args.threads}&seed=1&minNewTokens={REPLY_TOKENS}"
+        page.goto(f"{url}{query}&prefillAhead={int(ahead)}")
+        page.evaluate("app.chatReady")
+        _settings(page)
+        rows = []
+        for turn in range(args.turns):
+            row = _turn(page, USER_MESSAGES[turn % len(USER_MESSAGES)], args) | {"turn": turn + 1}
+            log.info("prefillAhead=%d %s", ahead, row)
+            rows.append(row)
+        return {"turns": rows, "reload": _reload(page, args)}
+    finally:
+        context.close()
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    bundle = bundle_for(args.model)
+    if args.model != "tiny":  # the tiny bundle keeps its own small tokenizer (its vocabulary is 512)
+        bundle = real_vocab_bundle(bundle, WORK / f"bundle-{args.model}")
+    site = WORK / f"site-{args.model}"
+    build_site(SiteSpec(site, [(MODEL, bundle)], {MODEL: "bench.conversation_page_person"}))
+    with serving(site) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS, headless=True)
+        try:
+            return {setting: _run(browser, url, setting == "on", args) for setting in ("off", "on")}
+        finally:
+            browser.close()
+
+
+def write_report(data: dict[str, Any], out: Path) -> None:
+    off, on = data["runs"]["off"]["turns"], data["runs"]["on"]["turns"]
+    lines = [
+        "# The page with a simulated person: Send to first token, prefill ahead and typing off vs on",
+        "",
+        f"Headless Chromium, wasm, {data['threads']} thread(s), model {data['model']} "
+        f"({VOCAB[data['model']]}); "
+        f"replies of {REPLY_TOKENS} tokens read at {data['read_cps']} characters/s, messages "
+        f"typed at {data['type_cps']} characters/s. 1-minute load average before: {data['load_average']} "
+        f"(2 shared cores). Command: `{data['command']}`.",
+        "",
+        "| turn | message tokens | prompt tokens | off: prefilled / first token (s) | "
+        "on: prefilled / first token (s) | load avg (off / on) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a, b in zip(off, on, strict=True):
+        lines.append(
+            f"| {a['turn']} | {a['message_tokens']} | {b['prompt_tokens']} | {a['prefilled_tokens']} / "
+            f"{a['first_token_ms'] / 1000:.2f} | {b['prefilled_tokens']} / "
+            f"{b['first_token_ms'] / 1000:.2f} | "
+            f"{a['load_average_1min']} / {b['load_average_1min']} |"
+        )
+    lines.append("")
+    for setting in ("off", "on"):
+        reload = data["runs"][setting]["reload"]
+        after = reload["turn_after_reload"]
+        lines.append(
+            f"- Reload ({setting}): usable after {reload['usable_s']:.2f} s (page and model included), "
+            f"the state of {reload['restored_tokens']} tokens restored in the background by "
+            f"{reload['restored_s']:.2f} s (page timings: {reload['open']}); the next turn: "
+            f"{after['prefilled_tokens']} prefilled, first token {after['first_token_ms'] / 1000:.2f} s."
+        )
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    description = __doc__.splitlines()[0]
+    prog = "python -m bench.conversation_page_person"
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--model", default="0.8b", choices=["0.8b", "tiny"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--type-cps", type=float, default=5.0)
+    parser.add_argument("--read-cps", type=float, default=25.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    load = round(os.getloadavg()[0], 2)
+    data = {
+        "runs": measure(args),
+        "model": args.model,
+        "threads": args.threads,
+        "type_cps": args.type_cps,
+        "read_cps": args.read_cps,
+        "load_average": load,
+        "command": " ".join(["python -m bench.conversation_page_person", *given]),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "conversation-page-person.json").write_text(json.dumps(data, indent=2) + "\n")
+    write_report(data, args.out / "conversation-page-person.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
