@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from qwen35web.cli_support import OneLineParser
-from qwen35web.runtime.cli import add_sampling_arguments, sampling_params
+from qwen35web.runtime.cli import (
+    add_image_limit_arguments,
+    add_sampling_arguments,
+    sampling_params,
+)
 from qwen35web.runtime.context_fit import ContextFullError
 from qwen35web.runtime.conversation import Conversation, TurnResult
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
@@ -63,6 +67,7 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument("bundle", type=Path, help="a bundle directory written by `qwen35web export`")
     chat.add_argument("--system", default=None, help="system message of a new conversation")
     add_sampling_arguments(chat, max_new_tokens=512)
+    add_image_limit_arguments(chat)
     chat.add_argument("--no-thinking", action="store_true", help="ask the template for no reasoning")
     chat.add_argument("--json", action="store_true", help="one JSON object per turn instead of text")
     chat.add_argument("--save", type=Path, default=None, help="write the conversation here at the end")
@@ -340,6 +345,8 @@ def _chat(args: argparse.Namespace) -> int:
             prefill_chunk=args.prefill_chunk,
             snapshot_budget=budget,
             max_context=args.max_context,
+            max_image_tokens=args.max_image_tokens,
+            max_prompt_image_tokens=args.max_prompt_image_tokens,
         )
     )
     session = ChatSession(args, runtime, loop)

@@ -48,6 +48,25 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int 
     add("--threads", type=int, default=None, help="onnxruntime intra-op threads [onnxruntime's choice]")
 
 
+def add_image_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The image-token caps `generate` and `chat` share (vision bundles; defaults in the manifest)."""
+    add = parser.add_argument
+    add(
+        "--max-image-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="resize each image to at most N image tokens [the bundle's cap for native]",
+    )
+    add(
+        "--max-prompt-image-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse a prompt whose images need more than N image tokens together [the bundle's]",
+    )
+
+
 def sampling_params(args: argparse.Namespace, generation: Mapping[str, Any]) -> SamplingParams:
     """The flags given, over the bundle's sampling defaults (`generation`: the manifest's section)."""
     user = {
@@ -80,6 +99,7 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
         metavar="PATH",
     )
     add_sampling_arguments(gen)
+    add_image_limit_arguments(gen)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     return gen
 
@@ -91,7 +111,13 @@ async def _generate(args: argparse.Namespace) -> int:
     sampling_params(args, {})  # bad flags fail before the bundle loads
     if args.image and not args.chat:
         raise GenerationInputError("--image needs --chat (images go into a chat message)")
-    runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)
+    runtime = await open_native(
+        args.bundle,
+        threads=args.threads,
+        prefill_chunk=args.prefill_chunk,
+        max_image_tokens=args.max_image_tokens,
+        max_prompt_image_tokens=args.max_prompt_image_tokens,
+    )
     params = sampling_params(args, runtime.manifest.generation)
     cancel = CancelToken()
     try:

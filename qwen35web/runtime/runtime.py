@@ -40,11 +40,19 @@ class Runtime:
         max_context: int | None = None,
         snapshot_budget: int = DEFAULT_BUDGET_BYTES,
         manifest_sha256: str = "",
+        max_image_tokens: int | None = None,
+        max_prompt_image_tokens: int | None = None,
     ):
+        """`max_image_tokens` / `max_prompt_image_tokens` override the bundle's image-token caps for
+        this backend (vision/limits.py); None keeps them."""
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256  # the bundle's identity in saved conversations
         vision = manifest.vision
-        self.images = ImageStore(engine, vision, manifest.model.hidden_size) if vision is not None else None
+        self.images = (
+            ImageStore(engine, vision, manifest.model.hidden_size, max_image_tokens, max_prompt_image_tokens)
+            if vision is not None
+            else None
+        )
         self.tokenizer = tokenizer
         self.engine = engine
         # The runner and the kept snapshots may hold the same tensors: frees wait for the last holder.
@@ -77,6 +85,7 @@ class Runtime:
         if not image_ids:
             return chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking)
         images = [self.image_store().get(i) for i in image_ids]
+        self.image_store().check_prompt(images)
         expand = partial(expand_image_pads, images=images)
         rendered = chat_prompt(self.tokenizer, self.manifest.chat_template, messages, enable_thinking, expand)
         return replace(rendered, images=image_prompt(rendered.ids, self.image_store(), images))
@@ -160,6 +169,8 @@ async def open_native(
     prefill_chunk: int = 256,
     snapshot_budget: int = DEFAULT_BUDGET_BYTES,
     max_context: int | None = None,
+    max_image_tokens: int | None = None,
+    max_prompt_image_tokens: int | None = None,
 ) -> Runtime:
     from qwen35web.runtime.engine_native import NativeEngine
     from qwen35web.runtime.tokenizer import Tokenizer
@@ -184,4 +195,6 @@ async def open_native(
         snapshot_budget=snapshot_budget,
         manifest_sha256=identity,
         max_context=max_context,
+        max_image_tokens=max_image_tokens,
+        max_prompt_image_tokens=max_prompt_image_tokens,
     )
