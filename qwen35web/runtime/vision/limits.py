@@ -43,10 +43,16 @@ class ImageTokenLimits:
         return ImageTokenLimits(image, prompt)
 
 
-# Measured with the real 0.8B tower shape (bench/results/vision_table.md): the vision graph's time for
-# one image at the cap stays within about a minute on 2 shared CPU cores natively and in the wasm page.
+# Chosen by measurement with the real 0.8B tower shape, fp32 (bench/results/vision_table.md). Memory
+# is no longer what limits an image (the attention runs in blocks): at these caps the peak is about
+# 1.4 GB natively and 1.5 GB in the wasm page, weights included. Time is: the graph's work grows with
+# the square of the patches. Natively a 1080p screenshot keeps its full resolution (1920x1088: 2,040
+# tokens, 8,160 patches; about 4 TFLOP, under a minute unloaded on 2 cores, 5-10 minutes with this
+# machine's load of 12-16); the wasm page runs one thread several times slower, so images get half
+# that (1,024 tokens: a 12 MP photo becomes 1152x864). WebGPU here is SwiftShader only, so it is not
+# measurable: it gets the wasm caps until a real GPU is measured.
 DEFAULT_LIMITS: dict[str, ImageTokenLimits] = {
-    "native": ImageTokenLimits(per_image=4096, per_prompt=16384),
+    "native": ImageTokenLimits(per_image=2048, per_prompt=8192),
     "wasm": ImageTokenLimits(per_image=1024, per_prompt=4096),
     "webgpu": ImageTokenLimits(per_image=1024, per_prompt=4096),
 }
