@@ -25,7 +25,7 @@ from qwen35web.export.mtp import check_mtp
 from qwen35web.export.passes.export_passes import export_passes
 from qwen35web.export.sampler_graph import sampler_model
 from qwen35web.export.trace import activation_dtype_name, trace_to_onnx
-from qwen35web.export.vision.bundle import export_vision_files, image_token_ids, wants_vision
+from qwen35web.export.vision.bundle import check_vision_checkpoint, export_vision_files, wants_vision
 from qwen35web.runtime.bundle_format import (
     LOGITS,
     MODEL_FILE,
@@ -171,7 +171,7 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
     decoder.last_position_only = options.logits == "last"
     with_vision = wants_vision(config, options)
     if with_vision:
-        decoder.image_token_id = image_token_ids(config)[0]
+        decoder.image_token_id = check_vision_checkpoint(options.model_dir, config)
     traced = trace_to_onnx(decoder, choice.format.trace_dtype, optimize=False)
     passes = export_passes(options.ops, choice, options.max_data_file_bytes)
     model = passes(optimize_with_weights(traced, spec, checkpoint)).model

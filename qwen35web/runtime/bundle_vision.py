@@ -5,8 +5,12 @@
       "patchify_file": "vision_patchify.onnx",
       "image_token_id": 5, "vision_start_token_id": 3, "vision_end_token_id": 4,
       "patch_size": 16, "temporal_patch_size": 2, "merge_size": 2,
-      "preprocessor": { ...the checkpoint's preprocessor_config.json... }
+      "preprocessor": { ...the checkpoint's preprocessor_config.json... },
+      "image_token_limits": {"native": {"per_image": ..., "per_prompt": ...}, "wasm": ..., "webgpu": ...}
     }
+
+`image_token_limits` (vision/limits.py) caps the merged tokens of one image and of one prompt per
+backend; a bundle written before it gets the runtime's defaults.
 
 A bundle with it has a decoder that takes `image_embeds` (graph_io.IMAGE_EMBEDS); a bundle without
 it (text-only checkpoints, `--text-only`) is read exactly as before. Stdlib only (the page reads it).
@@ -18,6 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen35web.runtime.errors import BundleError
+from qwen35web.runtime.vision.limits import (
+    DEFAULT_LIMITS,
+    ImageTokenLimits,
+    limits_from_json,
+    limits_to_json,
+)
 from qwen35web.runtime.vision.processor_config import ImageProcessorSpec, spec_from_preprocessor_config
 
 VISION_SECTION = "vision"
@@ -46,6 +56,8 @@ class VisionInfo:
     temporal_patch_size: int
     merge_size: int
     preprocessor: dict[str, Any] = field(default_factory=dict)  # preprocessor_config.json
+    # backend -> merged-token caps per image and per prompt
+    token_limits: dict[str, ImageTokenLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
     def image_spec(self) -> ImageProcessorSpec:
         """The image processor's settings (BundleError if the recorded config is unusable)."""
@@ -64,6 +76,7 @@ class VisionInfo:
             "temporal_patch_size": self.temporal_patch_size,
             "merge_size": self.merge_size,
             "preprocessor": self.preprocessor,
+            "image_token_limits": limits_to_json(self.token_limits),
         }
 
     @classmethod
@@ -98,6 +111,7 @@ class VisionInfo:
                 )
             },
             preprocessor=preprocessor,
+            token_limits=limits_from_json(data.get("image_token_limits")),
         )
         info.image_spec()  # refuse a bundle whose image settings cannot be used, at load
         return info

@@ -44,13 +44,21 @@ class Runtime:
         snapshot_budget: int = DEFAULT_BUDGET_BYTES,
         manifest_sha256: str = "",
         image_decoder: ImageDecoder | None = None,
+        max_image_tokens: int | None = None,
+        max_prompt_image_tokens: int | None = None,
     ):
+        """`max_image_tokens` / `max_prompt_image_tokens` override the bundle's image-token caps for
+        this backend (vision/limits.py); None keeps them."""
         self.manifest = manifest
         # Natively, Pillow (native/image_decode.py); in the page the browser decodes, so there is none.
         self.image_decoder = image_decoder
         self.manifest_sha256 = manifest_sha256  # the bundle's identity in saved conversations
         vision = manifest.vision
-        self.images = ImageStore(engine, vision, manifest.model.hidden_size) if vision is not None else None
+        self.images = (
+            ImageStore(engine, vision, manifest.model.hidden_size, max_image_tokens, max_prompt_image_tokens)
+            if vision is not None
+            else None
+        )
         self.tokenizer = tokenizer
         self.engine = engine
         # The runner and the kept snapshots may hold the same tensors: frees wait for the last holder.
@@ -89,6 +97,7 @@ class Runtime:
                 self.tokenizer, self.manifest.chat_template, messages, enable_thinking, tools=tools
             )
         images = [self.image_store().get(i) for i in image_ids]
+        self.image_store().check_prompt(images)
         expand = partial(expand_image_pads, images=images)
         template = self.manifest.chat_template
         rendered = chat_prompt(self.tokenizer, template, messages, enable_thinking, expand, tools)

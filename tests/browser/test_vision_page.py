@@ -143,3 +143,43 @@ def test_bad_images_are_one_clear_error(browser, vl_site) -> None:
     assert len(good[0]["ok"]) == 64
     page.assert_clean()
     page.page.context.close()
+
+
+PHOTO = """async (url) => {
+    const model = await window.app.model();
+    const added = await model.addImage(url);
+    const progress = [];
+    let stats = null;
+    const request = { prompt: 'Describe.', images: [url], greedy: true, maxNewTokens: 1 };
+    for await (const event of model.generate(request)) {
+        if (event.type === 'progress') progress.push(event);
+        if (event.type === 'done') stats = event.stats;
+    }
+    return { added, stats, progress, facts: model.info.facts.vision };
+}"""
+
+
+def test_a_12_megapixel_photo_is_resized_to_the_cap(vl_page: WatchedPage, vl_site) -> None:
+    """A 4032x3024 phone photo (JPEG) is decoded, resized to the cap (the page's backend's, and never
+    above the bundle's processor: 256 tokens here), encoded, and the page hears of the vision work."""
+    from qwen35web.runtime.vision.processor_config import smart_resize, spec_from_preprocessor_config
+    from tests.checkpoints import TINY_VISION_CONFIG, preprocessor_config
+
+    _, _, images = vl_site
+    path = images["rgb-odd.png"].parent / "photo-12mp.jpg"
+    if not path.exists():
+        small = np.random.default_rng(9).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((4032, 3024), Image.Resampling.BILINEAR).save(path, quality=85)
+    out = vl_page.page.evaluate(PHOTO, "test-images/photo-12mp.jpg")
+    facts = out["facts"]
+    spec = spec_from_preprocessor_config(preprocessor_config(TINY_VISION_CONFIG)).capped(
+        facts["maxImageTokens"]
+    )
+    height, width = smart_resize(3024, 4032, spec)
+    assert (out["added"]["width"], out["added"]["height"]) == (width, height)
+    assert out["added"]["tokens"] == spec.num_tokens(height, width) <= 256
+    assert facts["maxImageTokens"] == 1024 and facts["maxPixels"] == spec.max_pixels
+    assert out["stats"]["imagesEncoded"] == 1
+    states = [p["state"] for p in out["progress"] if p["phase"] == "vision"]
+    assert states == ["start", "done"]
+    vl_page.assert_clean()

@@ -60,6 +60,20 @@ def test_fp32_matches_transformers(exported):
         assert error <= TOLERANCE, f"{name}: max-abs {error:.3g}"
 
 
+def test_fp32_matches_transformers_past_8000_patches(vl_checkpoint, vision_graph):
+    """The blocked attention over many query blocks: one 8,448-patch image (66 blocks), then a
+    two-frame image whose patches share blocks with the first image's last ones."""
+    checkpoint, result = vl_checkpoint("tiny"), vision_graph("tiny")
+    spec = result.spec
+    pixels, grid = _inputs([(1, 48, 44), (2, 3, 5)], spec.spatial_merge_size, spec.patch_dim, seed=7)
+    assert pixels.shape[0] == 8448 + 120
+    with torch.no_grad():
+        expected = reference_tower(checkpoint)(torch.from_numpy(pixels), grid_thw=torch.from_numpy(grid))
+    (got,) = _session(result.graph).run(None, {"pixel_values": pixels, "image_grid_thw": grid})
+    error = float(np.abs(got - expected.pooler_output.numpy()).max())
+    assert error <= TOLERANCE, f"max-abs {error:.3g}"
+
+
 def test_graph_contract(exported):
     _, result = exported
     session = _session(result.graph)

@@ -18,8 +18,9 @@ from qwen35web.export.errors import BadInputError
 from qwen35web.export.vision.export import export_vision
 from qwen35web.export.vision.patchify_graph import write_patchify_graph
 from qwen35web.runtime.bundle_vision import VisionInfo
+from qwen35web.runtime.errors import BundleError
 from qwen35web.runtime.vision.patchify import PATCHIFY_FILE
-from qwen35web.runtime.vision.processor_config import PREPROCESSOR_FILE
+from qwen35web.runtime.vision.processor_config import PREPROCESSOR_FILE, spec_from_preprocessor_config
 
 TOKEN_ID_KEYS = ("image_token_id", "vision_start_token_id", "vision_end_token_id")
 
@@ -40,11 +41,43 @@ def image_token_ids(config: dict[str, Any]) -> tuple[int, int, int]:
     return ids[0], ids[1], ids[2]  # type: ignore[return-value]
 
 
+def read_preprocessor(model_dir: Path) -> dict[str, Any]:
+    """The checkpoint's preprocessor_config.json, checked before anything is traced or written.
+
+    A missing file is refused, not replaced by the image processor's documented defaults: those are
+    transformers' class defaults (patch 14, OpenAI CLIP's mean and std, 28 x 28 x 1280 pixels at
+    most), not Qwen3.5's settings (patch 16, mean and std 0.5). The patch size could be read from
+    the vision config, but the normalisation cannot be known, and wrong statistics would give every
+    image wrong features without any error. A fine-tune saved with `model.save_pretrained` keeps its
+    base model's processor: copying that one file is the fix, and `--text-only` the way around.
+    """
+    path = model_dir / PREPROCESSOR_FILE
+    if not path.is_file():
+        raise BadInputError(
+            f"{path} is missing: a vision checkpoint needs its image processor's settings (copy the base "
+            "model's preprocessor_config.json beside config.json, or export with --text-only)"
+        )
+    try:
+        preprocessor = json.loads(path.read_text(encoding="utf-8"))
+        spec_from_preprocessor_config(preprocessor)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInputError(f"{path} is not valid JSON ({err})") from None
+    except BundleError as err:
+        raise BadInputError(str(err)) from None
+    return preprocessor
+
+
+def check_vision_checkpoint(model_dir: Path, config: dict[str, Any]) -> int:
+    """The image-pad token id of a VL checkpoint whose vision export can proceed (BadInputError if not)."""
+    read_preprocessor(model_dir)
+    return image_token_ids(config)[0]
+
+
 def export_vision_files(
     model_dir: Path, out_dir: Path, config: dict[str, Any], dtype: str = "fp32"
 ) -> VisionInfo:
     """Write the vision and patchify graphs into out_dir; their manifest section."""
-    preprocessor = json.loads((model_dir / PREPROCESSOR_FILE).read_text(encoding="utf-8"))
+    preprocessor = read_preprocessor(model_dir)
     write_patchify_graph(model_dir, out_dir)  # checks the preprocessor config first
     exported = export_vision(model_dir, out_dir, dtype)
     image, start, end = image_token_ids(config)

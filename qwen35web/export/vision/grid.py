@@ -94,8 +94,3 @@ def rotary_cos_sin(
     angles = torch.cat([row, col], dim=-1)  # [N, D/2]
     angles = torch.cat([angles, angles], dim=-1)  # [N, D]
     return angles.cos(), angles.sin()
-
-
-def segment_mask(layout: PatchLayout) -> torch.Tensor:
-    """bool [N, N]: may patch i attend to patch j (same image frame)."""
-    return layout.segment[:, None] == layout.segment[None, :]

@@ -10,6 +10,7 @@ import torch
 from torch.export import Dim
 
 from qwen35web.export.ops.domain import ONNX_OPSET
+from qwen35web.export.vision.attention import attach_function, translation_table
 from qwen35web.export.vision.vision_model import VisionTower
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def trace_vision(tower: VisionTower) -> ir.Model:
             input_names=[PIXEL_VALUES, IMAGE_GRID_THW],
             output_names=[IMAGE_FEATURES],
             dynamic_shapes=dynamic_shapes(tower),
+            custom_translation_table=translation_table(),
             opset_version=ONNX_OPSET,
             optimize=True,
             verbose=False,
@@ -64,4 +66,5 @@ def trace_vision(tower: VisionTower) -> ir.Model:
     assert program is not None
     model = program.model
     _rename_dims(model)
+    attach_function(model)
     return model

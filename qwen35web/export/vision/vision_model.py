@@ -3,8 +3,9 @@
 Parameter names are transformers' `Qwen3_5VisionModel` state-dict names (the checkpoint's
 `model.visual.*` without the prefix), so its weights load as they are. What differs from
 transformers is only how the per-image work is expressed: the grid facts come from
-`vision.grid` (tensor arithmetic, no Python loop over images) and attention over all patches at
-once is restricted to each frame by a mask, where transformers splits the sequence per frame.
+`vision.grid` (tensor arithmetic, no Python loop over images), and attention runs over blocks of
+queries (`vision.attention`, memory linear in the patches) restricted to each frame by the
+patches' segment ids, where transformers splits the sequence per frame.
 
     pixel_values float32 [N, C*T*P*P], image_grid_thw int64 [I, 3] -> image_features [N / m^2, text hidden]
 """
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from qwen35web.export.vision import grid
+from qwen35web.export.vision.attention import TORCH_OP as VISION_ATTENTION
 from qwen35web.export.vision.config import VisionSpec
 
 LAYER_NORM_EPS = 1e-6
@@ -82,9 +84,9 @@ class VisionAttention(nn.Module):
         self.proj = nn.Linear(spec.hidden_size, spec.hidden_size, bias=True)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bias: torch.Tensor
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, segment: torch.Tensor
     ) -> torch.Tensor:
-        """x [N, E]; cos, sin float32 [N, 1, D]; bias [N, N] (0 within a frame, the dtype's min outside)."""
+        """x [N, E]; cos, sin float32 [N, 1, D]; segment int64 [N] (a frame per patch)."""
         n = x.shape[0]
         qkv = self.qkv(x).reshape(n, 3, self.num_heads, self.head_dim).permute(1, 0, 2, 3)  # [3, N, H, D]
         q, k, v = qkv[0], qkv[1], qkv[2]
@@ -92,10 +94,8 @@ class VisionAttention(nn.Module):
         q = (q.float() * cos + _rotate_half(q.float()) * sin).to(x.dtype)
         k = (k.float() * cos + _rotate_half(k.float()) * sin).to(x.dtype)
         q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [H, N, D]
-        scores = (q @ k.transpose(1, 2)) * (1.0 / math.sqrt(self.head_dim)) + bias  # [H, N, N]
-        probs = torch.softmax(scores.float(), dim=-1).to(x.dtype)
-        out = (probs @ v).transpose(0, 1).reshape(n, -1)  # [N, E]
-        return self.proj(out)
+        q = q * (1.0 / math.sqrt(self.head_dim))
+        return self.proj(VISION_ATTENTION(q, k, v, segment))  # [N, E]
 
 
 class VisionBlock(nn.Module):
@@ -107,9 +107,9 @@ class VisionBlock(nn.Module):
         self.mlp = VisionMlp(spec)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bias: torch.Tensor
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, segment: torch.Tensor
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin, bias)
+        x = x + self.attn(self.norm1(x), cos, sin, segment)
         return x + self.mlp(self.norm2(x))
 
 
@@ -151,8 +151,6 @@ class VisionTower(nn.Module):
         inverse_frequencies = grid.rotary_inverse_frequencies(spec.head_dim, spec.rope_theta)
         cos, sin = grid.rotary_cos_sin(layout, inverse_frequencies.to(x.device))  # [N, D] float32
         cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads
-        blocked = torch.finfo(x.dtype).min
-        bias = torch.where(grid.segment_mask(layout), 0.0, blocked).to(x.dtype)  # [N, N]
         for block in self.blocks:
-            x = block(x, cos, sin, bias)
+            x = block(x, cos, sin, layout.segment)
         return self.merger(x).float()

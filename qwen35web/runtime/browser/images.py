@@ -57,6 +57,8 @@ def vision_facts(runtime: Runtime) -> dict[str, Any] | None:
         "minPixels": spec.min_pixels,
         "maxPixels": spec.max_pixels,
         "maxImagePixels": MAX_IMAGE_PIXELS,
+        "maxImageTokens": runtime.images.limits.per_image,
+        "maxPromptImageTokens": runtime.images.limits.per_prompt,
     }
 
 

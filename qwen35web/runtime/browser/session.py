@@ -383,6 +383,8 @@ async def open_session(
     model_name: str,
     prefill_chunk: int | None = None,
     max_context: int | None = None,
+    max_image_tokens: int | None = None,
+    max_prompt_image_tokens: int | None = None,
 ) -> WebSession | str:
     """Open the bundle on `engine`: the session, or the error JSON (a str) when it cannot be opened."""
     from qwen35web.runtime.tokenizer import Tokenizer
@@ -405,6 +407,8 @@ async def open_session(
             prefill_chunk=prefill_chunk or DEFAULT_PREFILL_CHUNK,
             manifest_sha256=_sha256_text(manifest_text),
             max_context=max_context,
+            max_image_tokens=max_image_tokens,
+            max_prompt_image_tokens=max_prompt_image_tokens,
         )
     except Exception as err:
         return _error(err)

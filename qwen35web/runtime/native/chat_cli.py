@@ -38,6 +38,7 @@ from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.native.generate_cli import (
+    add_image_limit_arguments,
     add_sampling_arguments,
     add_thinking_arguments,
     sampling_params,
@@ -76,6 +77,7 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument("--system", default=None, help="system message of a new conversation")
     add_sampling_arguments(chat, max_new_tokens=512)
     add_thinking_arguments(chat)
+    add_image_limit_arguments(chat)
     chat.add_argument("--json", action="store_true", help="one JSON object per turn instead of text")
     chat.add_argument("--save", type=Path, default=None, help="write the conversation here at the end")
     chat.add_argument("--resume", type=Path, default=None, help="continue a conversation saved with --save")
@@ -437,6 +439,8 @@ def _chat(args: argparse.Namespace) -> int:
             prefill_chunk=args.prefill_chunk,
             snapshot_budget=budget,
             max_context=args.max_context,
+            max_image_tokens=args.max_image_tokens,
+            max_prompt_image_tokens=args.max_prompt_image_tokens,
         )
     )
     session = ChatSession(args, runtime, loop)

@@ -94,6 +94,25 @@ def add_thinking_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_image_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The image-token caps `generate` and `chat` share (vision bundles; defaults in the manifest)."""
+    add = parser.add_argument
+    add(
+        "--max-image-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="resize each image to at most N image tokens [the bundle's cap for native]",
+    )
+    add(
+        "--max-prompt-image-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse a prompt whose images need more than N image tokens together [the bundle's]",
+    )
+
+
 def sampling_params(args: argparse.Namespace, generation: Mapping[str, Any]) -> SamplingParams:
     """The flags given, over the bundle's sampling defaults (`generation`: the manifest's section)."""
     user = {
@@ -131,6 +150,7 @@ def build_parser(prog: str = "qwen35web generate") -> argparse.ArgumentParser:
     )
     add_sampling_arguments(gen)
     add_thinking_arguments(gen)
+    add_image_limit_arguments(gen)
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     return gen
 
@@ -146,7 +166,13 @@ async def _generate(args: argparse.Namespace) -> int:
         raise GenerationInputError(
             "--thinking and --no-thinking need --chat (they choose the template's mode)"
         )
-    runtime = await open_native(args.bundle, threads=args.threads, prefill_chunk=args.prefill_chunk)
+    runtime = await open_native(
+        args.bundle,
+        threads=args.threads,
+        prefill_chunk=args.prefill_chunk,
+        max_image_tokens=args.max_image_tokens,
+        max_prompt_image_tokens=args.max_prompt_image_tokens,
+    )
     params = sampling_params(args, runtime.manifest.generation)
     cancel = CancelToken()
     try:

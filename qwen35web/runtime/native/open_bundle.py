@@ -24,6 +24,8 @@ async def open_native(
     prefill_chunk: int = 256,
     snapshot_budget: int = DEFAULT_BUDGET_BYTES,
     max_context: int | None = None,
+    max_image_tokens: int | None = None,
+    max_prompt_image_tokens: int | None = None,
 ) -> Runtime:
     """The bundle in BUNDLE_DIR, ready to generate (files checked against the manifest's sha256 first)."""
     manifest = load_local_manifest(bundle_dir, verify_hashes=verify_hashes)
@@ -47,4 +49,6 @@ async def open_native(
         manifest_sha256=identity,
         max_context=max_context,
         image_decoder=prepare_image,
+        max_image_tokens=max_image_tokens,
+        max_prompt_image_tokens=max_prompt_image_tokens,
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from qwen35web.runtime.bundle_vision import VisionInfo
 from qwen35web.runtime.engine import Engine
 from qwen35web.runtime.vision.errors import ImageInputError
+from qwen35web.runtime.vision.limits import ImageTokenLimits, backend_of, check_prompt_tokens
 from qwen35web.runtime.vision.patchify import PATCHIFY_INPUT, PATCHIFY_OUTPUT
 from qwen35web.runtime.vision.processor_config import ImageProcessorSpec, smart_resize
 from qwen35web.runtime.vision.resized import ResizedImage
@@ -54,7 +55,8 @@ def image_id_of(height: int, width: int, rgb: bytes) -> str:
 
 
 def prepared(image: ResizedImage, spec: ImageProcessorSpec) -> PreparedImage:
-    """Checks that `image` is at a size the processor would have resized it to, and names it."""
+    """Checks that `image` is at a size the processor would have resized it to (`spec` carries the
+    image-token cap: an image above it is refused), and names it."""
     height, width = image.height, image.width
     if len(image.rgb) != height * width * 3:
         raise ImageInputError(
@@ -63,7 +65,8 @@ def prepared(image: ResizedImage, spec: ImageProcessorSpec) -> PreparedImage:
     if smart_resize(height, width, spec) != (height, width):
         raise ImageInputError(
             f"a {width}x{height} image is not at the model's size (sides multiples of {spec.factor}, "
-            f"{spec.min_pixels}..{spec.max_pixels} pixels): resize it first"
+            f"{spec.min_pixels}..{spec.max_pixels} pixels, at most {spec.max_pixels // spec.factor**2} "
+            "image tokens): resize it first"
         )
     _, grid_h, grid_w = spec.grid_thw(height, width)
     merge = spec.merge_size
@@ -73,11 +76,21 @@ def prepared(image: ResizedImage, spec: ImageProcessorSpec) -> PreparedImage:
 class ImageStore:
     """The registered images of one runtime, and the features of the most recent ones."""
 
-    def __init__(self, engine: Engine, vision: VisionInfo, hidden: int):
+    def __init__(
+        self,
+        engine: Engine,
+        vision: VisionInfo,
+        hidden: int,
+        max_image_tokens: int | None = None,
+        max_prompt_image_tokens: int | None = None,
+    ):
         self.engine = engine
         self.vision = vision
         self.vision_hidden = hidden  # features per image token: the text model's width
-        self.spec = vision.image_spec()
+        defaults = vision.token_limits[backend_of(engine.name)]
+        self.limits: ImageTokenLimits = defaults.with_overrides(max_image_tokens, max_prompt_image_tokens)
+        # The processor's settings with this backend's cap: every resize (native and page) uses these.
+        self.spec = vision.image_spec().capped(self.limits.per_image)
         self.images: dict[str, PreparedImage] = {}
         self.features: OrderedDict[str, bytes] = OrderedDict()  # image id -> float32 [tokens, hidden]
         self.encoded = 0  # images run through the vision graph so far (tests and stats)
@@ -89,6 +102,10 @@ class ImageStore:
         entry = prepared(image, self.spec)
         self.images.setdefault(entry.image_id, entry)
         return self.images[entry.image_id]
+
+    def check_prompt(self, images: list[PreparedImage]) -> None:
+        """ImageInputError when these images together exceed the per-prompt cap."""
+        check_prompt_tokens([image.num_tokens for image in images], self.limits.per_prompt)
 
     def get(self, image_id: str) -> PreparedImage:
         entry = self.images.get(image_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,23 @@ class ImageProcessorSpec:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def min_cap(self) -> int:
+        """The smallest per-image token cap allowed: at least the processor's minimum, and at least
+        MAX_ASPECT_RATIO, below which smart_resize clamps a thin image's short side up to one factor
+        and the result exceeds the cap (and is no longer its own smart_resize)."""
+        return max(MAX_ASPECT_RATIO, -(-self.min_pixels // self.factor**2))
+
+    def capped(self, max_tokens: int) -> ImageProcessorSpec:
+        """These settings with at most `max_tokens` merged tokens per image: `max_pixels` lowered to
+        max_tokens x factor^2, which is what transformers' processor given that max_pixels does.
+        ImageInputError below min_cap()."""
+        if max_tokens < self.min_cap():
+            raise ImageInputError(
+                f"the image-token limit per image must be at least {self.min_cap()} for this model, "
+                f"got {max_tokens}"
+            )
+        return replace(self, max_pixels=min(self.max_pixels, max_tokens * self.factor**2))
 
 
 def smart_resize(height: int, width: int, spec: ImageProcessorSpec) -> tuple[int, int]:

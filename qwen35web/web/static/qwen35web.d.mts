@@ -31,6 +31,10 @@ export interface LoadOptions {
   prefillChunk?: number;
   /** Tokens a conversation may hold (default and ceiling: the model's positions). */
   maxContext?: number;
+  /** Vision bundles: resize each image to at most this many image tokens (default: the bundle's cap for the backend). */
+  maxImageTokens?: number;
+  /** Vision bundles: refuse a prompt whose images need more image tokens together (default: the bundle's). */
+  maxPromptImageTokens?: number;
   onProgress?: (progress: LoadProgress) => void;
   /** Aborting ends the load (and its worker) with an AbortError. */
   signal?: AbortSignal;
@@ -86,6 +90,10 @@ export interface VisionFacts {
   maxPixels: number;
   /** The largest decoded image accepted (pixels). */
   maxImagePixels: number;
+  /** Each image is resized to at most this many image tokens (maxPixels = maxImageTokens x factor^2). */
+  maxImageTokens: number;
+  /** A prompt whose images need more image tokens together throws InputError. */
+  maxPromptImageTokens: number;
 }
 
 /** An image for the model: a Blob or File (PNG, JPEG, GIF, BMP, WebP: what the browser decodes), an

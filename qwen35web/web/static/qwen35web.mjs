@@ -379,6 +379,8 @@ export async function load(options = /** @type {any} */ ({})) {
         threads: options.threads ?? "auto",
         prefillChunk: options.prefillChunk ?? null,
         maxContext: options.maxContext ?? null,
+        maxImageTokens: options.maxImageTokens ?? null,
+        maxPromptImageTokens: options.maxPromptImageTokens ?? null,
         storage: storage && { quota: storage.quota, usage: storage.usage },
       },
       (event) => event.progress && onProgress && onProgress(event.progress),

@@ -1,6 +1,7 @@
 // The demo page: its controls over qwen35web.mjs (the same module any page can import). All DOM work
 // lives here; app.js adds window.app for tests. Query parameters: ?backend=webgpu|wasm, ?model=NAME,
-// ?threads=N, ?prefillChunk=N, ?maxContext=N, ?prefillAhead=0 (no background prefill).
+// ?threads=N, ?prefillChunk=N, ?maxContext=N, ?maxImageTokens=N, ?maxPromptImageTokens=N,
+// ?prefillAhead=0 (no background prefill).
 
 import { AbortError, enableOffline, load, siteModel } from "../qwen35web.mjs";
 import { exposeApp } from "./app.js";
@@ -264,6 +265,8 @@ async function start() {
     threads: positiveInteger("threads"),
     prefillChunk: positiveInteger("prefillChunk"),
     maxContext: positiveInteger("maxContext"),
+    maxImageTokens: positiveInteger("maxImageTokens"),
+    maxPromptImageTokens: positiveInteger("maxPromptImageTokens"),
     onProgress: (progress) => {
       showProgress(progress);
       for (const listener of progressListeners) listener(progress);

@@ -229,6 +229,8 @@ async function openSession(pyodide, ort, backend, bundle, options) {
       options.name,
       options.prefillChunk ?? undefined,
       options.maxContext ?? undefined,
+      options.maxImageTokens ?? undefined,
+      options.maxPromptImageTokens ?? undefined,
     );
     if (typeof opened === "string") checked(opened);
     return opened;
