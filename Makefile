@@ -58,7 +58,7 @@ test: setup
 # Speed and memory against the onnxruntime-genai builder (not part of make test; ~25 min, ~15 GB in build/bench).
 bench: setup
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	$(PY) -m bench --web-0.8b
+	$(PY) -m bench peers --web-0.8b
 
 # Held-out perplexity and top-1 agreement of every path against PyTorch (tiny trained model; ~5 min).
 fidelity: setup

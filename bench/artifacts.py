@@ -39,7 +39,7 @@ def _run(args: list[str], log_path: Path) -> bool:
     return result.returncode == 0
 
 
-def _checkpoint(out: Path, model: str, layout: str) -> Path:
+def build_checkpoint(out: Path, model: str, layout: str) -> Path:
     if (out / "model.safetensors").exists():
         return out
     args = [sys.executable, "-m", "devtools.random_checkpoint", str(out), "--layout", layout]
@@ -63,7 +63,7 @@ def genai_available() -> bool:
     return importlib.util.find_spec("onnxruntime_genai") is not None
 
 
-def _ours(text_ckpt: Path, out: Path, ops: str, dtype: str, *extra: str) -> Path | None:
+def export_ours(text_ckpt: Path, out: Path, ops: str, dtype: str, *extra: str) -> Path | None:
     if not (out / "model.onnx").exists():
         args = [
             sys.executable,
@@ -99,8 +99,8 @@ def project_bundle(root: Path, model: str, name: str, ops: str, dtype: str, *ext
     """One of this project's bundles for a model shape (checkpoint and export cached under root)."""
     base = root / model
     base.mkdir(parents=True, exist_ok=True)
-    text_ckpt = _checkpoint(base / "ckpt-text", model, "text")
-    model_path = _ours(text_ckpt, base / name, ops, dtype, *extra)
+    text_ckpt = build_checkpoint(base / "ckpt-text", model, "text")
+    model_path = export_ours(text_ckpt, base / name, ops, dtype, *extra)
     return model_path.parent if model_path is not None else None
 
 
@@ -108,23 +108,23 @@ def build_variants(root: Path, model: str, with_genai: bool = True) -> tuple[Pat
     """Checkpoints + every export for one model shape; returns (text checkpoint, variants that built)."""
     base = root / model
     base.mkdir(parents=True, exist_ok=True)
-    text_ckpt = _checkpoint(base / "ckpt-text", model, "text")
+    text_ckpt = build_checkpoint(base / "ckpt-text", model, "text")
     plans: list[tuple[str, str, Path | None]] = [
-        ("fused-fp32", "ours", _ours(text_ckpt, base / "fused-fp32", "fused", "fp32")),
-        ("portable-fp32", "ours", _ours(text_ckpt, base / "portable-fp32", "portable", "fp32")),
+        ("fused-fp32", "ours", export_ours(text_ckpt, base / "fused-fp32", "fused", "fp32")),
+        ("portable-fp32", "ours", export_ours(text_ckpt, base / "portable-fp32", "portable", "fp32")),
     ]
     if project_supports_q4():
-        plans.append(("fused-q4", "ours", _ours(text_ckpt, base / "fused-q4", "fused", "q4")))
-    plans.append(("fused-q8", "ours", _ours(text_ckpt, base / "fused-q8", "fused", "q8")))
+        plans.append(("fused-q4", "ours", export_ours(text_ckpt, base / "fused-q4", "fused", "q4")))
+    plans.append(("fused-q8", "ours", export_ours(text_ckpt, base / "fused-q8", "fused", "q8")))
     # The wasm recipe: int8 projections, the tied embedding/head once as fp16 E^T computed in fp32.
     head = (
         "fused-q8-fp16head",
         "ours",
-        _ours(text_ckpt, base / "fused-q8-fp16head", "fused", "q8", "--keep-float-embedding"),
+        export_ours(text_ckpt, base / "fused-q8-fp16head", "fused", "q8", "--keep-float-embedding"),
     )
     plans.append(head)
     if with_genai and genai_available():
-        vl_ckpt = _checkpoint(base / "ckpt-vl", model, "vl")
+        vl_ckpt = build_checkpoint(base / "ckpt-vl", model, "vl")
         plans.append(("genai-fp32", "genai", _genai(vl_ckpt, base / "genai-fp32", "fp32")))
         plans.append(("genai-int4", "genai", _genai(vl_ckpt, base / "genai-int4", "int4")))
     variants = [Variant(name, engine, path, text_ckpt) for name, engine, path in plans if path is not None]

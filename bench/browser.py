@@ -41,7 +41,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def _build_site(site: Path, variants: list[Variant]) -> None:
+def build_harness_site(site: Path, variants: list[Variant]) -> None:
     if site.exists():
         shutil.rmtree(site)
     (site / "models").mkdir(parents=True)
@@ -136,7 +136,7 @@ def harness_page(site: Path) -> Iterator[tuple[Any, str]]:
 
 def run_browser(site: Path, variants: list[Variant], plan: list[tuple[str, int]], repeats: int) -> dict:
     """Load every variant into one page (1 wasm thread) and time the plan round-robin."""
-    _build_site(site, variants)
+    build_harness_site(site, variants)
     with harness_page(site) as (page, base):
         bandwidth = page.evaluate("() => window.bench.bandwidth(256, 4)")
         load_ms = _load_all(page, base, variants)

@@ -219,7 +219,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--pyodide", action="store_true")
     args = parser.parse_args()
-    from tests.tokenizer.real_vocab import real_tokenizer_json
+    from devtools.real_vocab import real_tokenizer_json
 
     path = real_tokenizer_json()
     lines = []

@@ -49,13 +49,13 @@ USER_MESSAGES = [
 REPLY_TOKENS = 64
 
 
-def _params(turn: int) -> SamplingParams:
+def turn_params(turn: int) -> SamplingParams:
     return SamplingParams(
         temperature=1.0, seed=turn, max_new_tokens=REPLY_TOKENS, min_new_tokens=REPLY_TOKENS
     )
 
 
-async def _open(bundle: Path, threads: int, budget: int) -> Runtime:
+async def open_with_real_vocab(bundle: Path, threads: int, budget: int) -> Runtime:
     from devtools.real_vocab import real_tokenizer_json
     from qwen35web.runtime.tokenizer import Tokenizer
 
@@ -88,7 +88,7 @@ async def _converse(runtime: Runtime, turns: int, until_prompt: int = 0) -> tupl
     turn = 0
     while turn < turns or (rows and rows[-1]["prompt_tokens"] < until_prompt):
         message = USER_MESSAGES[turn % len(USER_MESSAGES)]
-        result = await conversation.say(message, _params(turn))
+        result = await conversation.say(message, turn_params(turn))
         turn += 1
         rows.append(_row(turn, result, runtime))
     return rows, conversation
@@ -114,13 +114,13 @@ async def _save_restore(runtime: Runtime, conversation: Conversation) -> dict[st
 
 
 async def measure(bundle: Path, threads: int, turns: int, long_history: int, budget: int) -> dict[str, Any]:
-    runtime = await _open(bundle, threads, budget)
+    runtime = await open_with_real_vocab(bundle, threads, budget)
     reuse_rows, conversation = await _converse(runtime, turns, until_prompt=long_history)
     persisted = await _save_restore(runtime, conversation)
     history, last_message = conversation.messages[:-2], conversation.messages[-2]["content"]
     await runtime.close()
 
-    fresh = await _open(bundle, threads, budget=0)
+    fresh = await open_with_real_vocab(bundle, threads, budget=0)
     fresh_rows, _ = await _converse(fresh, turns)
     # The last turn again, from nothing: the whole history prefilled (rendering included, as above).
     refill = await Conversation(fresh, messages=history).say(last_message, SamplingParams(max_new_tokens=1))

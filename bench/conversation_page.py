@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.conversation import REPLY_TOKENS, USER_MESSAGES
-from bench.threads import bundle_for
+from bench.page_harness import bundle_for
 from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
 from qwen35web.runtime.bundle_format import MANIFEST, TOKENIZER_FILE
 from qwen35web.runtime.prefix_cache import DEFAULT_BUDGET_BYTES
@@ -200,7 +200,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.conversation_page_report import write_report
-    from bench.threads import _chromium_version
+    from bench.page_harness import chromium_version
 
     description = __doc__.splitlines()[0]
     parser = argparse.ArgumentParser(prog="python -m bench.conversation_page", description=description)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     data = measure(args)
     data.update(
-        chromium=_chromium_version(),
+        chromium=chromium_version(),
         budget_bytes=DEFAULT_BUDGET_BYTES,
         reply_tokens=REPLY_TOKENS,
         load_average_before=round(load, 2),

@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.conversation import REPLY_TOKENS, USER_MESSAGES
 from bench.conversation_page import MODEL, RESULTS, TIMEOUT_MS, WORK, real_vocab_bundle
-from bench.threads import bundle_for
+from bench.page_harness import bundle_for
 from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving

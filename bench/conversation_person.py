@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.conversation import REPLY_TOKENS, SYSTEM, USER_MESSAGES, _open, _params
-from bench.threads import bundle_for
+from bench.conversation import REPLY_TOKENS, SYSTEM, USER_MESSAGES, open_with_real_vocab, turn_params
+from bench.page_harness import bundle_for
 from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.native.open_bundle import open_native
@@ -55,7 +55,7 @@ async def _person_turn(conversation: Conversation, message: str, turn: int, args
     # Natively a background chunk runs on this thread: a Send that falls inside one happens at its end.
     late_ms = max(0.0, time.perf_counter() - due) * 1000
     prefilled_before = runtime.ahead.stats.prefilled_tokens
-    result = await conversation.say(message, _params(turn))
+    result = await conversation.say(message, turn_params(turn))
     return {
         "turn": turn + 1,
         "message_tokens": len(runtime.tokenizer.encode(message)),
@@ -88,7 +88,7 @@ async def measure(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
         if args.model == "tiny":  # its own small vocabulary: the real one's ids lie outside its embedding
             runtime = await open_native(bundle, threads=args.threads)
         else:
-            runtime = await _open(bundle, args.threads, 512 << 20)
+            runtime = await open_with_real_vocab(bundle, args.threads, 512 << 20)
         runs["on" if ahead else "off"] = await _converse(runtime, args)
         await runtime.close()
     return runs

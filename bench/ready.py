@@ -8,7 +8,7 @@ browser storage. Recorded: navigation to ready, and the worker's own phases (`ap
 start, manifest, weights, onnxruntime-web start, session; they overlap where the page overlaps them).
 A variant is `current` (the working tree's page) or a git revision whose qwen35web/web/static replaces the
 page files of the same site (vendor/, py/, models/ stay): before/after figures come from one command, the
-variants interleaved round by round so machine load hits both alike. Bundles as in bench.threads.
+variants interleaved round by round so machine load hits both alike. Bundles as in bench.page_harness.
 Writes bench/results/ready-MODELS.{json,md} (MODELS: the --models value).
 """
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.threads import RESULTS, WORK, bundle_for
+from bench.page_harness import RESULTS, WORK, bundle_for
 from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving

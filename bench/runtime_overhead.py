@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qwen35web.runtime.loaded_model import open_native  # noqa: E402
+from qwen35web.runtime.native.open_bundle import open_native  # noqa: E402
 from qwen35web.runtime.sampling import SamplingParams  # noqa: E402
 
 

@@ -34,9 +34,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench.page_harness import generate, prompt_of
 from bench.scale_native import native_references
 from bench.scale_report import markdown, merge
-from bench.threads import generate, prompt_of
 from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS, OFFLINE_FLAGS
 from qwen35web.web.build import SiteSpec, build_site, parse_named
 from qwen35web.web.serve import serving

@@ -18,66 +18,24 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.artifacts import _checkpoint, _ours
+from bench.page_harness import RESULTS, WORK, bundle_for, chromium_version, generate, prompt_of
 from devtools.chromium import CHROMIUM, OFFLINE_FLAGS
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving
 
 log = logging.getLogger("bench.threads")
 
-REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / "build" / "bench"
-RESULTS = REPO / "bench" / "results"
-TINY_CHECKPOINT = REPO / "models" / "tiny-qwen35"
-PROMPT_TEXT = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun. "
 PREFILLS = (128, 512)
 DECODE_TOKENS = {"tiny": 256, "0.8b": 64}
 WARM_UP = {"tiny": 4, "0.8b": 2}
 REPEATS = {"tiny": 5, "0.8b": 2}  # the 0.8B's prefill-512 takes tens of seconds a run here
 TIMEOUT_MS = 900_000
-
-
-def bundle_for(model: str) -> Path:
-    """The exported bundle timed for `model` (built once, reused from build/bench/)."""
-    if model == "tiny":
-        (WORK / "threads").mkdir(parents=True, exist_ok=True)
-        path = _ours(TINY_CHECKPOINT, WORK / "threads" / "tiny-fp32", "fused", "fp32")
-    else:
-        base = WORK / model
-        base.mkdir(parents=True, exist_ok=True)
-        checkpoint = _checkpoint(base / "ckpt-text", model, "text")
-        path = _ours(checkpoint, base / "fused-q8", "fused", "q8")
-    if path is None:
-        raise RuntimeError(f"the {model} export failed (see its log under {WORK})")
-    return path.parent
-
-
-def prompt_of(page: Any, tokens: int, lead: str = "") -> str:
-    """A prompt of exactly `tokens` tokens (the longest prefix of `lead` + a repeated text that fits)."""
-    text = lead + PROMPT_TEXT * (tokens // 4 + 8)
-    low, high = 1, len(text)
-    while low < high:  # longest prefix with at most `tokens` tokens
-        middle = (low + high + 1) // 2
-        if len(page.evaluate("t => app.tokenize(t)", text[:middle])) <= tokens:
-            low = middle
-        else:
-            high = middle - 1
-    prompt = text[:low]
-    count = len(page.evaluate("t => app.tokenize(t)", prompt))
-    if count != tokens:
-        log.warning("prompt of %d tokens (asked %d)", count, tokens)
-    return prompt
-
-
-def generate(page: Any, request: dict) -> dict:
-    return page.evaluate("r => app.generate(r)", request)  # type: ignore[no-any-return]
 
 
 @contextmanager
@@ -137,11 +95,6 @@ def measure(model: str, bundle: Path, thread_counts: list[int], repeats: int, si
     }
 
 
-def _chromium_version() -> str:
-    done = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=False)
-    return done.stdout.strip()
-
-
 def markdown(results: dict) -> str:
     lines = [
         "# wasm threads in the page (1 vs 2)",
@@ -199,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "date": date.today().isoformat(),
         "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared",
-        "chromium": _chromium_version(),
+        "chromium": chromium_version(),
         "repeats": {m: args.repeats or REPEATS[m] for m in args.models.split(",")},
         "command": " ".join(["python -m bench.threads", *(sys.argv[1:] if argv is None else argv)]),
         "models": {},

@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.browser import REPO, _build_site, harness_page
+from bench.browser import REPO, build_harness_site, harness_page
 from bench.vision import SIDE, checkpoint_for, export_format
 from devtools.chromium import CHROMIUM
 
@@ -41,8 +41,8 @@ def image_feeds() -> dict[str, Any]:
     }
 
 
-def _site_with(graphs: dict[str, Path]) -> Path:
-    _build_site(SITE, [])
+def site_with(graphs: dict[str, Path]) -> Path:
+    build_harness_site(SITE, [])
     for name, graph in graphs.items():
         (SITE / "models" / name).symlink_to(graph.parent.resolve())
     return SITE
@@ -51,7 +51,7 @@ def _site_with(graphs: dict[str, Path]) -> Path:
 def measure(graphs: dict[str, Path], repeats: int) -> dict[str, Any]:
     from qwen35web.export.vision.export import external_data_files
 
-    site = _site_with(graphs)
+    site = site_with(graphs)
     results: dict[str, Any] = {}
     with harness_page(site) as (page, base):
         for name, graph in graphs.items():

@@ -116,10 +116,10 @@ def _renderer_peak_mb() -> float:
 
 def measure_page(graph: Path, size: dict[str, int]) -> dict[str, Any]:
     from bench.browser import harness_page
-    from bench.vision_chromium import _site_with
+    from bench.vision_chromium import site_with
     from qwen35web.export.vision.export import external_data_files
 
-    site = _site_with({"tower": graph})
+    site = site_with({"tower": graph})
     feeds = {
         "pixel_values": {"type": "float32", "dims": [size["grid_h"] * size["grid_w"], 1536]},
         "image_grid_thw": {"type": "int64", "dims": [1, 3], "values": [1, size["grid_h"], size["grid_w"]]},

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bench.browser import REPO, _build_site, harness_page
+from bench.browser import REPO, build_harness_site, harness_page
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _time_candidate(page, base: str, slug: str, candidate: Candidate) -> dict:
 
 def run(work: Path) -> dict:
     site = work / "site"
-    _build_site(site, [])  # the harness alone; each candidate's graph is written in turn
+    build_harness_site(site, [])  # the harness alone; each candidate's graph is written in turn
     results: dict = {}
     with harness_page(site) as (page, base):
         for index, candidate in enumerate(CANDIDATES):
