@@ -18,7 +18,8 @@ from typing import Any
 
 from bench.fidelity_scores import Score, meets_quantized_targets
 from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
-from qwen35web.export.formats import FORMATS, WEBGPU_MAX_BUFFER_BYTES, Recipe, size_class
+from qwen35web.export.formats import FORMATS, Recipe, size_class
+from qwen35web.runtime.bundle_format import MAX_BUFFER_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "models" / "tiny-qwen35"
@@ -94,7 +95,7 @@ def choose_defaults(scores: dict[str, Score], specs: dict[str, ModelSpec]) -> di
             fitting = [
                 (cost[size]["bytes_per_token"], CANDIDATES.index(c), c, cost[size])
                 for c in passing
-                if (cost := costs(c, specs))[size]["largest_tensor_bytes"] <= WEBGPU_MAX_BUFFER_BYTES
+                if (cost := costs(c, specs))[size]["largest_tensor_bytes"] <= MAX_BUFFER_BYTES
             ]
             if not fitting:
                 chosen[dtype][size] = {"candidate": None, "reason": "no measured candidate passes and fits"}
@@ -156,7 +157,7 @@ def markdown(scores: dict[str, Score], chosen: dict[str, dict[str, Any]], specs:
         per_size = costs(candidate, specs)
         cells = []
         for size in sizes:
-            too_big = per_size[size]["largest_tensor_bytes"] > WEBGPU_MAX_BUFFER_BYTES
+            too_big = per_size[size]["largest_tensor_bytes"] > MAX_BUFFER_BYTES
             cells.append(_gb(per_size[size]["bytes_per_token"]) + (" (tensor > 1 GiB)" if too_big else ""))
         fidelity = f"{entry.relative_perplexity_change:+.2e} | {100 * entry.top1_agreement:.2f} %"
         target = "pass" if meets_quantized_targets(entry) else "miss"

@@ -16,10 +16,12 @@ from qwen35web.export import formats
 from qwen35web.export.cli import build_parser, main
 from qwen35web.export.config import read_config_json, spec_from_config
 from qwen35web.export.errors import BadInputError
+from qwen35web.export.layout_transformers_js import graph_file
 from qwen35web.export.pipeline import ExportOptions, choose_format
 from qwen35web.export.quantization.columns import quantize_columns
 from qwen35web.export.quantization.nbits import block_quantize
 from qwen35web.export.weight_sizes import Storage, weight_shapes
+from qwen35web.runtime.bundle_format import MAX_BUFFER_BYTES
 from tests.checkpoints import TINY_TEXT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +116,33 @@ def test_every_default_fits_one_webgpu_buffer(name):
     weight_format = formats.FORMATS[name]
     for size, spec in _real_specs().items():
         cost = weight_format.cost(spec, weight_format.defaults[size])
-        assert cost.largest_tensor_bytes <= formats.WEBGPU_MAX_BUFFER_BYTES, (name, size)
+        assert cost.largest_tensor_bytes <= MAX_BUFFER_BYTES, (name, size)
+
+
+def test_each_format_names_its_transformers_js_file_and_an_existing_vision_format():
+    # transformers.js 4.3's own names (utils/dtypes.js, DEFAULT_DTYPE_SUFFIX_MAPPING) for our dtypes.
+    expected = {
+        "fp32": "model.onnx",
+        "fp16": "model_fp16.onnx",
+        "q4": "model_q4.onnx",
+        "q4f16": "model_q4f16.onnx",
+        "q8": "model_quantized.onnx",
+    }
+    assert {name: graph_file(name) for name in formats.FORMATS} == expected
+    assert all(f.vision_auto in formats.VISION_FORMATS for f in formats.FORMATS.values())
+
+
+def test_the_vision_formats_trace_and_quantize_as_their_names_say():
+    vision = formats.VISION_FORMATS
+    assert list(vision) == ["fp32", "fp16", "q8", "q4"]
+    assert [f.trace_dtype for f in vision.values()] == [
+        torch.float32,
+        torch.float16,
+        torch.float32,
+        torch.float32,
+    ]
+    assert [name for name, f in vision.items() if f.quantize is not None] == ["q8", "q4"]
+    assert formats.VISION_Q4_SETTINGS.block_size == 32 and not formats.VISION_Q4_SETTINGS.symmetric
 
 
 def test_the_defaults_are_what_the_fidelity_bench_chose_and_they_meet_the_targets():

@@ -27,6 +27,7 @@ from qwen35web.runtime.bundle_format import (
     CHAT_TEMPLATE_FILE,
     CONFIG_FILE,
     MANIFEST,
+    MAX_BUFFER_BYTES,
     MODEL_DATA_FILE,
     MODEL_FILE,
     OPTIONAL_MODEL_FILES,
@@ -39,8 +40,6 @@ from qwen35web.runtime.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
-# Browsers fetch and cache files of up to about a GiB comfortably; larger weights are split.
-MAX_DATA_FILE_BYTES = 1 << 30
 _PROVENANCE_PACKAGES = (
     "torch",
     "transformers",
@@ -104,7 +103,7 @@ def _publish(tmp: Path, out_dir: Path, force: bool) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def save_graph(model: ir.Model, bundle: Path, max_data_file_bytes: int = MAX_DATA_FILE_BYTES) -> list[str]:
+def save_graph(model: ir.Model, bundle: Path, max_data_file_bytes: int = MAX_BUFFER_BYTES) -> list[str]:
     """Write model.onnx and its external data (split at `max_data_file_bytes`); returns the data files."""
     files: set[str] = set()
     with tqdm(desc="writing weights", unit="tensor", disable=None, leave=False) as bar:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 from qwen35web.cli_support import OneLineParser, fail
 from qwen35web.export.errors import ExportError
-from qwen35web.export.formats import FORMATS, default_help
+from qwen35web.export.formats import FORMATS, VISION_FORMATS, default_help
 from qwen35web.export.model_source import resolve_model
 from qwen35web.export.pipeline import LAYOUTS, ExportOptions, run_export
 from qwen35web.export.quantization.nbits import ACCURACY_LEVELS, EMBEDDING_BITS
-from qwen35web.export.vision.precision import VISION_DTYPES
 from qwen35web.runtime.bundle_format import LOGITS, OPS
 
 log = logging.getLogger("qwen35web.export")
@@ -67,7 +66,7 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--vision-dtype",
-        choices=("auto", *VISION_DTYPES),
+        choices=("auto", *VISION_FORMATS),
         default="auto",
         help="the vision graph's weight format (auto: fp32 beside fp32, fp16 beside the WebGPU formats "
         "fp16/q4f16, else q8: bench/results/vision.md)",

@@ -1,6 +1,9 @@
 """The weight formats (`--dtype`), each defined once: what it traces in, the passes it runs, the
 rounding the PyTorch reference applies in `--validate`, its manifest entry, its validation
-tolerance and its default recipe for each model size.
+tolerance, its default recipe for each model size, its file suffix in the transformers.js layout
+and the vision graph's format it takes under `--vision-dtype auto`. The vision tower's own formats
+(`--vision-dtype`: its trace dtype, its q4 recipe, its validation bound) are here too, in
+`VISION_FORMATS`.
 
 A recipe is the knobs of a quantized format (block size, accuracy level, the precision of the token
 table and LM head). The defaults were chosen by measurement (`python -m bench.fidelity`, the rule in
@@ -31,15 +34,14 @@ import torch
 
 from qwen35web.export.config import ModelSpec
 from qwen35web.export.errors import BadInputError
-from qwen35web.export.passes.quantize import quantize_weights
+from qwen35web.export.passes.quantize import QuantizeSettings, quantize_matmuls, quantize_weights
 from qwen35web.export.passes.quantize_int8 import EMBEDDINGS as Q8_EMBEDDINGS
-from qwen35web.export.passes.quantize_int8 import quantize_weights_int8
+from qwen35web.export.passes.quantize_int8 import quantize_matmuls_int8, quantize_weights_int8
 from qwen35web.export.quantization.nbits import ACCURACY_LEVELS, EMBEDDING_BITS
 from qwen35web.export.quantization.rounding import fake_quantize_module, fake_quantize_module_int8
 from qwen35web.export.weight_sizes import FormatCost, Storage, format_cost, weight_shapes
 
 BLOCK_SIZES = (16, 32, 64, 128, 256)
-WEBGPU_MAX_BUFFER_BYTES = 1 << 30  # maxBufferSize of the adapter measured here (platform notes)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,10 @@ class WeightFormat:
     storage: Callable[[Recipe], tuple[Storage, Storage]] = field(
         default=lambda r: (Storage("float", 32),) * 2
     )
+    # onnx/model<suffix>.onnx in the transformers.js layout: transformers.js's own table
+    # (utils/dtypes.js, DEFAULT_DTYPE_SUFFIX_MAPPING), whose dtype names are ours too.
+    transformers_js_suffix: str = ""
+    vision_auto: str = "q8"  # the vision graph's format beside this one (`--vision-dtype auto`)
 
     def knob_names(self) -> tuple[str, ...]:
         return tuple(next(iter(self.defaults.values())).knobs())
@@ -186,6 +192,8 @@ FORMATS: dict[str, WeightFormat] = {
             torch.float32,
             Tolerance(max_abs=1e-4, kl=1e-6, greedy_agreement=1.0),
             _same_for_every_size(Recipe()),
+            transformers_js_suffix="",
+            vision_auto="fp32",  # parity with PyTorch end to end
         ),
         WeightFormat(
             "fp16",
@@ -194,6 +202,8 @@ FORMATS: dict[str, WeightFormat] = {
             Tolerance(max_abs=5e-2, kl=1e-3, greedy_agreement=0.75),
             _same_for_every_size(Recipe()),
             storage=lambda r: (Storage("float", 16),) * 2,
+            transformers_js_suffix="_fp16",
+            vision_auto="fp16",  # a WebGPU format: see below FORMATS
         ),
         WeightFormat(
             "q4",
@@ -206,6 +216,8 @@ FORMATS: dict[str, WeightFormat] = {
             _round_nbits,
             _nbits_manifest,
             _nbits_storage(fp16=False),
+            transformers_js_suffix="_q4",
+            vision_auto="q8",  # a CPU/wasm format: see below FORMATS
         ),
         WeightFormat(
             "q4f16",
@@ -218,6 +230,8 @@ FORMATS: dict[str, WeightFormat] = {
             _round_nbits,
             _nbits_manifest,
             _nbits_storage(fp16=True),
+            transformers_js_suffix="_q4f16",
+            vision_auto="fp16",  # a WebGPU format: see below FORMATS
         ),
         WeightFormat(
             "q8",
@@ -236,6 +250,46 @@ FORMATS: dict[str, WeightFormat] = {
             _round_q8,
             lambda recipe: {"bits": 8, "scheme": "symmetric, one scale per output column", **recipe.knobs()},
             _q8_storage,
+            transformers_js_suffix="_quantized",
+            vision_auto="q8",  # a CPU/wasm format: see below FORMATS
+        ),
+    )
+}
+
+# Why each `vision_auto`: the vision graph's format follows the decoder's backend. fp32 beside fp32
+# (parity); fp16 beside the WebGPU formats (fp16, q4f16): the GPU runs half precision and int8
+# DynamicQuantizeMatMul has no WebGPU kernel; q8 beside the CPU/wasm formats (q8, q4): measured the
+# fastest per image within 0.999 cosine of fp32 natively and on wasm (bench/results/vision.md).
+
+
+@dataclass(frozen=True)
+class VisionFormat:
+    """A format of the vision graph (`--vision-dtype`): fewer than the decoder's, with its own q4."""
+
+    name: str
+    trace_dtype: torch.dtype
+    # compare_vision's bound against transformers' tower: max_abs for fp32; the lower formats are
+    # held to a cosine similarity instead (their error is their own).
+    tolerance: Mapping[str, float]
+    # Run on the fp32 graph's MatMuls (after Gemm -> MatMul); returns (count, float bytes,
+    # quantized bytes). None: a float format, traced in `trace_dtype`.
+    quantize: Callable[[ir.Graph], tuple[int, int, int]] | None = None
+
+
+# The vision q4: 4-bit blocks of 32 along K, asymmetric, accuracy level 4 (export/vision/precision.py).
+VISION_Q4_SETTINGS = QuantizeSettings(block_size=32, accuracy_level=4, symmetric=False, fp16_scales=False)
+
+VISION_FORMATS: dict[str, VisionFormat] = {
+    f.name: f
+    for f in (
+        VisionFormat("fp32", torch.float32, {"max_abs": 1e-4}),
+        VisionFormat("fp16", torch.float16, {"min_cosine": 0.9999}),
+        VisionFormat("q8", torch.float32, {"min_cosine": 0.999}, quantize_matmuls_int8),
+        VisionFormat(
+            "q4",
+            torch.float32,
+            {"min_cosine": 0.95},
+            lambda graph: quantize_matmuls(graph, VISION_Q4_SETTINGS),
         ),
     )
 }

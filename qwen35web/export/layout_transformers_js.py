@@ -9,7 +9,7 @@ turns them into this layout before the directory is published:
     config.json             the text config as transformers.js reads it (see `config_for`)
     generation_config.json  the checkpoint's (or a new one) with the bundle's stop ids as eos_token_id
     tokenizer.json, tokenizer_config.json, and the checkpoint's optional tokenizer files
-    onnx/model<suffix>.onnx              <suffix> by dtype: transformers.js's own table
+    onnx/model<suffix>.onnx              <suffix> by dtype: formats.py's transformers_js_suffix
     onnx/model<suffix>.onnx_data, _data_1, ...   its external data, named as transformers.js asks
     validation.json         with `--validate`
 
@@ -42,6 +42,7 @@ from typing import Any
 import onnx
 
 from qwen35web.export.errors import BadInputError
+from qwen35web.export.formats import FORMATS
 from qwen35web.export.generation_config import GENERATION_CONFIG
 from qwen35web.export.reference import text_config_dict
 from qwen35web.runtime.bundle_format import CONFIG_FILE, MODEL_FILE, ModelFacts
@@ -51,9 +52,6 @@ log = logging.getLogger(__name__)
 LAYOUT = "transformers.js"
 ONNX_DIR = "onnx"  # transformers.js's default `subfolder`
 
-# Our --dtype -> transformers.js's file suffix (utils/dtypes.js, DEFAULT_DTYPE_SUFFIX_MAPPING).
-# The dtype names are transformers.js's own too, so config.json can name ours directly.
-DTYPE_SUFFIXES = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16", "q8": "_quantized"}
 MAX_DATA_CHUNKS = 100  # transformers.js refuses more (utils/hub/constants.js, MAX_EXTERNAL_DATA_CHUNKS)
 
 TEXT_MODEL_TYPE = "qwen3_5_text"
@@ -75,7 +73,7 @@ class TransformersJsFolder:
 
 def graph_file(dtype: str) -> str:
     """The ONNX file transformers.js opens for `dtype`: model.onnx, model_q4.onnx, ..."""
-    return f"model{DTYPE_SUFFIXES[dtype]}.onnx"
+    return f"model{FORMATS[dtype].transformers_js_suffix}.onnx"
 
 
 def data_file_names(graph: str, count: int) -> list[str]:
@@ -85,7 +83,7 @@ def data_file_names(graph: str, count: int) -> list[str]:
 
 def check_supported(config: dict[str, Any], dtype: str) -> None:
     """Refuse, before any work, what this layout cannot write: an unnamed dtype, a bad vision_config."""
-    if dtype not in DTYPE_SUFFIXES:
+    if dtype not in FORMATS:
         raise BadInputError(f"--layout {LAYOUT} has no file name for --dtype {dtype!r}")
     vision_config(config)
 

@@ -28,6 +28,7 @@ from qwen35web.export.trace import activation_dtype_name, trace_to_onnx
 from qwen35web.export.vision.bundle import check_vision_checkpoint, export_vision_files, wants_vision
 from qwen35web.runtime.bundle_format import (
     LOGITS,
+    MAX_BUFFER_BYTES,
     MODEL_FILE,
     OPS,
     SAMPLER_FILE,
@@ -53,7 +54,7 @@ class ExportOptions:
     dtype: str = "fp32"
     validate: bool = False
     force: bool = False
-    max_data_file_bytes: int = bundle.MAX_DATA_FILE_BYTES
+    max_data_file_bytes: int = MAX_BUFFER_BYTES
     # A quantized format's recipe; None: the format's default for the model's size (formats.py).
     block_size: int | None = None  # int4 block along K (q4, q4f16)
     accuracy_level: int | None = None  # MatMulNBits compute: 1 fp32, 2 fp16, 4 int8
@@ -133,13 +134,11 @@ def _manifest(
 
 
 def vision_format(options: ExportOptions) -> str:
-    """auto: the vision graph's format follows the decoder's backend. fp32 beside fp32 (parity);
-    fp16 beside the WebGPU formats (fp16, q4f16): the GPU runs half precision and int8
-    DynamicQuantizeMatMul has no WebGPU kernel; q8 beside the CPU/wasm formats (q8, q4): measured
-    the fastest per image within 0.999 cosine of fp32 natively and on wasm (bench/results/vision.md)."""
+    """The vision graph's format: `--vision-dtype`, or for auto the decoder format's `vision_auto`
+    (formats.py says why each)."""
     if options.vision_dtype != "auto":
         return options.vision_dtype
-    return {"fp32": "fp32", "fp16": "fp16", "q4f16": "fp16"}.get(options.dtype, "q8")
+    return formats.FORMATS[options.dtype].vision_auto
 
 
 def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.TransformersJsFolder:

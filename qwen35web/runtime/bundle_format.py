@@ -43,6 +43,10 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)
 CONFIG_FILE = "config.json"
+# The one buffer limit, 1 GiB: no external-data file is larger (a browser fetches, hashes and caches
+# each one comfortably; the exporters split larger weights) and no tensor may be (one WebGPU buffer:
+# maxBufferSize of the adapter measured here, platform notes; bench.fidelity's recipe rule).
+MAX_BUFFER_BYTES = 1 << 30
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 OPTIONAL_MODEL_FILES = ("generation_config.json", CHAT_TEMPLATE_FILE, "special_tokens_map.json")
 VALIDATION_FILE = "validation.json"

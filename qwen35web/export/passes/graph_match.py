@@ -24,11 +24,21 @@ def producer(value: ir.Value | None, op_type: str, domain: str = "") -> ir.Node 
 
 
 def constant_array(value: ir.Value | None) -> np.ndarray | None:
-    """The value's constant contents (initializer or Constant node), else None."""
+    """The value's constant contents (initializer or Constant node), else None: for a matcher,
+    which asks whether a value is constant. See `weight_array` for one already known to be."""
     if value is None:
         return None
     tensor = ir.convenience.get_const_tensor(value)
     return None if tensor is None else tensor.numpy()
+
+
+def weight_array(value: ir.Value) -> np.ndarray:
+    """A constant the caller has already matched (a weight initializer), as numpy: a view of the
+    stored tensor where possible. Where `constant_array` answers None, this one fails an assertion,
+    since a non-constant here is a bug in the pass, not a graph to leave alone."""
+    array = constant_array(value)
+    assert array is not None, f"{value.name} is not a constant"
+    return array
 
 
 def scalar_constant(value: ir.Value | None) -> float | None:

@@ -23,12 +23,12 @@ import logging
 import onnx_ir as ir
 
 from qwen35web.export.ops.domain import MS_DOMAIN
+from qwen35web.export.passes.graph_match import weight_array
 from qwen35web.export.passes.quantize_embedding import quantize_embedding_table
 from qwen35web.export.passes.quantize_graph import (
     QuantizedInitializers,
     QuantizeSettings,
     check_float_type,
-    constant_array,
     constant_weight,
     drop_unused_initializer,
     matmul_nbits_node,
@@ -55,7 +55,7 @@ def quantize_matmul(
     weight, activations = constant_weight(node), node.inputs[0]
     assert weight is not None and weight.name is not None and activations is not None
     check_float_type(weight, settings)
-    array = constant_array(weight)  # [K, N]
+    array = weight_array(weight)  # [K, N]
     stored = (0, 0)
     if weight.name not in done:
         quantized = block_quantize(array, settings.block_size, settings.symmetric, bits)

@@ -29,12 +29,11 @@ import numpy as np
 import onnx_ir as ir
 
 from qwen35web.export.ops.domain import MS_DOMAIN
-from qwen35web.export.passes.graph_match import add_initializer
+from qwen35web.export.passes.graph_match import add_initializer, weight_array
 from qwen35web.export.passes.quantize_graph import (
     QuantizedInitializers,
     QuantizeSettings,
     check_float_type,
-    constant_array,
     drop_unused_initializer,
     embedding_lookup,
     matmul_nbits_node,
@@ -119,7 +118,7 @@ def quantize_embedding_table(graph: ir.Graph, settings: QuantizeSettings, bits: 
         return False
     lookup, table = found
     heads = tied_heads(table, lookup)
-    array = constant_array(table)  # [V, D]
+    array = weight_array(table)  # [V, D]
     vocab, hidden = array.shape
     if heads is None or hidden % settings.block_size:
         log.warning("embedding %s: read in an unknown way, or D %% block != 0: left float", table.name)

@@ -21,9 +21,8 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from qwen35web.export.passes.graph_match import add_initializer, shared_constant
+from qwen35web.export.passes.graph_match import add_initializer, shared_constant, weight_array
 from qwen35web.export.passes.quantize_graph import (
-    constant_array,
     drop_unused_initializer,
     dynamic_quantize_matmul_node,
     embedding_lookup,
@@ -67,7 +66,7 @@ def store_embedding_fp16(graph: ir.Graph) -> bool:
     if found is None:
         return False
     lookup, table, heads, ids, ids_rank = found
-    array = constant_array(table)  # [V, D]
+    array = weight_array(table)  # [V, D]
     stored = add_initializer(
         graph, f"{table.name or 'embedding'}.fp16_t", np.ascontiguousarray(array.T, np.float16)
     )
@@ -103,7 +102,7 @@ def quantize_embedding_table_int8(graph: ir.Graph) -> bool:
     if found is None:
         return False
     lookup, table, heads, ids, ids_rank = found
-    array = constant_array(table)  # [V, D]
+    array = weight_array(table)  # [V, D]
     quantized, scales = quantize_columns(array.T)  # [D, V] int8, [V]
     base = table.name or "embedding"
     weight = add_initializer(graph, f"{base}.q8", quantized)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import onnx_ir as ir
 
 from qwen35web.export.ops.domain import MS_DOMAIN
@@ -14,12 +13,6 @@ from qwen35web.export.passes.graph_match import add_initializer
 from qwen35web.export.quantization.nbits import QuantizedWeight
 
 FLOAT_TYPES = {False: ir.DataType.FLOAT, True: ir.DataType.FLOAT16}  # by fp16_scales
-
-
-def constant_array(value: ir.Value) -> np.ndarray:
-    """An initializer's tensor as numpy (a view of the traced weights where possible)."""
-    assert value.const_value is not None, f"{value.name} is not a constant"
-    return value.const_value.numpy()
 
 
 def drop_unused_initializer(graph: ir.Graph, value: ir.Value) -> None:

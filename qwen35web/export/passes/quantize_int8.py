@@ -31,13 +31,12 @@ import numpy as np
 import onnx_ir as ir
 
 from qwen35web.export.ops.domain import MS_DOMAIN
-from qwen35web.export.passes.graph_match import add_initializer
+from qwen35web.export.passes.graph_match import add_initializer, weight_array
 from qwen35web.export.passes.quantize_embedding_int8 import (
     quantize_embedding_table_int8,
     store_embedding_fp16,
 )
 from qwen35web.export.passes.quantize_graph import (
-    constant_array,
     constant_weight,
     drop_unused_initializer,
     dynamic_quantize_matmul_node,
@@ -90,7 +89,7 @@ def quantize_matmuls_int8(graph: ir.Graph) -> tuple[int, int, int]:
         assert weight is not None and weight.name is not None and activations is not None
         width = static_shape(weight)[1]
         if weight.name not in done:
-            array = constant_array(weight)  # [K, N]
+            array = weight_array(weight)  # [K, N]
             quantized, scales = unaliased(*quantize_columns(array))
             done[weight.name] = (
                 add_initializer(graph, f"{weight.name}.q8", quantized),

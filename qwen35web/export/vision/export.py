@@ -21,16 +21,16 @@ import torch
 from qwen35web.export.checkpoint import Checkpoint
 from qwen35web.export.config import read_config_json
 from qwen35web.export.errors import BadInputError
+from qwen35web.export.formats import VISION_FORMATS
 from qwen35web.export.vision.config import WEIGHT_PREFIX, VisionSpec, vision_spec_from_config
-from qwen35web.export.vision.precision import VISION_DTYPES, quantize_vision
+from qwen35web.export.vision.precision import quantize_vision
 from qwen35web.export.vision.trace import trace_vision
 from qwen35web.export.vision.vision_model import VisionTower
+from qwen35web.runtime.bundle_format import MAX_BUFFER_BYTES
 
 log = logging.getLogger(__name__)
 
 VISION_FILE = "vision_encoder.onnx"
-MAX_DATA_FILE_BYTES = 1 << 30
-_TRACE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "q8": torch.float32, "q4": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,12 @@ def load_tower(model_dir: Path, dtype: torch.dtype = torch.float32) -> VisionTow
 
 
 def build_vision_graph(model_dir: Path, dtype: str = "fp32") -> tuple[VisionSpec, ir.Model]:
-    if dtype not in VISION_DTYPES:
-        raise BadInputError(f"vision dtype must be one of {', '.join(VISION_DTYPES)}, got {dtype!r}")
-    tower = load_tower(model_dir, _TRACE_DTYPES[dtype])
+    if dtype not in VISION_FORMATS:
+        raise BadInputError(f"vision dtype must be one of {', '.join(VISION_FORMATS)}, got {dtype!r}")
+    vision_format = VISION_FORMATS[dtype]
+    tower = load_tower(model_dir, vision_format.trace_dtype)
     model = trace_vision(tower)
-    if dtype in ("q8", "q4"):
+    if vision_format.quantize is not None:
         model = quantize_vision(model, dtype)
     return tower.spec, model
 
@@ -118,7 +119,7 @@ def save_vision_graph(model: ir.Model, out_dir: Path, file_name: str = VISION_FI
     if path.exists():
         raise BadInputError(f"{path} already exists")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ir.save(model, path, external_data=file_name + "_data", max_shard_size_bytes=MAX_DATA_FILE_BYTES)
+    ir.save(model, path, external_data=file_name + "_data", max_shard_size_bytes=MAX_BUFFER_BYTES)
     return external_data_files(path)
 
 

@@ -3,8 +3,9 @@
 q8 is `com.microsoft::DynamicQuantizeMatMul` (int8 weights, one scale per output column, the
 activations quantized per tensor at run time) and q4 is `com.microsoft::MatMulNBits` (4-bit blocks
 of 32 along K, asymmetric, accuracy level 4): the decoder's own passes, applied to every projection
-of the tower. torch.onnx writes the tower's `nn.Linear`s as Gemm (weight [N, K], transB=1), which
-those passes do not read, so they are first rewritten as MatMul [K, N] + Add.
+of the tower (which pass, with which settings, is each format's record in formats.VISION_FORMATS).
+torch.onnx writes the tower's `nn.Linear`s as Gemm (weight [N, K], transB=1), which those passes do
+not read, so they are first rewritten as MatMul [K, N] + Add.
 """
 
 from __future__ import annotations
@@ -14,20 +15,12 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
+from qwen35web.export.formats import VISION_FORMATS
 from qwen35web.export.ops.domain import MS_DOMAIN
-from qwen35web.export.passes.graph_match import add_initializer
-from qwen35web.export.passes.quantize import (
-    QuantizeSettings,
-    constant_array,
-    drop_unused_initializer,
-    quantize_matmuls,
-)
-from qwen35web.export.passes.quantize_int8 import quantize_matmuls_int8
+from qwen35web.export.passes.graph_match import add_initializer, weight_array
+from qwen35web.export.passes.quantize import drop_unused_initializer
 
 log = logging.getLogger(__name__)
-
-VISION_DTYPES = ("fp32", "fp16", "q8", "q4")
-Q4_SETTINGS = QuantizeSettings(block_size=32, accuracy_level=4, symmetric=False, fp16_scales=False)
 
 
 def _plain_gemm_weight(node: ir.Node) -> ir.Value | None:
@@ -51,9 +44,7 @@ def gemm_to_matmul(graph: ir.Graph) -> int:
     for node in [n for n in graph if _plain_gemm_weight(n) is not None]:
         weight = _plain_gemm_weight(node)
         assert weight is not None and weight.name is not None
-        transposed = add_initializer(
-            graph, f"{weight.name}.kn", np.ascontiguousarray(constant_array(weight).T)
-        )
+        transposed = add_initializer(graph, f"{weight.name}.kn", np.ascontiguousarray(weight_array(weight).T))
         matmul = ir.node("MatMul", [node.inputs[0], transposed], name=f"{node.name}_matmul")
         new_nodes = [matmul]
         if len(node.inputs) > 2 and node.inputs[2] is not None:
@@ -67,15 +58,14 @@ def gemm_to_matmul(graph: ir.Graph) -> int:
 
 
 def quantize_vision(model: ir.Model, dtype: str) -> ir.Model:
-    """q8 or q4 from an fp32 vision graph, in place; returns it."""
-    if dtype not in ("q8", "q4"):
-        raise ValueError(f"quantize_vision makes q8 or q4, not {dtype!r}")
+    """A quantized vision format (q8 or q4) from an fp32 vision graph, in place; returns it."""
+    vision_format = VISION_FORMATS.get(dtype)
+    if vision_format is None or vision_format.quantize is None:
+        quantized = [name for name, f in VISION_FORMATS.items() if f.quantize is not None]
+        raise ValueError(f"quantize_vision makes {' or '.join(quantized)}, not {dtype!r}")
     graph = model.graph
     rewritten = gemm_to_matmul(graph)
-    if dtype == "q8":
-        count, float_bytes, quantized_bytes = quantize_matmuls_int8(graph)
-    else:
-        count, float_bytes, quantized_bytes = quantize_matmuls(graph, Q4_SETTINGS)
+    count, float_bytes, quantized_bytes = vision_format.quantize(graph)
     model.opset_imports[MS_DOMAIN] = 1
     log.info(
         "vision %s: %d Gemm rewritten, %d MatMul weights quantized, %.1f MB -> %.1f MB",

@@ -3,8 +3,9 @@
     report = compare_vision(model_dir, graph_path, dtype)   # {"passed", "tolerance", "grids": {...}}
 
 The reference is `Qwen3_5ForConditionalGeneration.from_pretrained(model_dir).model.visual`; inputs
-are seeded uniform pixel values in [-1, 1] (the range normalized pixels take). fp32 must agree to
-1e-4 max-abs; the lower formats are held to a cosine similarity instead (their error is their own).
+are seeded uniform pixel values in [-1, 1] (the range normalized pixels take). Each format's bound
+is its `tolerance` in formats.VISION_FORMATS: fp32 must agree to 1e-4 max-abs; the lower formats are
+held to a cosine similarity instead (their error is their own).
 """
 
 from __future__ import annotations
@@ -15,12 +16,8 @@ from typing import Any
 
 import numpy as np
 
-TOLERANCES: dict[str, dict[str, float]] = {
-    "fp32": {"max_abs": 1e-4},
-    "fp16": {"min_cosine": 0.9999},
-    "q8": {"min_cosine": 0.999},
-    "q4": {"min_cosine": 0.95},
-}
+from qwen35web.export.formats import VISION_FORMATS
+
 # In merge blocks (t, h / m, w / m); the last entry is several images in one call.
 GRIDS: dict[str, list[tuple[int, int, int]]] = {
     "square": [(1, 4, 4)],
@@ -54,7 +51,7 @@ def compare_vision(model_dir: Path, graph: Path, dtype: str = "fp32") -> dict[st
     config = reference.config
     patch_dim = config.in_channels * config.temporal_patch_size * config.patch_size**2
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-    tolerance = TOLERANCES[dtype]
+    tolerance = dict(VISION_FORMATS[dtype].tolerance)
     grids: dict[str, dict[str, float]] = {}
     for seed, (name, blocks) in enumerate(GRIDS.items()):
         pixels, grid = _inputs(blocks, config.spatial_merge_size, patch_dim, seed)
