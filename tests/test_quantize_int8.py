@@ -218,3 +218,36 @@ def test_float_embedding_is_stored_once_as_fp16_and_matches_rounded_pytorch(
     rounded = random_model(TINY_TEXT_CONFIG, seed=0)
     fake_quantize_module_int8(rounded, embedding="float")
     assert np.abs(logits[0] - reference_logits(rounded, prompt)).max() < EMULATED_MAX_ABS
+
+
+def test_the_int8_product_is_exact_on_cpus_without_vnni() -> None:
+    """onnxruntime's AVX2 kernel (no VNNI) saturates uint8 x int8 pair sums to int16: the weights keep
+    |q| <= 63 so that never happens. The kernel's output equals exact integer arithmetic on any CPU."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qwen35web.export.quantization.columns import quantize_columns
+
+    rng = np.random.default_rng(0)
+    activations = rng.standard_normal((8, 256)).astype(np.float32)  # [M, K]
+    quantized, scales = quantize_columns(rng.standard_normal((256, 64)).astype(np.float32))  # [K, N]
+    node = helper.make_node("DynamicQuantizeMatMul", ["A", "B", "scales"], ["Y"], domain="com.microsoft")
+    graph = helper.make_graph(
+        [node],
+        "dqmm",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [8, 256])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [8, 64])],
+        initializer=[numpy_helper.from_array(quantized, "B"), numpy_helper.from_array(scales, "scales")],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"A": activations})[0]
+    low, high = min(activations.min(), 0), max(activations.max(), 0)
+    scale = (high - low) / 255
+    point = np.round(-low / scale)
+    q_in = np.clip(np.round(activations / scale) + point, 0, 255).astype(np.int64)
+    exact = ((q_in - point) @ quantized.astype(np.int64)) * scale * scales
+    assert np.abs(got - exact).max() <= 1e-4 * np.abs(exact).max()

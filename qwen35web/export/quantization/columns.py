@@ -10,7 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-QMAX = 127  # symmetric: q in [-127, 127], so -q never overflows
+# 7-bit magnitudes: onnxruntime's x64 kernel for CPUs without VNNI (AVX2 only, e.g. AMD EPYC) multiplies
+# uint8 activations by int8 weights with VPMADDUBSW, which saturates each pair sum to int16. |q| <= 63
+# keeps 255 * 63 * 2 = 32,130 below 32,767, so the product is exact on every CPU; with |q| <= 127 a random
+# [8, 256] x [256, 64] product was off by a quarter of its range there (symmetric: -q never overflows).
+QMAX = 63
 _SLAB_COLUMNS = 1 << 14  # bounds the float temporaries of one step (K x 16k fp32)
 
 
