@@ -182,7 +182,7 @@ def test_chat_completions_answer_in_openais_shapes(export_bundle):
     async def go():
         session = await _session(export_bundle("text", "fused"))
         plain = {"messages": ASK_WEATHER, "max_tokens": 8, "temperature": 0}
-        reply = json.loads(await session.chat_completion(json.dumps(plain), lambda _: None))
+        answered = json.loads(await session.chat_completion(json.dumps(plain), lambda _: None))
         chunks: list[dict] = []
         streamed = json.loads(
             await session.chat_completion(
@@ -196,7 +196,7 @@ def test_chat_completions_answer_in_openais_shapes(export_bundle):
             "max_tokens": 96,
             "seed": 1,
         }
-        called = json.loads(await session.chat_completion(json.dumps(forced), lambda _: None))
+        called = json.loads(await session.chat_completion(json.dumps(forced), lambda _: None))["response"]
         bad = {
             "messages": ASK_WEATHER,
             "tools": [WEATHER_TOOL],
@@ -209,9 +209,11 @@ def test_chat_completions_answer_in_openais_shapes(export_bundle):
             )
         )
         await session.runtime.close()
-        return reply, chunks, streamed, called, refused, unknown_role
+        return answered, chunks, streamed, called, refused, unknown_role
 
-    reply, chunks, streamed, called, refused, unknown_role = run_async(go())
+    answered, chunks, streamed, called, refused, unknown_role = run_async(go())
+    reply = answered["response"]
+    assert answered["stopReason"] == "max_new_tokens" and streamed["response"] is None
     assert reply["object"] == "chat.completion" and reply["model"] == "tiny"
     message = reply["choices"][0]["message"]
     assert message["role"] == "assistant" and isinstance(message["content"], str)
@@ -231,4 +233,5 @@ def test_chat_completions_answer_in_openais_shapes(export_bundle):
 
     assert refused["code"] == "bad-input" and refused["openai"]["param"] == "tool_choice"
     assert refused["openai"]["type"] == "invalid_request_error" and "time" in refused["error"]
+    assert refused["status"] == 400
     assert unknown_role["code"] == "bad-input" and unknown_role["openai"]["param"] == "messages[0].role"

@@ -31,8 +31,15 @@ _PAGE_CODES = {"context_length_exceeded": "context-full"}
 def api_error_json(err: ApiError) -> str:
     """The page's error JSON for a refused request, OpenAI's error object under "openai"."""
     page_code = _PAGE_CODES.get(err.code or "", "bad-input" if err.status < 500 else "runtime")
+    openai = err.to_json()["error"]
     return json.dumps(
-        {"error": err.message, "code": page_code, "errorType": "ApiError", "openai": err.to_json()["error"]}
+        {
+            "error": err.message,
+            "code": page_code,
+            "errorType": "ApiError",
+            "openai": openai,
+            "status": err.status,
+        }
     )
 
 
@@ -63,8 +70,10 @@ async def run_chat_completion(
     cancel: CancelToken,
     image_ids_json: str | None = None,
 ) -> str:
-    """Run the request: the `chat.completion` JSON, or (streaming, after every chunk went through
-    `on_chunk`) `{"streamed": chunks}`. ApiError for a refused request; other errors propagate."""
+    """Run the request: JSON `{"response": chat.completion, "stopReason"}`, or when streaming (after
+    every chunk went through `on_chunk`) `{"response": null, "streamed": n, "stopReason"}`; the runtime's
+    stop reason tells a cancelled reply from a finished one. ApiError for a refused request; other
+    errors propagate."""
     try:
         body = json.loads(request_json)
     except ValueError:
@@ -75,9 +84,10 @@ async def run_chat_completion(
     completion = ChatCompletion(runtime, request, model_id)
     await completion.open(cancel, add_image=_Images(_image_ids(image_ids_json)))
     if not request.stream:
-        return json.dumps(await completion.response())
+        response = await completion.response()
+        return json.dumps({"response": response, "stopReason": completion.result.stop_reason})
     sent = 0
     async for chunk in completion.chunks():
         on_chunk(json.dumps(chunk))
         sent += 1
-    return json.dumps({"streamed": sent, "stopReason": completion.result.stop_reason})
+    return json.dumps({"response": None, "streamed": sent, "stopReason": completion.result.stop_reason})

@@ -302,9 +302,10 @@ class WebSession:
     async def chat_completion(
         self, request_json: str, on_chunk: Callable[..., Any], image_ids_json: str | None = None
     ) -> str:
-        """An OpenAI chat-completions request (the module's `chat.completions.create`): the
-        `chat.completion` JSON, or, with `stream: true`, each `chat.completion.chunk` as JSON through
-        `on_chunk(json)` and then `{"streamed": n, "stopReason"}`. `image_ids_json`: the ids of the
+        """An OpenAI chat-completions request (the module's `chat.completions.create`): JSON
+        `{"response": chat.completion, "stopReason"}`, or, with `stream: true`, each
+        `chat.completion.chunk` as JSON through `on_chunk(json)` and then `{"response": null,
+        "streamed": n, "stopReason"}`. `image_ids_json`: the ids of the
         request's image parts, decoded and added by the worker (see browser/completions.py). A refused
         request answers the error JSON with OpenAI's error object under "openai"."""
         cancel = self._cancel = CancelToken()
