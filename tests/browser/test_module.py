@@ -229,11 +229,22 @@ def test_chat_completions_create_speaks_openais_shapes(module_model: WatchedPage
         const image = await refusal({ messages: [{ role: 'user', content: [
             { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] }] });
         const long = { messages, max_tokens: 3000, min_tokens: 3000, stream: true };
+        const controller = new AbortController();
+        let aborted = null;
+        let seen = 0;
+        try {
+            for await (const chunk of await completions.create(long, { signal: controller.signal })) {
+                if (++seen === 3) controller.abort();
+            }
+        } catch (err) {
+            aborted = { name: err.name, code: err.code, seen };
+        }
         for await (const chunk of await completions.create(long)) break;
         const t = performance.now();
         const after = await completions.create({ messages, max_tokens: 2, temperature: 0 });
         const ms = performance.now() - t;
-        return { reply, chunks, forced, missingTool, image, after: after.usage.completion_tokens, ms };
+        const rest = { missingTool, image, aborted, after: after.usage.completion_tokens, ms };
+        return { reply, chunks, forced, ...rest };
     }""")
     reply, chunks = got["reply"], got["chunks"]
     assert reply["object"] == "chat.completion" and reply["model"] == MODEL_NAME
@@ -251,5 +262,7 @@ def test_chat_completions_create_speaks_openais_shapes(module_model: WatchedPage
     missing = got["missingTool"]
     assert missing["typed"] and missing["status"] == 400 and missing["error"]["param"] == "tool_choice"
     assert got["image"]["typed"] and "takes no images" in got["image"]["message"]
+    assert got["aborted"]["name"] == "AbortError" and got["aborted"]["code"] == "aborted"
+    assert 3 <= got["aborted"]["seen"] < 3000
     assert got["after"] == 2 and got["ms"] < 20_000
     module_model.assert_clean()
