@@ -235,3 +235,28 @@ def test_chat_completions_answer_in_openais_shapes(export_bundle):
     assert refused["openai"]["type"] == "invalid_request_error" and "time" in refused["error"]
     assert refused["status"] == 400
     assert unknown_role["code"] == "bad-input" and unknown_role["openai"]["param"] == "messages[0].role"
+
+
+def test_a_chat_completion_takes_the_images_the_worker_added(export_bundle):
+    """image_url parts: the worker decodes and adds each data URL first; the ids arrive in part order and
+    the mapping's image hook hands them out (the bytes are not decoded again in Python)."""
+
+    async def go():
+        session = await _session(export_bundle("vl", "fused"))
+        size = json.loads(session.image_target_size(40.0, 56.0))
+        pixels = size["height"] * size["width"] * 3
+        added = json.loads(session.add_image(size["height"], size["width"], JsBytes(bytes(pixels))))
+        part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+        content = [part, {"type": "text", "text": "What is it?"}]
+        request = {"messages": [{"role": "user", "content": content}], "max_tokens": 4, "temperature": 0}
+        answer = json.loads(
+            await session.chat_completion(json.dumps(request), lambda _: None, json.dumps([added["imageId"]]))
+        )
+        missing = json.loads(await session.chat_completion(json.dumps(request), lambda _: None, "[]"))
+        await session.runtime.close()
+        return added, answer, missing
+
+    added, answer, missing = run_async(go())
+    assert answer["response"]["usage"]["prompt_tokens"] > added["tokens"]  # the image's tokens are in it
+    assert answer["response"]["choices"][0]["finish_reason"] == "length"
+    assert missing["code"] == "bad-input" and missing["openai"]["param"] == "messages[0].content[0]"
