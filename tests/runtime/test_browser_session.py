@@ -149,7 +149,7 @@ def test_a_saved_conversation_restores_in_another_session(export_bundle):
         history = [*messages, {"role": "assistant", "content": reply["text"]}]
         blob = await first.save_conversation(json.dumps(history))
         second = await _session(bundle)
-        restored = json.loads(second.restore_conversation(JsBytes(blob)))
+        restored = json.loads(await second.restore_conversation(JsBytes(blob)))
         follow = [*restored["messages"], {"role": "user", "content": "And then?"}]
         again, _ = await _generate(second, {"messages": follow, "chat": True, **GREEDY})
         await first.runtime.close()
