@@ -199,3 +199,70 @@ def test_aborted_load_and_disposed_model_reject_with_abort_errors(module_model: 
     # The first model is untouched by the other's dispose.
     assert module_model.page.evaluate("window.model.tokenize('Hello')") != []
     module_model.assert_clean()
+
+
+def test_chat_completions_create_speaks_openais_shapes(module_model: WatchedPage) -> None:
+    """model.chat.completions.create: a ChatCompletion, a stream of chunks, a forced tool call whose
+    arguments parse (random weights: the output is constrained), refusals as typed errors carrying
+    OpenAI's error object, and leaving a stream early frees the model."""
+    got = module_model.page.evaluate("""async () => {
+        const { InputError } = await import('./qwen35web.mjs');
+        const completions = window.model.chat.completions;
+        const messages = [{ role: 'user', content: 'What is the weather in Paris?' }];
+        const reply = await completions.create({ messages, max_tokens: 6, temperature: 0 });
+        const chunks = [];
+        const stream = await completions.create({ messages, max_tokens: 6, temperature: 0, stream: true });
+        for await (const chunk of stream) chunks.push(chunk);
+        const weather = { type: 'function', function: { name: 'get_weather', parameters: {
+            type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
+        const forced = await completions.create({ messages, tools: [weather], max_tokens: 96, seed: 1,
+            tool_choice: { type: 'function', function: { name: 'get_weather' } } });
+        const refusal = async (params) => {
+            try { await completions.create(params); return null; }
+            catch (err) {
+                const typed = err instanceof InputError;
+                return { typed, error: err.error || null, status: err.status || null, message: err.message };
+            }
+        };
+        const missingTool = await refusal({ messages, tools: [weather], stream: true,
+            tool_choice: { type: 'function', function: { name: 'time' } } });
+        const image = await refusal({ messages: [{ role: 'user', content: [
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] }] });
+        const long = { messages, max_tokens: 3000, min_tokens: 3000, stream: true };
+        const controller = new AbortController();
+        let aborted = null;
+        let seen = 0;
+        try {
+            for await (const chunk of await completions.create(long, { signal: controller.signal })) {
+                if (++seen === 3) controller.abort();
+            }
+        } catch (err) {
+            aborted = { name: err.name, code: err.code, seen };
+        }
+        for await (const chunk of await completions.create(long)) break;
+        const t = performance.now();
+        const after = await completions.create({ messages, max_tokens: 2, temperature: 0 });
+        const ms = performance.now() - t;
+        const rest = { missingTool, image, aborted, after: after.usage.completion_tokens, ms };
+        return { reply, chunks, forced, ...rest };
+    }""")
+    reply, chunks = got["reply"], got["chunks"]
+    assert reply["object"] == "chat.completion" and reply["model"] == MODEL_NAME
+    assert reply["choices"][0]["finish_reason"] == "length" and reply["usage"]["completion_tokens"] == 6
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert streamed == reply["choices"][0]["message"]["content"]  # greedy both times
+    choice = got["forced"]["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["id"] and call["function"]["name"] == "get_weather"
+    assert isinstance(json.loads(call["function"]["arguments"])["city"], str)
+    missing = got["missingTool"]
+    assert missing["typed"] and missing["status"] == 400 and missing["error"]["param"] == "tool_choice"
+    assert got["image"]["typed"] and "takes no images" in got["image"]["message"]
+    assert got["aborted"]["name"] == "AbortError" and got["aborted"]["code"] == "aborted"
+    assert 3 <= got["aborted"]["seen"] < 3000
+    assert got["after"] == 2 and got["ms"] < 20_000
+    module_model.assert_clean()

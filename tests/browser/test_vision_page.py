@@ -183,3 +183,42 @@ def test_a_12_megapixel_photo_is_resized_to_the_cap(vl_page: WatchedPage, vl_sit
     states = [p["state"] for p in out["progress"] if p["phase"] == "vision"]
     assert states == ["start", "done"]
     vl_page.assert_clean()
+
+
+COMPLETION_WITH_IMAGE = """async (paths) => {
+    const model = await window.app.model();
+    const dataUrl = async (path) => {
+        const blob = await (await fetch(path)).blob();
+        return await new Promise((resolve) => {
+            const reader = new FileReader();
+            reader.onload = () => resolve(reader.result);
+            reader.readAsDataURL(blob);
+        });
+    };
+    const ask = async (url) => {
+        const content = [{ type: 'text', text: 'What is this?' }];
+        if (url) content.unshift({ type: 'image_url', image_url: { url } });
+        try {
+            const reply = await model.chat.completions.create(
+                { messages: [{ role: 'user', content }], max_tokens: 2, temperature: 0 });
+            return { prompt: reply.usage.prompt_tokens, finish: reply.choices[0].finish_reason };
+        } catch (err) {
+            return { name: err.name, error: err.message };
+        }
+    };
+    const added = await model.addImage(paths[0]);
+    const good = await ask(await dataUrl(paths[0]));
+    const textOnly = await ask(null);
+    const bad = await ask('data:image/png;base64,' + btoa('not an image at all'));
+    return { tokens: added.tokens, good, textOnly, bad };
+}"""
+
+
+def test_chat_completions_take_image_data_urls(vl_page: WatchedPage) -> None:
+    """image_url data URLs in model.chat.completions.create: decoded in the worker as addImage does (the
+    image's tokens join the prompt); bytes that are no image are one typed error naming the part."""
+    got = vl_page.page.evaluate(COMPLETION_WITH_IMAGE, ["test-images/chat.png"])
+    assert got["good"].get("finish") == "length", got
+    assert got["good"]["prompt"] >= got["textOnly"]["prompt"] + got["tokens"]
+    assert got["bad"]["name"] == "InputError" and got["bad"]["error"].startswith("messages[0].content[0]: ")
+    vl_page.assert_clean()

@@ -149,7 +149,7 @@ def test_a_saved_conversation_restores_in_another_session(export_bundle):
         history = [*messages, {"role": "assistant", "content": reply["text"]}]
         blob = await first.save_conversation(json.dumps(history))
         second = await _session(bundle)
-        restored = json.loads(second.restore_conversation(JsBytes(blob)))
+        restored = json.loads(await second.restore_conversation(JsBytes(blob)))
         follow = [*restored["messages"], {"role": "user", "content": "And then?"}]
         again, _ = await _generate(second, {"messages": follow, "chat": True, **GREEDY})
         await first.runtime.close()
@@ -159,3 +159,104 @@ def test_a_saved_conversation_restores_in_another_session(export_bundle):
     history, restored, again = run_async(go())
     assert restored["messages"] == history and restored["tokens"] > 0
     assert again["reusedTokens"] > 0
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_chat_completions_answer_in_openais_shapes(export_bundle):
+    """The module's chat.completions.create: a chat.completion, streamed chunks, a forced tool call
+    (random weights: the constrained output still parses) and a refused request's error object."""
+
+    async def go():
+        session = await _session(export_bundle("text", "fused"))
+        plain = {"messages": ASK_WEATHER, "max_tokens": 8, "temperature": 0}
+        answered = json.loads(await session.chat_completion(json.dumps(plain), lambda _: None))
+        chunks: list[dict] = []
+        streamed = json.loads(
+            await session.chat_completion(
+                json.dumps({**plain, "stream": True}), lambda text: chunks.append(json.loads(text))
+            )
+        )
+        forced = {
+            "messages": ASK_WEATHER,
+            "tools": [WEATHER_TOOL],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "max_tokens": 96,
+            "seed": 1,
+        }
+        called = json.loads(await session.chat_completion(json.dumps(forced), lambda _: None))["response"]
+        bad = {
+            "messages": ASK_WEATHER,
+            "tools": [WEATHER_TOOL],
+            "tool_choice": {"type": "function", "function": {"name": "time"}},
+        }
+        refused = json.loads(await session.chat_completion(json.dumps(bad), lambda _: None))
+        unknown_role = json.loads(
+            await session.chat_completion(
+                json.dumps({"messages": [{"role": "robot", "content": "x"}]}), lambda _: None
+            )
+        )
+        await session.runtime.close()
+        return answered, chunks, streamed, called, refused, unknown_role
+
+    answered, chunks, streamed, called, refused, unknown_role = run_async(go())
+    reply = answered["response"]
+    assert answered["stopReason"] == "max_new_tokens" and streamed["response"] is None
+    assert reply["object"] == "chat.completion" and reply["model"] == "tiny"
+    message = reply["choices"][0]["message"]
+    assert message["role"] == "assistant" and isinstance(message["content"], str)
+    assert reply["usage"]["completion_tokens"] == 8 and reply["choices"][0]["finish_reason"] == "length"
+
+    assert streamed["streamed"] == len(chunks) and all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == message["content"]  # greedy: the stream says what the answer said
+
+    choice = called["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["id"] and call["function"]["name"] == "get_weather"
+    assert isinstance(json.loads(call["function"]["arguments"])["city"], str)
+
+    assert refused["code"] == "bad-input" and refused["openai"]["param"] == "tool_choice"
+    assert refused["openai"]["type"] == "invalid_request_error" and "time" in refused["error"]
+    assert refused["status"] == 400
+    assert unknown_role["code"] == "bad-input" and unknown_role["openai"]["param"] == "messages[0].role"
+
+
+def test_a_chat_completion_takes_the_images_the_worker_added(export_bundle):
+    """image_url parts: the worker decodes and adds each data URL first; the ids arrive in part order and
+    the mapping's image hook hands them out (the bytes are not decoded again in Python)."""
+
+    async def go():
+        session = await _session(export_bundle("vl", "fused"))
+        size = json.loads(session.image_target_size(40.0, 56.0))
+        pixels = size["height"] * size["width"] * 3
+        added = json.loads(session.add_image(size["height"], size["width"], JsBytes(bytes(pixels))))
+        part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+        content = [part, {"type": "text", "text": "What is it?"}]
+        request = {"messages": [{"role": "user", "content": content}], "max_tokens": 4, "temperature": 0}
+        answer = json.loads(
+            await session.chat_completion(json.dumps(request), lambda _: None, json.dumps([added["imageId"]]))
+        )
+        missing = json.loads(await session.chat_completion(json.dumps(request), lambda _: None, "[]"))
+        await session.runtime.close()
+        return added, answer, missing
+
+    added, answer, missing = run_async(go())
+    assert answer["response"]["usage"]["prompt_tokens"] > added["tokens"]  # the image's tokens are in it
+    assert answer["response"]["choices"][0]["finish_reason"] == "length"
+    assert missing["code"] == "bad-input" and missing["openai"]["param"] == "messages[0].content[0]"

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from qwen35web.runtime import prefill_ahead, saved_conversation
 from qwen35web.runtime.browser import images as web_images
+from qwen35web.runtime.browser.completions import api_error_json, run_chat_completion
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.conversation import assistant_message
@@ -27,6 +28,7 @@ from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
 from qwen35web.runtime.generation_defaults import bundle_sampling_defaults, with_bundle_defaults
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.manifest import parse_manifest_text
+from qwen35web.runtime.openai_api.errors import ApiError
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.sampling import SamplingParams
@@ -296,6 +298,27 @@ class WebSession:
             "imagesEncoded": result.images_encoded,
             "reasoningCut": result.reasoning_cut,
         }
+
+    async def chat_completion(
+        self, request_json: str, on_chunk: Callable[..., Any], image_ids_json: str | None = None
+    ) -> str:
+        """An OpenAI chat-completions request (the module's `chat.completions.create`): JSON
+        `{"response": chat.completion, "stopReason"}`, or, with `stream: true`, each
+        `chat.completion.chunk` as JSON through `on_chunk(json)` and then `{"response": null,
+        "streamed": n, "stopReason"}`. `image_ids_json`: the ids of the
+        request's image parts, decoded and added by the worker (see browser/completions.py). A refused
+        request answers the error JSON with OpenAI's error object under "openai"."""
+        cancel = self._cancel = CancelToken()
+        try:
+            return await run_chat_completion(
+                self.runtime, self.model_name, request_json, on_chunk, cancel, image_ids_json
+            )
+        except ApiError as err:
+            return api_error_json(err)
+        except Exception as err:
+            return _error(err)
+        finally:
+            self._cancel = None
 
     async def save_conversation(self, messages_json: str) -> bytes | str:
         """The conversation with the state its next turn resumes from, as saved_conversation's bytes

@@ -15,6 +15,7 @@
 // runtime, which drives onnxruntime-web on WebGPU or wasm. Everything it loads lies beside this file.
 
 import { AbortError, InputError, NotSupportedError, Qwen35Error, errorFor } from "./errors.mjs";
+import { ChatCompletions } from "./module/completions.mjs";
 import { REPLY, REQUEST } from "./module/messages.mjs";
 
 export { AbortError, BundleError, ContextFullError, InputError, NetworkError, NotSupportedError, Qwen35Error, StorageError } from "./errors.mjs";
@@ -60,7 +61,7 @@ class WorkerClient {
     }
     this.pending.delete(id);
     if (kind === REPLY.result) call.resolve(payload.value);
-    else call.reject(errorFor(payload.code, payload.message));
+    else call.reject(withApiError(errorFor(payload.code, payload.message), payload));
   }
 
   // {id, promise}: the id names the call for stop().
@@ -91,6 +92,13 @@ class WorkerClient {
     for (const call of this.pending.values()) call.reject(error);
     this.pending.clear();
   }
+}
+
+// A refused chat-completions request: OpenAI's error object and HTTP status on the typed error.
+/** @param {Error} error @param {{openai?: object, status?: number}} payload */
+function withApiError(error, payload) {
+  if (payload.openai) Object.assign(error, { error: payload.openai, status: payload.status });
+  return error;
 }
 
 // A URL string resolved against the page (the worker would resolve it against its own script).
@@ -179,6 +187,15 @@ export class Model {
     this.backendReason = info.backendReason;
     this.threads = info.threads;
     this.threadsReason = info.threadsReason;
+    // chat(messages) is a turn of the runtime's own events; chat.completions.create speaks OpenAI's shapes.
+    this.chat = Object.assign(
+      /**
+       * @param {import("./qwen35web.d.mts").ChatMessage[] | {messages: import("./qwen35web.d.mts").ChatMessage[]}} messages
+       * @param {import("./qwen35web.d.mts").ChatOptions} [options]
+       */
+      (messages, options) => this.#chat(messages, options),
+      { completions: new ChatCompletions(client) },
+    );
   }
 
   get disposed() {
@@ -287,7 +304,7 @@ export class Model {
    * @param {import("./qwen35web.d.mts").ChatMessage[] | {messages: import("./qwen35web.d.mts").ChatMessage[]}} messages
    * @param {import("./qwen35web.d.mts").ChatOptions} [options]
    */
-  chat(messages, { signal, enableThinking, ...settings } = {}) {
+  #chat(messages, { signal, enableThinking, ...settings } = {}) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
     if (!Array.isArray(list)) throw new InputError("chat() takes a list of messages");
     /** @type {Record<string, any>} */

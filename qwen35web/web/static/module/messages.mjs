@@ -16,6 +16,8 @@
 //   saveConversation     {messages}              WebSession.save_conversation (bytes, transferred)
 //   restoreConversation  {bytes}                 WebSession.restore_conversation (the state, in the background)
 //   prepare              {request}               WebSession.prepare: background prefill of a draft or next turn
+//   chatCompletion       {request}               OpenAI chat-completions: image_url data URLs decoded as addImage,
+//                                                then WebSession.chat_completion (chunk events when streaming)
 
 /** @typedef {typeof REQUEST[keyof typeof REQUEST]} RequestType */
 /** @typedef {typeof REPLY[keyof typeof REPLY]} ReplyKind */
@@ -31,6 +33,7 @@ export const REQUEST = /** @type {const} */ ({
   saveConversation: "saveConversation",
   restoreConversation: "restoreConversation",
   prepare: "prepare",
+  chatCompletion: "chatCompletion",
 });
 Object.freeze(REQUEST);
 

@@ -79,6 +79,74 @@ async function addImage(id, { source }) {
   return { ...added, ...size };
 }
 
+// An image_url part the runtime's mapping reads as an image (openai_api/messages.image_bytes): a base64
+// data URL of an image type (or none). Anything else is left to the runtime, which refuses it by name.
+function isImageDataUrl(url) {
+  if (typeof url !== "string" || !url.startsWith("data:")) return false;
+  const comma = url.indexOf(",");
+  if (comma < 0) return false;
+  const header = url.slice("data:".length, comma);
+  const mediaType = header.split(";")[0];
+  return header.endsWith(";base64") && (!mediaType || mediaType.startsWith("image/"));
+}
+
+// A base64 data URL's bytes as a Blob: decoded here, since the page's CSP lets nothing fetch a data: URL.
+function dataUrlBlob(url) {
+  const comma = url.indexOf(",");
+  const mediaType = url.slice("data:".length, comma).split(";")[0];
+  let binary;
+  try {
+    binary = atob(url.slice(comma + 1));
+  } catch {
+    throw coded("bad-input", "the data URL is not valid base64");
+  }
+  return new Blob([Uint8Array.from(binary, (c) => c.charCodeAt(0))], { type: mediaType });
+}
+
+// The request's image parts decoded and registered as addImage does, in the order the runtime's mapping
+// meets them (by message, then by part; a user message whose parts are all text has none): their ids.
+async function requestImages(id, request) {
+  const ids = [];
+  const messages = request && Array.isArray(request.messages) ? request.messages : [];
+  for (const [i, message] of messages.entries()) {
+    if (!message || message.role !== "user" || !Array.isArray(message.content)) continue;
+    for (const [j, part] of message.content.entries()) {
+      if (!part || part.type !== "image_url") continue;
+      const url = typeof part.image_url === "string" ? part.image_url : part.image_url && part.image_url.url;
+      if (!isImageDataUrl(url)) continue;
+      try {
+        ids.push((await addImage(id, { source: dataUrlBlob(url) })).imageId);
+      } catch (err) {
+        throw coded(err.code || "bad-input", `messages[${i}].content[${j}]: ${err.message}`);
+      }
+    }
+  }
+  return ids;
+}
+
+// Python's answer, or its error thrown with OpenAI's error object and status kept (handle() passes them on).
+function answered(json) {
+  const value = JSON.parse(json);
+  if (value && value.error) {
+    throw Object.assign(coded(value.code || "runtime", value.error), { openai: value.openai, status: value.status });
+  }
+  return value;
+}
+
+// model.chat.completions.create: {response, stopReason} (response null when streamed as chunk events).
+async function chatCompletion(id, { request }) {
+  if (cancelledBeforeStart.delete(id)) throw coded("aborted", "the request was cancelled before it started");
+  const imageIds = await requestImages(id, request);
+  if (cancelledBeforeStart.delete(id)) throw coded("aborted", "the request was cancelled before it started");
+  running = id;
+  try {
+    const onChunk = (json) => post(id, REPLY.event, { chunk: JSON.parse(json) });
+    return answered(await session.chat_completion(JSON.stringify(request), onChunk, JSON.stringify(imageIds)));
+  } finally {
+    running = null;
+  }
+}
+
 // Every queued request of module/messages.mjs (stop is not queued: see below); the type makes a request
 // without its handler a type error.
 /** @type {Record<Exclude<import("../module/messages.mjs").RequestType, "stop">, (id: number, message: any) => Promise<any>>} */
@@ -90,6 +158,7 @@ const HANDLERS = {
   [REQUEST.prepare]: async (id, { request }) => checked(await session.prepare(JSON.stringify(request))),
   [REQUEST.init]: init,
   [REQUEST.generate]: generate,
+  [REQUEST.chatCompletion]: chatCompletion,
   [REQUEST.logits]: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
   [REQUEST.tokenize]: async (id, { text }) => checked(session.tokenize(text)).ids,
   [REQUEST.stats]: async () => checked(session.stats()),
@@ -102,7 +171,8 @@ async function handle(message) {
     const value = await HANDLERS[type](id, message);
     post(id, REPLY.result, { value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (err) {
-    post(id, REPLY.error, { message: readable(err), code: err.code || "runtime" });
+    const openai = err.openai ? { openai: err.openai, status: err.status } : {};
+    post(id, REPLY.error, { message: readable(err), code: err.code || "runtime", ...openai });
   }
 }
 
