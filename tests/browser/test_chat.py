@@ -245,6 +245,7 @@ def test_a_full_chat_can_go_on_without_its_oldest_turns(browser, chat_url: str) 
     assert page.locator(".turn").count() == len(chat["messages"])
     assert page.locator(".turn.dropped").count() == result["droppedMessages"]
     expect(page.locator(".context-drop")).to_contain_text("no longer sees them")
+    page.evaluate("app.restored()")  # the saved state loads in the background
     assert page.evaluate("app.chat().restoredTokens") > 0
     watched.assert_clean()
     context.close()

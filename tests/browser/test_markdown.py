@@ -180,8 +180,15 @@ def test_a_reply_streamed_a_character_at_a_time_ends_as_rendered_whole(markdown_
 def test_the_copy_button_copies_the_code(markdown_page: WatchedPage) -> None:
     reply = _turn(markdown_page, "Try:\n\n```sh\necho 'a < b' && ls\n```\n").locator(".text")
     button = reply.locator(".code-block button.copy-code")
-    button.click()
-    assert button.inner_text() == "Copied"
+    # The label the click turns it into (it turns back to "Copy" later, on a timer).
+    label = button.evaluate(
+        """button => new Promise(resolve => {
+        new MutationObserver(() => resolve(button.textContent))
+            .observe(button, {childList: true, characterData: true, subtree: true});
+        button.click();
+    })"""
+    )
+    assert label == "Copied"
     assert markdown_page.page.evaluate("navigator.clipboard.readText()") == "echo 'a < b' && ls"
     markdown_page.assert_clean()
 

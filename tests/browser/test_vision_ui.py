@@ -123,6 +123,7 @@ def test_reload_shows_the_image_and_the_next_turn_reuses_its_state(chat_page: Wa
     page = chat_page.page
     page.reload()
     page.evaluate("window.app.chatReady")
+    page.evaluate("window.app.restored()")  # the saved state loads in the background
     chat = page.evaluate("window.app.chat()")
     assert chat["restoredTokens"] > 0
     expect(page.locator(".turn.user canvas.thumbnail[data-drawn]")).to_have_count(1)

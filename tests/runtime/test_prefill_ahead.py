@@ -183,7 +183,7 @@ async def _web_session(bundle):
     draft = json.dumps({"messages": [*messages, {"role": "user", "content": "Tell me about json and"}]})
     prepared = json.loads(await session.prepare(draft))
     await session.runtime.ahead.settled()
-    ahead = json.loads(session.stats())["ahead"]
+    ahead = json.loads(await session.stats())["ahead"]
     bad = [json.loads(await session.prepare(text)) for text in ("[1]", '{"messages": 3}', "not json")]
     await session.runtime.close()
     return prepared, ahead, bad

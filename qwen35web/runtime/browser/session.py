@@ -384,7 +384,12 @@ class WebSession:
         except Exception as err:
             return _error(err)
 
-    def stats(self) -> str:
+    async def stats(self) -> str:
+        # Counted between two background chunks: a chunk in flight holds tensors no state owns yet.
+        async with self.runtime.ahead.hold(keep_target=True):
+            return self._stats_json()
+
+    def _stats_json(self) -> str:
         cache = self.runtime.cache
         return json.dumps(
             {

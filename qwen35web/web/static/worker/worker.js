@@ -161,7 +161,7 @@ const HANDLERS = {
   [REQUEST.chatCompletion]: chatCompletion,
   [REQUEST.logits]: async (id, { ids }) => checked(await session.logits(JSON.stringify(ids))).logits,
   [REQUEST.tokenize]: async (id, { text }) => checked(session.tokenize(text)).ids,
-  [REQUEST.stats]: async () => checked(session.stats()),
+  [REQUEST.stats]: async () => checked(await session.stats()),
 };
 
 async function handle(message) {
