@@ -104,3 +104,22 @@ def test_without_recommendations_the_page_keeps_its_own(browser, base_url: str, 
     assert values["presencePenalty"] == "0"
     assert values["greedy"] is False
     assert "recommends no sampling settings" in source
+
+
+def test_a_request_without_greedy_takes_the_bundles_do_sample(browser, recommending_url: str) -> None:
+    """The module leaves out what the caller left out: do_sample false then means greedy, whatever seed."""
+    context = browser.new_context()
+    context.set_default_timeout(READY_TIMEOUT_MS)
+    watched = watch(context, recommending_url)
+    page = watched.page
+    page.goto(f"{recommending_url}?backend=wasm")
+    page.evaluate("app.chatReady")
+    run = "o => app.generate({prompt: 'The module', maxNewTokens: 12, reasoningBudget: null, ...o})"
+    greedy = page.evaluate(run, {"greedy": True})["tokens"]
+    left_out = [page.evaluate(run, {"seed": seed})["tokens"] for seed in (1, 2, 3)]
+    hot = [{"greedy": False, "temperature": 1.5, "seed": seed} for seed in (1, 2, 3)]
+    sampled = [page.evaluate(run, options)["tokens"] for options in hot]
+    assert left_out == [greedy] * 3
+    assert any(tokens != greedy for tokens in sampled)  # the premise: sampling would show
+    watched.assert_clean()
+    context.close()

@@ -127,11 +127,12 @@ function checkRequest(request) {
     }
   }
   // Fields this module does not know travel on to the runtime unchanged (newer runtime options).
+  // A setting left out (greedy included) takes the bundle's default from its generation_config.
   const { signal, onText, ...fields } = request;
   return {
     ...fields,
     chat: Boolean(fields.chat),
-    greedy: Boolean(fields.greedy),
+    ...(fields.greedy === undefined || fields.greedy === null ? {} : { greedy: Boolean(fields.greedy) }),
     maxNewTokens: fields.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
   };
 }
