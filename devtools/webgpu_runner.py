@@ -48,7 +48,8 @@ const sessions = new Map();
 function bytes(b64) { return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)); }
 function b64(view) {
   const u = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-  let s = ""; for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode(...u.subarray(i, i + 0x8000));
+  let s = "";
+  for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode(...u.subarray(i, i + 0x8000));
   return btoa(s);
 }
 function tensors(feeds) {
@@ -64,7 +65,8 @@ window.gpu = {
     if (!adapter) return null;
     const info = adapter.info || {};
     return {isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
-            vendor: info.vendor || "", architecture: info.architecture || "", description: info.description || "",
+            vendor: info.vendor || "", architecture: info.architecture || "",
+            description: info.description || "",
             features: [...adapter.features].sort()};
   },
   async load(name, modelB64) {
@@ -158,7 +160,9 @@ class WebGpuPage:
         self.page.wait_for_function("window.ready === true")
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stack.close()
 
     def adapter(self) -> dict[str, Any] | None:

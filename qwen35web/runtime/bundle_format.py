@@ -53,6 +53,7 @@ VALIDATION_FILE = "validation.json"
 
 # webgpu: fused, with the delta rule on GatedDeltaNet (onnxruntime-web WebGPU only).
 OPS = ("fused", "portable", "webgpu")
+WEBGPU_ONLY_OPS = ("webgpu",)  # graphs with a kernel only onnxruntime-web's WebGPU backend has
 LOGITS = ("all", "last")  # logits for every position [B, T, V], or the last one only [B, 1, V]
 ACTIVATION_DTYPES = ("float32", "float16")
 TENSOR_DTYPES = ("float32", "float16", "int64")

@@ -1,4 +1,4 @@
-"""The `--ops webgpu` lowering of the delta rule: ``com.microsoft::GatedDeltaNet`` on onnxruntime-web's WebGPU.
+"""The `--ops webgpu` lowering of the delta rule: ``com.microsoft::GatedDeltaNet`` on WebGPU.
 
 No CPU build of onnxruntime has the kernel, so parity runs in headless Chromium (WebGPU = SwiftShader
 here, fp32 only: it has no `shader-f16`), against the numpy reference (the spec) for one node, and
@@ -8,7 +8,9 @@ model, with states fed back across calls. Run this file as a script to print the
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -23,6 +25,9 @@ from qwen35web.export.errors import BadInputError
 from qwen35web.export.ops import gated_delta_net as gdn
 from qwen35web.export.ort_runner import GraphRunner
 from qwen35web.export.pipeline import ExportOptions, run_export
+from qwen35web.runtime.errors import BundleError
+from qwen35web.runtime.native.open_bundle import open_native
+from qwen35web.web.build import BuildError, SiteSpec, build_site
 from tests.ops.test_gated_delta_rule import DeltaCase, Inputs, _inputs, _run_reference, _single_node_model
 
 # |got - want| <= atol + rtol * |want| against the float32 reference on the same inputs: the kernel
@@ -60,7 +65,9 @@ def lowered_model(dtype: str, scale: float) -> onnx.ModelProto:
     model = ir.serde.deserialize_model(_single_node_model(dtype, scale))
     node = next(iter(model.graph))
     new_nodes, new_values = gdn.lower_to_gated_delta_net(node)
-    ir.convenience.replace_nodes_and_values(model.graph, node, [node], new_nodes, list(node.outputs), new_values)
+    ir.convenience.replace_nodes_and_values(
+        model.graph, node, [node], new_nodes, list(node.outputs), new_values
+    )
     model.opset_imports["com.microsoft"] = 1
     return ir.serde.serialize_model(model)
 
@@ -89,7 +96,9 @@ def _max_abs(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
 
 
-def _check(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray], dtype: str, label: str) -> None:
+def _check(
+    got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray], dtype: str, label: str
+) -> None:
     (output, state), (want_output, want_state) = got, want
     assert output.shape == want_output.shape and state.shape == want_state.shape, label
     assert state.dtype == np.float32, label
@@ -126,7 +135,9 @@ def test_lowering_is_transpose_kernel_transpose(dtype: str) -> None:
 def test_onnxruntime_cpu_has_no_gated_delta_net_kernel() -> None:
     """Why `--ops webgpu` is its own graph: if this starts passing, the CPU/wasm graph could use it too."""
     with pytest.raises(Exception, match="GatedDeltaNet"):
-        ort.InferenceSession(lowered_model("fp32", 0.25).SerializeToString(), providers=["CPUExecutionProvider"])
+        ort.InferenceSession(
+            lowered_model("fp32", 0.25).SerializeToString(), providers=["CPUExecutionProvider"]
+        )
 
 
 def test_webgpu_export_refuses_validate(tmp_path) -> None:
@@ -156,10 +167,14 @@ def kernels(webgpu: WebGpuPage) -> _Kernels:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_webgpu_parity_with_reference(kernels: _Kernels, case: DeltaCase) -> None:
     inputs = _inputs(case)
-    _check(kernels.run(case, inputs), _reference(case, inputs), case.dtype, f"webgpu vs reference [{case.id}]")
+    _check(
+        kernels.run(case, inputs), _reference(case, inputs), case.dtype, f"webgpu vs reference [{case.id}]"
+    )
 
 
-def _in_pieces(kernels: _Kernels, case: DeltaCase, inputs: Inputs, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _in_pieces(
+    kernels: _Kernels, case: DeltaCase, inputs: Inputs, cuts: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Run `inputs` as consecutive calls [start, end), each fed the state the previous one returned."""
     state, outputs = inputs["initial_state"], []
     for start, end in itertools.pairwise([0, *cuts, case.steps]):
@@ -218,6 +233,23 @@ def model_parity(webgpu: WebGpuPage, webgpu_bundle, fused_bundle, batch: int = 2
         past += count
     webgpu.release("model")
     return differences
+
+
+def test_webgpu_bundle_is_refused_where_it_cannot_run(export_bundle, tmp_path) -> None:
+    """Natively (no CPU kernel) and as a site's only graph (the page on wasm would have none)."""
+    webgpu_bundle, fused_bundle = export_bundle("text", "webgpu"), export_bundle("text", "fused")
+    manifest = json.loads((webgpu_bundle / "manifest.json").read_text())
+    assert manifest["ops"] == "webgpu"
+    assert manifest["io"] == json.loads((fused_bundle / "manifest.json").read_text())["io"]  # same graph I/O
+    with pytest.raises(BundleError, match=r"--ops webgpu: .* GatedDeltaNet"):
+        asyncio.run(open_native(webgpu_bundle))
+    with pytest.raises(BuildError, match=r"runs only on WebGPU .* --wasm-bundle tiny=DIR"):
+        build_site(SiteSpec(tmp_path / "site", [("tiny", webgpu_bundle)]))
+    with pytest.raises(BuildError, match="which wasm cannot run"):
+        build_site(
+            SiteSpec(tmp_path / "site", [("tiny", fused_bundle)], wasm_bundles={"tiny": webgpu_bundle})
+        )
+    assert not (tmp_path / "site").exists()
 
 
 @pytest.mark.browser

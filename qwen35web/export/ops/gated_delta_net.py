@@ -105,5 +105,7 @@ def lower_to_gated_delta_net(node: ir.Node) -> tuple[list[ir.Node], list[ir.Valu
     output.name = f"{prefix}_output"
     final_state_v_major.name = f"{prefix}_final_state_v_major"
     new_nodes.append(kernel)
-    final_state = _transposed_state(final_state_v_major, new_nodes, f"{prefix}_final_state")  # [B, Hv, Dk, Dv]
+    final_state = _transposed_state(
+        final_state_v_major, new_nodes, f"{prefix}_final_state"
+    )  # [B, Hv, Dk, Dv]
     return new_nodes, [output, final_state]
