@@ -38,7 +38,7 @@ STATE_TOLERANCE = (2e-5, 1e-5)
 # The whole tiny model: WebGPU (GatedDeltaNet) vs onnxruntime CPU (LinearAttention), same weights.
 MODEL_LOGITS_TOLERANCE = 1e-4
 # Ragged T around the sizes where kernels change routes (32, 64), decode (1), and longer prefills.
-RAGGED_STEPS = (1, 2, 7, 31, 32, 33, 63, 64, 65, 130)
+RAGGED_STEPS = (1, 7, 31, 32, 33, 64, 65, 130)
 F16_MISSING = "requires f16 but the device does not support it"
 
 
@@ -50,7 +50,6 @@ def _webgpu_cases() -> list[DeltaCase]:
         DeltaCase(65, 2, 4, 16, 24, batch=2, decay="strong"),
         DeltaCase(70, 2, 4, 16, 24, scale=0.1),
         DeltaCase(1, 16, 16, 128, 128),  # the 0.8B/2B layer shape
-        DeltaCase(65, 16, 16, 128, 128),
         DeltaCase(1, 16, 32, 128, 128),  # the 4B/9B layer shape
         DeltaCase(65, 16, 32, 128, 128),
     ]
