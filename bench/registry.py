@@ -39,6 +39,10 @@ BENCHES: dict[str, Bench] = {
         Bench("export_scale", "export a real Qwen3.5 shape: time, peak RSS and parity"),
         Bench("gated_delta_rule_speed", "speed of the GatedDeltaRule implementations on onnxruntime CPU"),
         Bench("gqa_webgpu", "onnxruntime-web WebGPU GroupQueryAttention correctness"),
+        Bench(
+            "gated_delta_net_webgpu",
+            "the delta rule on WebGPU: GatedDeltaNet vs LinearAttention, parity and ms (real GPU only)",
+        ),
         Bench("wasm_formats", "which weight format makes a matmul cheapest in onnxruntime-web wasm"),
         Bench("vision", "the vision tower at real shapes: sizes, time per image, precision"),
         Bench("vision_attention_block", "queries per step of the vision blocked attention: time and memory"),

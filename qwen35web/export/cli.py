@@ -30,7 +30,8 @@ def build_parser(prog: str = "qwen35web export") -> argparse.ArgumentParser:
         "--ops",
         choices=OPS,
         default="fused",
-        help="fused: onnxruntime contrib kernels (default); portable: ONNX function bodies",
+        help="fused: onnxruntime contrib kernels (default); portable: ONNX function bodies; webgpu: "
+        "fused with the delta rule on GatedDeltaNet, which only onnxruntime-web's WebGPU backend runs",
     )
     parser.add_argument(
         "--dtype",

@@ -53,18 +53,15 @@ class GraphRunner:
         """Zero conv/recurrent states and an empty KV cache for `batch` rows."""
         return [np.zeros(state.dims(batch), dtype=state.dtype) for state in self.states]
 
-    def step(
+    def feeds(
         self,
         ids: np.ndarray,
         past_len: int,
         states: list[np.ndarray],
         mask: np.ndarray | None = None,
         positions: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Run `ids` [B, T] after `past_len` tokens; returns logits [B, T, V] and the new states.
-
-        `positions` [3, B, T] are the MRoPE rows; by default text positions past_len.. in all three.
-        """
+    ) -> dict[str, np.ndarray]:
+        """The graph's feeds for `ids` [B, T] after `past_len` tokens (see `step`)."""
         batch, seq = ids.shape
         if mask is None:
             mask = np.ones((batch, past_len + seq), dtype=np.int64)
@@ -77,6 +74,21 @@ class GraphRunner:
         }
         feeds.update(self.no_images)
         feeds.update({state.name: s for state, s in zip(self.states, states, strict=True)})
+        return feeds
+
+    def step(
+        self,
+        ids: np.ndarray,
+        past_len: int,
+        states: list[np.ndarray],
+        mask: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Run `ids` [B, T] after `past_len` tokens; returns logits [B, T, V] and the new states.
+
+        `positions` [3, B, T] are the MRoPE rows; by default text positions past_len.. in all three.
+        """
+        feeds = self.feeds(ids, past_len, states, mask, positions)
         outputs = self.session.run(self.output_names, feeds)
         by_name = dict(zip(self.output_names, outputs, strict=True))
         return by_name[LOGITS], [by_name[state.present] for state in self.states]

@@ -86,6 +86,11 @@ def _check_options(options: ExportOptions) -> None:
         raise BadInputError(f"--logits must be one of {', '.join(LOGITS)}, got {options.logits!r}")
     if options.layout not in LAYOUTS:
         raise BadInputError(f"--layout must be one of {', '.join(LAYOUTS)}, got {options.layout!r}")
+    if options.ops == "webgpu" and options.validate:
+        raise BadInputError(
+            "--validate runs the graph on onnxruntime's CPU provider, which has no GatedDeltaNet kernel: "
+            "validate the --ops fused export of the same model instead"
+        )
 
 
 def choose_format(options: ExportOptions, spec: ModelSpec) -> formats.Choice:

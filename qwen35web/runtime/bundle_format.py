@@ -51,7 +51,9 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 OPTIONAL_MODEL_FILES = ("generation_config.json", CHAT_TEMPLATE_FILE, "special_tokens_map.json")
 VALIDATION_FILE = "validation.json"
 
-OPS = ("fused", "portable")
+# webgpu: fused, with the delta rule on GatedDeltaNet (onnxruntime-web WebGPU only).
+OPS = ("fused", "portable", "webgpu")
+WEBGPU_ONLY_OPS = ("webgpu",)  # graphs with a kernel only onnxruntime-web's WebGPU backend has
 LOGITS = ("all", "last")  # logits for every position [B, T, V], or the last one only [B, 1, V]
 ACTIVATION_DTYPES = ("float32", "float16")
 TENSOR_DTYPES = ("float32", "float16", "int64")
@@ -276,7 +278,7 @@ class Manifest:
     model: ModelFacts
     io: GraphIO  # the decoder graph's I/O: exactly graph_io's contract for `model`
     sampler: SamplerInfo
-    ops: str  # "fused" (onnxruntime contrib kernels) or "portable" (standard ONNX + functions)
+    ops: str  # "fused" (onnxruntime contrib kernels), "portable" (standard ONNX + functions), "webgpu"
     dtype: str  # the weight format given to the exporter: fp32, fp16, q4, q4f16, q8
     activation_dtype: str  # "float32" or "float16": of the activations, conv and key/value states
     logits: str  # "all" or "last"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from qwen35web.runtime.bundle_format import MANIFEST, ModelFacts
+from qwen35web.runtime.bundle_format import MANIFEST, WEBGPU_ONLY_OPS, ModelFacts
 from qwen35web.runtime.errors import BundleError
 from qwen35web.runtime.manifest import load_local_manifest
 from qwen35web.web.shell import ShellError, write_service_worker
@@ -110,14 +110,25 @@ def _check_bundles(spec: SiteSpec) -> None:
     models = {}
     for name, path in spec.bundles:
         try:
-            models[name] = load_local_manifest(path, verify_hashes=True).model
+            manifest = load_local_manifest(path, verify_hashes=True)
         except BundleError as err:
             raise BuildError(f"bundle {name!r}: {err}") from None
+        models[name] = manifest.model
+        if manifest.ops in WEBGPU_ONLY_OPS and name not in spec.wasm_bundles:
+            raise BuildError(
+                f"bundle {name!r} runs only on WebGPU (--ops {manifest.ops}): give --wasm-bundle {name}=DIR "
+                "with an --ops fused export of the same model, for the page on wasm"
+            )
     for name, path in spec.wasm_bundles.items():
         try:
-            model = load_local_manifest(path, verify_hashes=True).model
+            wasm_manifest = load_local_manifest(path, verify_hashes=True)
         except BundleError as err:
             raise BuildError(f"wasm bundle {name!r}: {err}") from None
+        model = wasm_manifest.model
+        if wasm_manifest.ops in WEBGPU_ONLY_OPS:
+            raise BuildError(
+                f"wasm bundle {name!r} was exported with --ops {wasm_manifest.ops}, which wasm cannot run"
+            )
         if _model_facts(model) != _model_facts(models[name]):
             raise BuildError(f"wasm bundle {name!r} holds a different model from bundle {name!r}")
 

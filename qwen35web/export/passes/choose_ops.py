@@ -2,7 +2,9 @@
 
 `portable` keeps the custom nodes and attaches their ONNX function bodies to the model, so any
 runtime that inlines model-local functions runs them. `fused` replaces each custom node with
-onnxruntime's contrib kernels (com.microsoft::LinearAttention, CausalConvWithState).
+onnxruntime's contrib kernels (com.microsoft::LinearAttention, CausalConvWithState). `webgpu` is
+`fused` with the delta rule on com.microsoft::GatedDeltaNet instead, a kernel only onnxruntime-web's
+WebGPU backend has (export/ops/gated_delta_net.py); its graph runs nowhere else.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from qwen35web.export.ops.domain import DOMAIN, DOMAIN_VERSION, MS_DOMAIN
 from qwen35web.export.ops.registry import CUSTOM_OPS
 
 log = logging.getLogger(__name__)
+
+# The choices that lower to onnxruntime's contrib kernels (and then run the fusions).
+FUSED_OPS = ("fused", "webgpu")
 
 
 def _custom_nodes(graph: ir.Graph) -> list[ir.Node]:
@@ -40,27 +45,31 @@ class AttachPortableFunctions(ir.passes.InPlacePass):
 
 
 class LowerToFusedKernels(ir.passes.InPlacePass):
-    """Replace every custom node by onnxruntime contrib kernels (`--ops fused`)."""
+    """Replace every custom node by onnxruntime contrib kernels (`--ops fused` or `webgpu`)."""
+
+    def __init__(self, ops: str = "fused") -> None:
+        super().__init__()
+        self.ops = ops
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         nodes = _custom_nodes(model.graph)
         for node in nodes:
-            new_nodes, new_outputs = CUSTOM_OPS[node.op_type].lower_to_ort(node)
+            new_nodes, new_outputs = CUSTOM_OPS[node.op_type].lowering(self.ops)(node)
             ir.convenience.replace_nodes_and_values(
                 model.graph, node, [node], new_nodes, list(node.outputs), new_outputs
             )
         model.opset_imports.pop(DOMAIN, None)
         model.opset_imports[MS_DOMAIN] = 1
-        log.info("lowered %d custom nodes to %s kernels", len(nodes), MS_DOMAIN)
+        log.info("lowered %d custom nodes to %s kernels (%s)", len(nodes), MS_DOMAIN, self.ops)
         return ir.passes.PassResult(model, modified=bool(nodes))
 
 
 def ops_pass(ops: str) -> ir.passes.InPlacePass:
-    """The pass that makes the graph's custom ops run as `ops` ("portable" or "fused") asks."""
+    """The pass that makes the graph's custom ops run as `ops` ("portable", "fused", "webgpu") asks."""
     if ops == "portable":
         return AttachPortableFunctions()
-    if ops == "fused":
-        return LowerToFusedKernels()
+    if ops in FUSED_OPS:
+        return LowerToFusedKernels(ops)
     raise ValueError(f"unknown ops choice {ops!r}")
 
 

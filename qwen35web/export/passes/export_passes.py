@@ -1,7 +1,7 @@
 """Every graph pass of one export, in order, as one onnx-ir pass manager.
 
 The order, and why:
-1. the ops choice first: the fusions match onnxruntime's kernels (`--ops fused`), and a portable
+1. the ops choice first: the fusions match onnxruntime's kernels (`--ops fused|webgpu`), and a portable
    graph keeps the project's custom nodes with their bodies attached;
 2. the fusions (fused graphs only) before quantization: quantization rewrites the MatMuls the
    fusions leave alone, and the fusions match float weights (norm scales, rotary angles);
@@ -17,7 +17,7 @@ import logging
 import onnx_ir as ir
 
 from qwen35web.export import formats
-from qwen35web.export.passes.choose_ops import ops_pass
+from qwen35web.export.passes.choose_ops import FUSED_OPS, ops_pass
 from qwen35web.export.passes.fusions import Fusions
 from qwen35web.export.passes.split_initializers import SplitLargeInitializers
 
@@ -49,7 +49,7 @@ class QuantizeWeights(ir.passes.InPlacePass):
 def export_passes(ops: str, choice: formats.Choice, max_data_file_bytes: int) -> ir.passes.PassManager:
     """The passes that turn the traced, weight-optimized graph into the one a bundle stores."""
     passes: list[ir.passes.PassBase] = [ops_pass(ops)]
-    if ops == "fused":
+    if ops in FUSED_OPS:
         passes.append(Fusions())
     if choice.format.quantize is not None:
         passes.append(QuantizeWeights(choice))

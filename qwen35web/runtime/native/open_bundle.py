@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from qwen35web.runtime.bundle_format import MANIFEST, MODEL_FILE, TOKENIZER_FILE
+from qwen35web.runtime.bundle_format import MANIFEST, MODEL_FILE, TOKENIZER_FILE, WEBGPU_ONLY_OPS
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE
 from qwen35web.runtime.errors import BundleError
 from qwen35web.runtime.loaded_model import Runtime
@@ -29,6 +29,11 @@ async def open_native(
 ) -> Runtime:
     """The bundle in BUNDLE_DIR, ready to generate (files checked against the manifest's sha256 first)."""
     manifest = load_local_manifest(bundle_dir, verify_hashes=verify_hashes)
+    if manifest.ops in WEBGPU_ONLY_OPS:
+        raise BundleError(
+            f"{bundle_dir} was exported with --ops {manifest.ops}: its delta rule needs onnxruntime-web's "
+            "WebGPU GatedDeltaNet kernel, which onnxruntime has no CPU kernel for; run an --ops fused export"
+        )
     try:
         tokenizer = Tokenizer.from_file(bundle_dir / TOKENIZER_FILE)
     except ValueError as err:
