@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.artifacts import project_bundle
-from qwen35web.runtime.conversation import Conversation, TurnResult
+from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.turn import TurnResult
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "build" / "bench"

@@ -33,7 +33,7 @@ from typing import Any, TextIO, TypeVar
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.context_fit import ContextFullError
-from qwen35web.runtime.conversation import Conversation, TurnResult
+from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.loaded_model import Runtime
@@ -46,6 +46,7 @@ from qwen35web.runtime.native.generate_cli import (
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.tool_calls import ToolCall
 from qwen35web.runtime.tools import check_tools
+from qwen35web.runtime.turn import TurnResult
 
 T = TypeVar("T")
 HELP = (
