@@ -64,7 +64,7 @@ class Conversation:
         return [{"role": "system", "content": self.system}] if self.system else []
 
     def reset(self) -> None:
-        """A new chat: the messages go; the kept snapshots stay (a new chat may share a prefix)."""
+        """A new chat: the messages go; the kept states stay (a new chat may share a prefix)."""
         self.messages = self._start()
         self.last = None
         self.dropped = []

@@ -198,7 +198,7 @@ class Turn:
             prompt.ids,
             self.params,
             self.cancel,
-            prompt.snapshot_at,
+            prompt.keep_at,
             prompt.images,
             self.constraint,
             options.top_logprobs,

@@ -20,6 +20,7 @@ from qwen35web.runtime import prefill_ahead, saved_conversation
 from qwen35web.runtime.browser import images as web_images
 from qwen35web.runtime.browser.completions import api_error_json, run_chat_completion
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
+from qwen35web.runtime.conversation_file import decode, encode
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError, error_code
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
@@ -28,7 +29,6 @@ from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.openai_api.errors import ApiError
 from qwen35web.runtime.sampling import SamplingParams
-from qwen35web.runtime.snapshots import decode, encode
 from qwen35web.runtime.turn import Turn, TurnOptions, TurnResult
 from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE
 
@@ -273,7 +273,7 @@ class WebSession:
         _flag(request, "dropOldest", False)
         rendered = self.runtime.prompt(prompt, messages=messages, enable_thinking=thinking)
         render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising
-        ids, at, images = rendered.ids, rendered.snapshot_at, rendered.images
+        ids, at, images = rendered.ids, rendered.keep_at, rendered.images
         async for text in self.runtime.stream(ids, params, cancel, at, images=images):
             on_text(text, "text")
         generated = self.runtime.generator.result
@@ -401,11 +401,11 @@ class WebSession:
         return json.dumps(
             {
                 "liveTensors": self.runtime.engine.live_tensors(),
-                "heldTensors": self.runtime.held_tensors(),  # the runner's and the kept snapshots'
-                "snapshots": len(cache.snapshots) if cache is not None else 0,
-                "snapshotBytes": cache.held_bytes() if cache is not None else 0,
+                "heldTensors": self.runtime.held_tensors(),  # the runner's and the kept states'
+                "keptStates": len(cache.kept) if cache is not None else 0,
+                "keptBytes": cache.held_bytes() if cache is not None else 0,
                 # Time spent taking them (no copies: the states stay where they are, GPU included).
-                "snapshotMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
+                "keepMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
                 "ahead": _camel(dataclasses.asdict(self.runtime.ahead.stats)),  # background prefill
             }
         )

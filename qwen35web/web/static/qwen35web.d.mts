@@ -132,7 +132,7 @@ export interface ModelInfo {
     evictedEntries: number;
     cacheUsable: boolean;
   };
-  /** Python (Pyodide from its memory snapshot after the first visit) started from a snapshot. */
+  /** Python started from its memory image (Pyodide's memory snapshot, taken on the first visit). */
   pythonFromSnapshot: boolean;
   /** Each part's own duration; the parts overlap (weights and onnxruntime-web load while Python starts). */
   timings: {
@@ -316,7 +316,9 @@ export declare class Model {
   /** The last position's logits after `tokenIds`. */
   logits(tokenIds: ArrayLike<number>): Promise<number[]>;
   tokenize(text: string): Promise<number[]>;
-  stats(): Promise<{ liveTensors: number; heldTensors: number }>;
+  /** Leak checks and state reuse: tensors alive in the engine, those the runner and the kept states
+   * hold, and the kept states (prefix reuse: how many, their bytes, the time spent keeping them). */
+  stats(): Promise<{ liveTensors: number; heldTensors: number; keptStates: number; keptBytes: number; keepMs: number }>;
   /** Stops whatever generation runs, before its next token. */
   stop(): void;
   /** Ends the worker and frees the model's memory; later calls reject with an AbortError. */
