@@ -73,13 +73,18 @@ def real_vocab_bundle(source: Path, target: Path) -> Path:
     return target
 
 
+def _log_page_error(message: Any) -> None:
+    if message.type == "error":
+        log.warning("page console: %s", message.text)
+
+
 @contextmanager
 def page_at(browser: Any, url: str, threads: int) -> Iterator[Any]:
     """The chat page in a fresh context (its own IndexedDB and weight cache), on wasm with `threads`."""
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and log.warning("page console: %s", m.text))
+    page.on("console", _log_page_error)
     started = time.perf_counter()
     page.goto(f"{url}?backend=wasm&threads={threads}&seed=1&minNewTokens={REPLY_TOKENS}")
     page.evaluate("app.chatReady")
