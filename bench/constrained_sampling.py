@@ -73,6 +73,7 @@ def measure_constraint(tokenizer_path: str, tokens: int) -> dict:
     tokenizer = Tokenizer.from_file(tokenizer_path)
     vocab = tokenizer.vocab_size
     eos = tokenizer.token_to_id("<|im_end|>")
+    assert eos is not None, "the real vocabulary has <|im_end|>"
     started = time.perf_counter()
     trie = TokenTrie.for_tokenizer(tokenizer, vocab)
     report: dict = {"vocab": vocab, "trie_build_s": round(time.perf_counter() - started, 3)}
@@ -88,6 +89,7 @@ def measure_constraint(tokenizer_path: str, tokens: int) -> dict:
         ),
     }
     for name, (grammar, answer) in cases.items():
+        assert grammar is not None, name  # both cases constrain the reply
         for model in ("random", "following"):
             constraint = GrammarConstraint(LazyDfa(grammar), trie, tokenizer.token_bytes, frozenset({eos}))
             script = [*tokenizer.encode(answer), eos]

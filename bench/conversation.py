@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.artifacts import project_bundle
-from qwen35web.runtime.conversation import Conversation, TurnResult
+from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.turn import TurnResult
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "build" / "bench"
@@ -59,7 +60,7 @@ async def open_with_real_vocab(bundle: Path, threads: int, budget: int) -> Runti
     from devtools.real_vocab import real_tokenizer_json
     from qwen35web.runtime.tokenizer import Tokenizer
 
-    runtime = await open_native(bundle, threads=threads, snapshot_budget=budget)
+    runtime = await open_native(bundle, threads=threads, kept_states_budget=budget)
     # The real vocabulary instead of the bundle's small test tokenizer (see the module docstring).
     runtime.tokenizer = runtime.generator.tokenizer = Tokenizer.from_file(real_tokenizer_json())
     return runtime
@@ -76,8 +77,8 @@ def _row(turn: int, result: TurnResult, runtime: Runtime) -> dict[str, Any]:
         "prefill_ms": round(result.prefill_ms, 1),
         "decode_tokens_per_s": round(result.decode_tokens_per_s, 2),
         "reply_tokens": len(result.tokens),
-        "snapshot_bytes": cache.held_bytes() if cache is not None else 0,
-        "snapshots": len(cache.snapshots) if cache is not None else 0,
+        "kept_bytes": cache.held_bytes() if cache is not None else 0,
+        "kept_states": len(cache.kept) if cache is not None else 0,
     }
 
 
@@ -150,7 +151,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         f"Command: `{data['command']}`.",
         "",
         "| turn | prompt tokens | reuse: reused / prefilled | reuse: first token (s) | "
-        "no reuse: first token (s) | speedup | kept snapshots MiB (count) |",
+        "no reuse: first token (s) | speedup | kept states MiB (count) |",
         "|---|---|---|---|---|---|---|",
     ]
     for with_reuse, without in zip(reuse[:turns], fresh, strict=True):
@@ -159,11 +160,11 @@ def write_report(data: dict[str, Any], out: Path) -> None:
             f"| {with_reuse['turn']} | {with_reuse['prompt_tokens']} | {with_reuse['reused_tokens']} / "
             f"{with_reuse['prefilled_tokens']} | {with_reuse['first_token_ms'] / 1000:.2f} | "
             f"{without['first_token_ms'] / 1000:.2f} | {speedup:.1f}× | "
-            f"{with_reuse['snapshot_bytes'] / 2**20:.0f} ({with_reuse['snapshots']}) |"
+            f"{with_reuse['kept_bytes'] / 2**20:.0f} ({with_reuse['kept_states']}) |"
         )
     long, persist = data["long_history"], data["persist"]
     long_reuse_s, long_fresh_s = long["first_token_ms_reuse"] / 1000, long["first_token_ms_fresh"] / 1000
-    kept_mib = max(r["snapshot_bytes"] for r in reuse) / 2**20
+    kept_mib = max(r["kept_bytes"] for r in reuse) / 2**20
     reply_reused = [r["turn"] for r in reuse[1:] if r["prefilled_tokens"] < REPLY_TOKENS // 2]
     ratio_8_1 = reuse[turns - 1]["first_token_ms"] / reuse[0]["first_token_ms"]
     ratio_8_2 = reuse[turns - 1]["first_token_ms"] / reuse[1]["first_token_ms"]
@@ -176,7 +177,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         f"- At a {long['prompt_tokens']}-token history (turn {len(reuse)}): first token "
         f"{long_reuse_s:.2f} s with reuse vs {long_fresh_s:.2f} s re-prefilling it: "
         f"**{long_fresh_s / long_reuse_s:.1f}×** (target ≥ 10×).",
-        f"- Kept snapshots: at most {kept_mib:.1f} MiB over {len(reuse)} turns, budget "
+        f"- Kept states: at most {kept_mib:.1f} MiB over {len(reuse)} turns, budget "
         f"{data['budget_bytes'] / 2**20:.0f} MiB (bytes of the distinct tensors held; least recently "
         "used dropped first).",
         f"- Saved conversation ({persist['history_tokens']} tokens of state): {persist['file_mb']} MB, "
@@ -184,7 +185,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "the page's: conversation-page.md).",
         "",
         "Random weights write random token ids, which the tokenizer seldom gives back when the reply is "
-        "re-rendered as text, so a turn resumes from the snapshot before the reply (the end of the "
+        "re-rendered as text, so a turn resumes from the state kept before the reply (the end of the "
         "previous prompt's history) and prefills the reply again with the new message. A trained model's "
         "reply usually re-tokenizes as generated; then the turn resumes after the reply and prefills only "
         "the new message (see tests/runtime/test_conversation.py). Here that happened by chance in turns "

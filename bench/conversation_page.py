@@ -7,7 +7,7 @@ cross-origin isolated, `&seed=1&minNewTokens=64` so every reply is 64 sampled to
 conversation through its UI as a person would: the same system-less chat of bench/conversation.py's
 user messages, replies of 64 tokens at temperature 1, each finished turn saved by the page (the state
 serialised in the worker, then written to IndexedDB). Per turn: the page's time to first token (from
-the call, rendering included), reusedTokens / prefilledTokens, the kept snapshots (app.stats()), the
+the call, rendering included), reusedTokens / prefilledTokens, the kept states (app.stats()), the
 save's two parts. For the --long-threads counts the conversation goes on (cycling the messages) until
 a prompt passes --long-history tokens; then the page is reloaded (it reads the stored chat and restores
 its state: both timed), one more turn shows the reload resumes without prefilling the history, and
@@ -73,13 +73,18 @@ def real_vocab_bundle(source: Path, target: Path) -> Path:
     return target
 
 
+def _log_page_error(message: Any) -> None:
+    if message.type == "error":
+        log.warning("page console: %s", message.text)
+
+
 @contextmanager
 def page_at(browser: Any, url: str, threads: int) -> Iterator[Any]:
     """The chat page in a fresh context (its own IndexedDB and weight cache), on wasm with `threads`."""
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and log.warning("page console: %s", m.text))
+    page.on("console", _log_page_error)
     started = time.perf_counter()
     page.goto(f"{url}?backend=wasm&threads={threads}&seed=1&minNewTokens={REPLY_TOKENS}")
     page.evaluate("app.chatReady")
@@ -98,7 +103,7 @@ def page_at(browser: Any, url: str, threads: int) -> Iterator[Any]:
 
 
 def send(page: Any, text: str) -> dict[str, Any]:
-    """One turn through the UI; the turn's stats, the kept snapshots, the page's save timings."""
+    """One turn through the UI; the turn's stats, the kept states, the page's save timings."""
     page.fill("#prompt", text)
     page.click("#generate")
     page.wait_for_selector("#generate:not([disabled])")
@@ -115,8 +120,8 @@ def send(page: Any, text: str) -> dict[str, Any]:
         "prefill_ms": round(stats["prefillMs"], 1),
         "decode_tokens_per_s": round(stats["decodeTokensPerSecond"], 2),
         "reply_tokens": len(stats["tokens"]),
-        "snapshot_bytes": kept["snapshotBytes"],
-        "snapshots": kept["snapshots"],
+        "kept_bytes": kept["keptBytes"],
+        "kept_states": kept["keptStates"],
         "save": chat["timings"].get("save"),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }

@@ -21,7 +21,7 @@ def _ms(value: float) -> str:
 
 def _table(run: dict[str, Any]) -> list[str]:
     lines = [
-        "| turn | prompt tokens | reused / prefilled | first token (s) | kept snapshots MiB (count) | "
+        "| turn | prompt tokens | reused / prefilled | first token (s) | kept states MiB (count) | "
         "save: serialise + IndexedDB (ms) | load avg |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -31,7 +31,7 @@ def _table(run: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {row['turn']} | {row['prompt_tokens']} | {row['reused_tokens']} / "
             f"{row['prefilled_tokens']} | {row['first_token_ms'] / 1000:.2f} | "
-            f"{row['snapshot_bytes'] / 2**20:.0f} ({row['snapshots']}) | {saved} | "
+            f"{row['kept_bytes'] / 2**20:.0f} ({row['kept_states']}) | {saved} | "
             f"{row['load_average_1min']} |"
         )
     return lines
@@ -47,7 +47,7 @@ def _findings(run: dict[str, Any], budget: int) -> list[str]:
     save = last["save"] or {}
     opened = run.get("open") or {}
     after = run["turn_after_reload"]
-    kept = max(r["snapshot_bytes"] for r in rows)
+    kept = max(r["kept_bytes"] for r in rows)
     resumed_after_reply = [r for r in rows[1:] if r["prefilled_tokens"] < REPLY_TOKENS // 2]
     loads = [r["load_average_1min"] for r in rows]
     lines = [
@@ -88,7 +88,7 @@ def _findings(run: dict[str, Any], budget: int) -> list[str]:
         )
     )
     lines.append(
-        f"- Kept snapshots: at most {kept / 2**20:.1f} MiB over {len(rows)} turns, budget "
+        f"- Kept states: at most {kept / 2**20:.1f} MiB over {len(rows)} turns, budget "
         f"{budget / 2**20:.0f} MiB (the page's default; bytes of the distinct tensors held)."
     )
     return lines
@@ -124,6 +124,6 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "tokens vs 43). The re-prefill is the long turn's prompt sent again with `app.generate` after the "
         "reload and the turn after it: the restored state ends exactly at that prompt's last token and, "
         "restored from bytes, holds no logits, so the runtime cannot start from it and prefills the whole "
-        "prompt (reused 0); the later snapshots are longer than the prompt.",
+        "prompt (reused 0); the later kept states are longer than the prompt.",
     ]
     out.write_text("\n".join(lines) + "\n")

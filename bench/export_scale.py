@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -98,7 +99,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="export-scale-"))
     name = args.config.stem
     checkpoint = work / f"{name}-ckpt"
-    results = {"config": str(args.config), "runs": []}
+    runs: list[dict[str, Any]] = []
+    results: dict[str, Any] = {"config": str(args.config), "runs": runs}
     if not (checkpoint / "config.json").exists():
         results["checkpoint_build_seconds"] = round(build_checkpoint(args.config, checkpoint), 1)
     for ops in args.ops:
@@ -110,7 +112,7 @@ def main() -> None:
                 run["data_files"] = [p.name for p in data_files]
                 run["largest_data_file_bytes"] = max((p.stat().st_size for p in data_files), default=0)
                 log.info("%s", json.dumps(run))
-                results["runs"].append(run)
+                runs.append(run)
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
     out = ROOT / "bench" / "results" / f"export-{name}.json"

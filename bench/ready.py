@@ -3,7 +3,7 @@
   python -m bench.ready [--models tiny,0.8b] [--rounds 3] [--pages current,GITREV]
 
 Per round and page variant: a new browser context loads the page (`?backend=wasm`) until `app.ready`, then
-a second page of that context loads it again, now with the weights (and the shell, Python's snapshot) in
+a second page of that context loads it again, now with the weights (and the shell, Python's memory image) in
 browser storage. Recorded: navigation to ready, and the worker's own phases (`app.info().timings`: Python
 start, manifest, weights, onnxruntime-web start, session; they overlap where the page overlaps them).
 A variant is `current` (the working tree's page) or a git revision whose qwen35web/web/static replaces the

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,8 +36,9 @@ MAX_NEW_TOKENS = 24
 def _reference(checkpoint: Path, prompt_ids: list[int], eos: list[int]) -> list[int]:
     config = read_config_json(checkpoint)
     model = load_reference(spec_from_config(config), config, Checkpoint(checkpoint))
+    generate: Any = model.generate  # transformers' GenerationMixin (typed as a Module attribute)
     with torch.no_grad():
-        out = model.generate(
+        out = generate(
             torch.tensor([prompt_ids]),
             max_new_tokens=MAX_NEW_TOKENS,
             do_sample=False,

@@ -69,14 +69,15 @@ class RssWatch:
 
     def _sample(self) -> None:
         sizes: dict[int, int] = {}
-        for pid in filter(str.isdigit, os.listdir("/proc")):
+        for name in filter(str.isdigit, os.listdir("/proc")):
+            pid = int(name)
             try:
                 if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes():
                     continue
                 fields = Path(f"/proc/{pid}/statm").read_text().split()
             except OSError:  # the process ended between listing and reading
                 continue
-            sizes[int(pid)] = int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+            sizes[pid] = int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
         if sizes:
             self.peak_process = max(self.peak_process, max(sizes.values()))
             self.peak_total = max(self.peak_total, sum(sizes.values()))

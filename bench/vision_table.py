@@ -102,7 +102,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _renderer_peak_mb() -> float:
     """The largest VmHWM among this process's Chromium renderers (the page's: it ran the graph)."""
-    peaks = []
+    peaks: list[float] = []
     for pid in _descendants(os.getpid()):
         try:
             if b"--type=renderer" not in Path(f"/proc/{pid}/cmdline").read_bytes():

@@ -23,8 +23,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from qwen35web.export.chat_facts import starts_reasoning
 from qwen35web.export.generation_config import GENERATION_CONFIG, read_generation_config
-from qwen35web.runtime.errors import GenerationInputError
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +43,6 @@ CARD_SAMPLING: dict[str, dict[str, Any]] = {
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty")
 
 
-def template_thinks_by_default(template: str | None) -> bool:
-    """Whether the template's generation prompt opens the reasoning when nobody passes enable_thinking."""
-    from qwen35web.runtime.chat import render_chat
-    from qwen35web.runtime.prompt import leaves_reasoning_open
-
-    if template is None:
-        return False
-    try:
-        text = render_chat(template, [{"role": "user", "content": "hi"}], add_generation_prompt=True)
-    except GenerationInputError:
-        return False
-    return leaves_reasoning_open(text)
-
-
 def card_source(mode: str) -> str:
     return f"model card: Qwen3.5 Best Practices, {mode} mode for text tasks ({CARD_URL})"
 
@@ -72,6 +58,6 @@ def generation_section(
         return {**section, "source": GENERATION_CONFIG}
     if vocab_size != QWEN35_VOCAB_SIZE:
         return section
-    mode = "thinking" if template_thinks_by_default(template) else "non-thinking"
+    mode = "thinking" if starts_reasoning(template) else "non-thinking"
     log.info("no %s: recording the model card's sampling for %s mode", GENERATION_CONFIG, mode)
     return {**section, **CARD_SAMPLING[mode], "source": card_source(mode)}

@@ -77,18 +77,33 @@ def template_turn_end_id(template: str | None, tokenizer: Any) -> int | None:
     return int(ids[0]) if ids and ids[0] in special else None
 
 
+def _generation_prompt(template: str, **extra: Any) -> str | None:
+    """The template's generation prompt after one user message (None: the template cannot render it)."""
+    try:
+        return render_chat(template, _USER_ONLY, add_generation_prompt=True, **extra)
+    except GenerationInputError as err:
+        log.debug("the chat template cannot render a user message (%s)", err)
+        return None
+
+
+def starts_reasoning(template: str | None) -> bool:
+    """Whether a reply starts in the reasoning when nobody passes `enable_thinking`: the template's
+    generation prompt leaves reasoning open (also for a template that always reasons, with no switch:
+    the mode whose sampling the model card recommends, card_sampling)."""
+    default = _generation_prompt(template) if template is not None else None
+    return default is not None and leaves_reasoning_open(default)
+
+
 def thinking_default(template: str | None) -> bool | None:
-    """Whether the template's generation prompt leaves reasoning open when `enable_thinking` is not
-    passed; None when the switch changes nothing (no reasoning switch) or the template cannot render."""
+    """The manifest's `thinking_default`: whether the template's generation prompt leaves reasoning
+    open when `enable_thinking` is not passed; None when the switch changes nothing (no reasoning
+    switch) or the template cannot render."""
     if template is None:
         return None
-    try:
-        default, on, off = (
-            render_chat(template, _USER_ONLY, add_generation_prompt=True, **extra)
-            for extra in ({}, {"enable_thinking": True}, {"enable_thinking": False})
-        )
-    except GenerationInputError as err:
-        log.warning("the chat template cannot render a user message (%s)", err)
+    switches: list[dict[str, Any]] = [{}, {"enable_thinking": True}, {"enable_thinking": False}]
+    default, on, off = (_generation_prompt(template, **extra) for extra in switches)
+    if default is None or on is None or off is None:
+        log.warning("the chat template cannot render a user message: no thinking default recorded")
         return None
     if on == off:
         return None

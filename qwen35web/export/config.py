@@ -19,7 +19,8 @@ TEXT_MODEL_TYPE = "qwen3_5_text"
 VL_MODEL_TYPE = "qwen3_5"
 
 
-# The model facts the exporter reads from config.json are exactly those the manifest records.
+# The model facts the exporter reads from config.json are exactly those the manifest records: one class,
+# `ModelFacts`. `ModelSpec` is its old name here, kept only for bench/fidelity_recipes.py; use ModelFacts.
 ModelSpec = ModelFacts
 
 # transformers' Qwen3.5 default when rope_parameters gives no mrope_section.
@@ -41,7 +42,7 @@ def read_config_json(model_dir: Path) -> dict[str, Any]:
     return config
 
 
-def spec_from_config(config: dict[str, Any]) -> ModelSpec:
+def spec_from_config(config: dict[str, Any]) -> ModelFacts:
     model_type = config.get("model_type")
     if model_type == VL_MODEL_TYPE:
         text = config.get("text_config")
@@ -134,10 +135,10 @@ def _eos_ids(text: dict[str, Any]) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _text_spec(model_type: str, prefix: str, text: dict[str, Any]) -> ModelSpec:
+def _text_spec(model_type: str, prefix: str, text: dict[str, Any]) -> ModelFacts:
     theta, partial, mrope_section = _rope(text)
     pad = text.get("pad_token_id")
-    spec = ModelSpec(
+    spec = ModelFacts(
         model_type=model_type,
         weight_prefix=prefix,
         vocab_size=_field(text, "vocab_size", int),
@@ -165,7 +166,7 @@ def _text_spec(model_type: str, prefix: str, text: dict[str, Any]) -> ModelSpec:
     return spec
 
 
-def _check_consistency(spec: ModelSpec, text: dict[str, Any]) -> None:
+def _check_consistency(spec: ModelFacts, text: dict[str, Any]) -> None:
     hidden_act = text.get("hidden_act", "silu")
     if hidden_act != "silu":
         raise BadInputError(f"config.json: hidden_act {hidden_act!r} is not supported (only 'silu')")

@@ -10,27 +10,27 @@ from torch import nn
 from tqdm import tqdm
 
 from qwen35web.export.checkpoint import Checkpoint
-from qwen35web.export.config import ModelSpec
 from qwen35web.export.modeling import DecoderLayer, ZeroCenteredRMSNorm
+from qwen35web.runtime.bundle_format import ModelFacts
 
 log = logging.getLogger(__name__)
 
 
 class TextModel(nn.Module):
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelFacts):
         super().__init__()
         self.embed_tokens = nn.Embedding(spec.vocab_size, spec.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(spec, t) for t in spec.layer_types)
         self.norm = ZeroCenteredRMSNorm(spec.hidden_size, spec.rms_norm_eps)
 
 
-def rotary_inv_freq(spec: ModelSpec) -> torch.Tensor:
+def rotary_inv_freq(spec: ModelFacts) -> torch.Tensor:
     """Inverse frequencies of the rotary part of each head (same float32 arithmetic as transformers)."""
     dim = spec.rotary_dim
     return 1.0 / (spec.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
 
 
-def mrope_rows(spec: ModelSpec) -> list[int]:
+def mrope_rows(spec: ModelFacts) -> list[int]:
     """The position row (0 t, 1 h, 2 w) each rotary frequency reads, as transformers interleaves them.
 
     transformers' Qwen3.5 computes the angles of all three rows and then, for rows 1 and 2, overwrites
@@ -54,7 +54,7 @@ def set_rotary_buffers(decoder: Qwen35Decoder) -> None:
 class Qwen35Decoder(nn.Module):
     """Graph-shaped Qwen3.5 text decoder; `state_dict()` names follow `Qwen3_5ForCausalLM`."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelFacts):
         super().__init__()
         self.spec = spec
         self.model = TextModel(spec)
@@ -139,13 +139,13 @@ class Qwen35Decoder(nn.Module):
         return (logits, *present)
 
 
-def checkpoint_name(spec: ModelSpec, name: str) -> str:
+def checkpoint_name(spec: ModelFacts, name: str) -> str:
     """Our parameter name -> the checkpoint's (the text model sits under a layout-dependent prefix)."""
     return spec.weight_prefix + name.removeprefix("model.") if name.startswith("model.") else name
 
 
 def load_decoder(
-    spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dtype = torch.float32
+    spec: ModelFacts, checkpoint: Checkpoint, dtype: torch.dtype = torch.float32
 ) -> Qwen35Decoder:
     """Build on the meta device, check every tensor's shape, then read the weights one by one."""
     with torch.device("meta"):

@@ -32,7 +32,6 @@ from typing import Any
 import onnx_ir as ir
 import torch
 
-from qwen35web.export.config import ModelSpec
 from qwen35web.export.errors import BadInputError
 from qwen35web.export.passes.quantize import QuantizeSettings, quantize_matmuls, quantize_weights
 from qwen35web.export.passes.quantize_int8 import EMBEDDINGS as Q8_EMBEDDINGS
@@ -40,6 +39,7 @@ from qwen35web.export.passes.quantize_int8 import quantize_matmuls_int8, quantiz
 from qwen35web.export.quantization.nbits import ACCURACY_LEVELS, EMBEDDING_BITS
 from qwen35web.export.quantization.rounding import fake_quantize_module, fake_quantize_module_int8
 from qwen35web.export.weight_sizes import FormatCost, Storage, format_cost, weight_shapes
+from qwen35web.runtime.bundle_format import ModelFacts
 
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 
@@ -87,7 +87,7 @@ SIZE_CLASSES = (
 )
 
 
-def size_class(spec: ModelSpec) -> SizeClass:
+def size_class(spec: ModelFacts) -> SizeClass:
     count = weight_shapes(spec).parameter_count()
     return next(size for size in SIZE_CLASSES if count < size.below)
 
@@ -114,7 +114,7 @@ class WeightFormat:
     def knob_names(self) -> tuple[str, ...]:
         return tuple(next(iter(self.defaults.values())).knobs())
 
-    def cost(self, spec: ModelSpec, recipe: Recipe) -> FormatCost:
+    def cost(self, spec: ModelFacts, recipe: Recipe) -> FormatCost:
         projection, head = self.storage(recipe)
         return format_cost(weight_shapes(spec), projection, head, 8 * self.trace_dtype.itemsize)
 
@@ -305,7 +305,7 @@ class Choice:
     given: tuple[str, ...]  # knobs the user set; the others are the size's defaults
 
 
-def choose(dtype: str, spec: ModelSpec, **given: Any) -> Choice:
+def choose(dtype: str, spec: ModelFacts, **given: Any) -> Choice:
     """The format `dtype` with the user's knobs (None: not given) over the size's default recipe.
 
     Raises BadInputError, naming the flag, for an unknown format or value, or a knob the format lacks.

@@ -25,13 +25,13 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
 from qwen35web.export.checkpoint import Checkpoint
-from qwen35web.export.config import ModelSpec
 from qwen35web.export.decoder import Qwen35Decoder, checkpoint_name, set_rotary_buffers
+from qwen35web.runtime.bundle_format import ModelFacts
 
 log = logging.getLogger(__name__)
 
 
-def weightless_decoder(spec: ModelSpec, checkpoint: Checkpoint, dtype: torch.dtype) -> Qwen35Decoder:
+def weightless_decoder(spec: ModelFacts, checkpoint: Checkpoint, dtype: torch.dtype) -> Qwen35Decoder:
     """The decoder with fake parameters of `dtype`, after checking every tensor's shape in the checkpoint."""
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # a fake module cannot be .to()'d: make its parameters in `dtype`
@@ -53,7 +53,7 @@ def _reader(checkpoint: Checkpoint, name: str, dtype: torch.dtype):
     return read
 
 
-def attach_checkpoint_weights(model: ir.Model, spec: ModelSpec, checkpoint: Checkpoint) -> int:
+def attach_checkpoint_weights(model: ir.Model, spec: ModelFacts, checkpoint: Checkpoint) -> int:
     """Replace every fake initializer by a lazy read of its checkpoint tensor; returns how many."""
     count = 0
     for value in model.graph.initializers.values():
@@ -101,7 +101,7 @@ def transpose_lazily(graph: ir.Graph) -> int:
     return count
 
 
-def optimize_with_weights(model: ir.Model, spec: ModelSpec, checkpoint: Checkpoint) -> ir.Model:
+def optimize_with_weights(model: ir.Model, spec: ModelFacts, checkpoint: Checkpoint) -> ir.Model:
     """Attach the lazy weights, then fold constants as torch.onnx's `optimize=True` would have."""
     count = attach_checkpoint_weights(model, spec, checkpoint)
     transposed = transpose_lazily(model.graph)

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qwen35web.export.config import ModelSpec
 from qwen35web.export.ops.causal_conv import causal_conv1d_with_state
 from qwen35web.export.ops.gated_delta_rule import gated_delta_rule
+from qwen35web.runtime.bundle_format import ModelFacts
 from qwen35web.runtime.graph_io import LINEAR_ATTENTION
 
 
@@ -51,7 +51,7 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 class GatedDeltaNet(nn.Module):
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelFacts):
         super().__init__()
         self.num_k_heads, self.num_v_heads = spec.linear_num_key_heads, spec.linear_num_value_heads
         self.head_k_dim, self.head_v_dim = spec.linear_key_head_dim, spec.linear_value_head_dim
@@ -106,7 +106,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 class Attention(nn.Module):
     """Gated full attention: GQA with q/k RMSNorm, partial rotary, output gated by sigmoid(gate)."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelFacts):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = (
             spec.num_attention_heads,
@@ -153,7 +153,7 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelFacts):
         super().__init__()
         self.gate_proj = nn.Linear(spec.hidden_size, spec.intermediate_size, bias=False)
         self.up_proj = nn.Linear(spec.hidden_size, spec.intermediate_size, bias=False)
@@ -164,7 +164,7 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, spec: ModelSpec, layer_type: str):
+    def __init__(self, spec: ModelFacts, layer_type: str):
         super().__init__()
         self.is_linear = layer_type == LINEAR_ATTENTION
         if self.is_linear:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from qwen35web.export.checkpoint import Checkpoint
-from qwen35web.export.config import ModelSpec
+from qwen35web.runtime.bundle_format import ModelFacts
 from qwen35web.runtime.graph_io import FULL_ATTENTION
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 PREFIX = "mtp."
 
 
-def expected_mtp_shapes(spec: ModelSpec, checkpoint: Checkpoint) -> dict[str, tuple[int, ...]]:
+def expected_mtp_shapes(spec: ModelFacts, checkpoint: Checkpoint) -> dict[str, tuple[int, ...]]:
     """fc([embedding; hidden]) [H, 2H], three norms [H], and one full-attention decoder layer whose
     tensors have the shapes of the text model's first full-attention layer."""
     hidden = spec.hidden_size
@@ -37,7 +37,7 @@ def expected_mtp_shapes(spec: ModelSpec, checkpoint: Checkpoint) -> dict[str, tu
     return shapes
 
 
-def check_mtp(spec: ModelSpec, checkpoint: Checkpoint) -> list[str]:
+def check_mtp(spec: ModelFacts, checkpoint: Checkpoint) -> list[str]:
     """The MTP tensors whose shapes do not fit the text model (logged as one warning); [] when none."""
     present = {name: entry.shape for name, entry in checkpoint.entries.items() if name.startswith(PREFIX)}
     if not present:

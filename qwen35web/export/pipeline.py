@@ -18,7 +18,7 @@ from qwen35web.export import bundle, formats, layout_transformers_js
 from qwen35web.export.card_sampling import generation_section
 from qwen35web.export.chat_facts import stop_token_ids, thinking_default
 from qwen35web.export.checkpoint import Checkpoint
-from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
+from qwen35web.export.config import read_config_json, spec_from_config
 from qwen35web.export.errors import BadInputError, ValidationFailedError
 from qwen35web.export.lazy_weights import optimize_with_weights, weightless_decoder
 from qwen35web.export.mtp import check_mtp
@@ -35,6 +35,7 @@ from qwen35web.runtime.bundle_format import (
     VALIDATION_FILE,
     GraphIO,
     Manifest,
+    ModelFacts,
     SamplerInfo,
 )
 from qwen35web.runtime.bundle_vision import VisionInfo
@@ -93,7 +94,7 @@ def _check_options(options: ExportOptions) -> None:
         )
 
 
-def choose_format(options: ExportOptions, spec: ModelSpec) -> formats.Choice:
+def choose_format(options: ExportOptions, spec: ModelFacts) -> formats.Choice:
     """The weight format and recipe: the options' knobs over the registry's default for the size."""
     return formats.choose(
         options.dtype,
@@ -105,7 +106,7 @@ def choose_format(options: ExportOptions, spec: ModelSpec) -> formats.Choice:
 
 
 def _manifest(
-    spec: ModelSpec,
+    spec: ModelFacts,
     model: ir.Model,
     options: ExportOptions,
     data_files: list[str],
@@ -214,7 +215,7 @@ def run_export(options: ExportOptions) -> Manifest | layout_transformers_js.Tran
 
 
 def _validate(
-    staging: Path, spec: ModelSpec, config: dict[str, Any], checkpoint: Checkpoint, choice: formats.Choice
+    staging: Path, spec: ModelFacts, config: dict[str, Any], checkpoint: Checkpoint, choice: formats.Choice
 ) -> dict[str, Any]:
     from qwen35web.export.reference import load_reference
     from qwen35web.export.validate import compare

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from qwen35web.export.checkpoint import Checkpoint
-from qwen35web.export.config import ModelSpec
+from qwen35web.runtime.bundle_format import ModelFacts
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def text_config_dict(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config)
 
 
-def load_reference(spec: ModelSpec, config: dict[str, Any], checkpoint: Checkpoint) -> torch.nn.Module:
+def load_reference(spec: ModelFacts, config: dict[str, Any], checkpoint: Checkpoint) -> torch.nn.Module:
     """Build transformers' model on the meta device and assign the checkpoint's tensors to it."""
     from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
 

@@ -10,11 +10,10 @@ import onnx_ir as ir
 import torch
 from torch.export import Dim
 
-from qwen35web.export.config import ModelSpec
 from qwen35web.export.decoder import Qwen35Decoder
 from qwen35web.export.ops.domain import ONNX_OPSET
 from qwen35web.export.ops.registry import translation_table
-from qwen35web.runtime.bundle_format import graph_metadata
+from qwen35web.runtime.bundle_format import ModelFacts, graph_metadata
 from qwen35web.runtime.graph_io import (
     BATCH,
     IMAGE_TOKENS,
@@ -39,7 +38,7 @@ def activation_dtype_name(dtype: torch.dtype) -> str:
 
 
 def example_inputs(
-    spec: ModelSpec, dtype: torch.dtype, with_images: bool = False
+    spec: ModelFacts, dtype: torch.dtype, with_images: bool = False
 ) -> tuple[torch.Tensor, ...]:
     batch, seq, past = _TRACE_BATCH, _TRACE_SEQ, _TRACE_PAST
     states = [
@@ -57,7 +56,7 @@ def example_inputs(
     return (ids, mask, positions, *images, *states)
 
 
-def dynamic_shapes(spec: ModelSpec, with_images: bool = False) -> tuple[object, ...]:
+def dynamic_shapes(spec: ModelFacts, with_images: bool = False) -> tuple[object, ...]:
     batch, seq = Dim(BATCH), Dim(SEQUENCE)
     # total = past + seq is a relation torch.export cannot state between two free dims; AUTO lets
     # it infer the past axis from the attention mask's.
@@ -88,7 +87,7 @@ def _declare(value: ir.Value, spec: TensorSpec) -> None:
 
 
 def apply_io_contract(
-    model: ir.Model, spec: ModelSpec, activation_dtype: str, last_position_only: bool, with_images: bool
+    model: ir.Model, spec: ModelFacts, activation_dtype: str, last_position_only: bool, with_images: bool
 ) -> None:
     """Check the traced I/O against graph_io's contract, name its dims, and record the model facts."""
     graph = model.graph

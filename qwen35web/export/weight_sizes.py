@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from qwen35web.export.config import ModelSpec
 from qwen35web.export.decoder import Qwen35Decoder
+from qwen35web.runtime.bundle_format import ModelFacts
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class WeightShapes:
         return projections + math.prod(self.table) + head + self.float_elements
 
 
-def weight_shapes(spec: ModelSpec) -> WeightShapes:
+def weight_shapes(spec: ModelFacts) -> WeightShapes:
     with torch.device("meta"):
         decoder = Qwen35Decoder(spec)
     head = getattr(decoder, "lm_head", None)

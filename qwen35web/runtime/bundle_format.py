@@ -184,7 +184,7 @@ class SamplerInfo:
 class ModelFacts:
     """Everything the exporter and the runtimes need to know about one Qwen3.5 text decoder.
 
-    The exporter reads it from config.json (export/config.py, where it is `ModelSpec`), traces
+    The exporter reads it from config.json (export/config.py, `spec_from_config`), traces
     the graph from it and records it in the manifest's "model" object; the runtimes derive the
     state shapes from it (graph_io.past_states).
     """

@@ -1,12 +1,12 @@
 """A conversation on one loaded bundle: the messages so far, one turn at a time.
 
-Each turn renders the whole conversation with the bundle's template (so the model sees exactly
-what the template would show it) and leaves it to the prefix cache to run only what is new. The
-reply comes back split into reasoning, answer and tool calls (`reasoning.Piece`s) and is recorded
-the way the template expects a past assistant turn: `content`, with `reasoning_content` and
+Each turn is a `turn.Turn` (the one place a reply is made, shared with the page): the whole
+conversation rendered with the bundle's template, fitted to the context, resumed from the prefix
+cache. The reply comes back split into reasoning, answer and tool calls (`reasoning.Piece`s) and is
+recorded the way the template expects a past assistant turn: `content`, with `reasoning_content` and
 `tool_calls` beside it.
 
-The API for callers (the CLI, the page, the OpenAI-compatible server):
+The API for callers (the CLI, the OpenAI-compatible server and the module's chat.completions):
 
     conversation = Conversation(runtime, system=..., messages=[...], tools=[...])
     async for piece in conversation.turn("user text", params, tool_choice=..., response_format=...,
@@ -16,108 +16,27 @@ The API for callers (the CLI, the page, the OpenAI-compatible server):
     conversation.add_tool_result(call_id, "result text")  # then reply() again
 
 `reply` answers the messages as they stand (the last one a user or tool message); `turn` adds a
-user message first. `tools` are OpenAI function schemas (tools.check_tools); `tool_choice` is
-OpenAI's ("auto", "none", "required", or {"type": "function", "function": {"name": ...}});
-`response_format` is {"type": "json_schema", "json_schema": {"schema": ...}} or {"type":
-"json_object"} (constraint.py: the output then always parses). `top_logprobs` (0-20) scores each
-generated token (logprobs.py).
+user message first. `tools` are OpenAI function schemas (tools.check_tools); `tool_choice`,
+`response_format` and `top_logprobs` are `turn.TurnOptions`' (the output then always parses).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from qwen35web.runtime.chat import Message
-from qwen35web.runtime.context_fit import Fitted, fit
+from qwen35web.runtime.context_fit import Fitted
 from qwen35web.runtime.errors import GenerationInputError
-from qwen35web.runtime.generation import CancelToken, GenerationResult
+from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.loaded_model import Runtime
-from qwen35web.runtime.logprobs import TokenLogprob
-from qwen35web.runtime.prefill_ahead import prepare, prepare_next_turn
+from qwen35web.runtime.prefill_ahead import prepare
 from qwen35web.runtime.prompt import Prompt
-from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
+from qwen35web.runtime.reasoning import Piece
 from qwen35web.runtime.sampling import SamplingParams
-from qwen35web.runtime.tool_calls import ToolCall, ToolCallParser
-from qwen35web.runtime.tools import check_tools, normalize_messages, parse_tool_choice
+from qwen35web.runtime.tools import check_tools, normalize_messages
+from qwen35web.runtime.turn import Turn, TurnOptions, TurnResult, fit_turn, render
 from qwen35web.runtime.vision.prompt import image_message
-
-
-@dataclass
-class TurnResult:
-    tokens: list[int] = field(default_factory=list)  # generated ids, end-of-sequence excluded
-    text: str = ""
-    reasoning: str = ""
-    prompt_tokens: int = 0  # the whole rendered conversation
-    reused_tokens: int = 0
-    prefilled_tokens: int = 0
-    prefill_ms: float = 0.0
-    first_token_ms: float = 0.0
-    decode_tokens_per_s: float = 0.0
-    stop_reason: str = ""
-    images_encoded: int = 0
-    context_tokens: int = 0  # the context's size, for "used / total"
-    dropped_messages: int = 0  # the oldest messages dropped to fit this turn (drop_oldest)
-    dropped_turns: int = 0
-    reasoning_cut: bool = False  # a reasoning budget closed the reasoning (its tokens are in `tokens`)
-    tool_calls: list[ToolCall] = field(default_factory=list)  # in order; a malformed one has .error
-    logprobs: list[TokenLogprob] = field(default_factory=list)  # per token, when asked
-
-    @classmethod
-    def of(
-        cls, result: GenerationResult, splitter: ReasoningSplitter, context: int, text: str | None = None
-    ) -> TurnResult:
-        return cls(
-            tokens=list(result.tokens),
-            text=splitter.text if text is None else text,
-            reasoning=splitter.reasoning,
-            prompt_tokens=result.prompt_tokens,
-            reused_tokens=result.reused_tokens,
-            prefilled_tokens=result.prefilled_tokens,
-            prefill_ms=result.prefill_ms,
-            first_token_ms=result.first_token_ms,
-            decode_tokens_per_s=result.decode_tokens_per_s,
-            stop_reason=result.stop_reason,
-            images_encoded=result.images_encoded,
-            context_tokens=context,
-            reasoning_cut=result.reasoning_cut,
-            logprobs=list(result.logprobs),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tokens": self.tokens,
-            "text": self.text,
-            "reasoning": self.reasoning,
-            "prompt_tokens": self.prompt_tokens,
-            "reused_tokens": self.reused_tokens,
-            "prefilled_tokens": self.prefilled_tokens,
-            "prefill_ms": round(self.prefill_ms, 3),
-            "first_token_ms": round(self.first_token_ms, 3),
-            "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
-            "stop_reason": self.stop_reason,
-            "images_encoded": self.images_encoded,
-            "dropped_messages": self.dropped_messages,
-            "dropped_turns": self.dropped_turns,
-            "reasoning_cut": self.reasoning_cut,
-            "tool_calls": [call.to_json() for call in self.tool_calls],
-            **({"logprobs": [entry.to_json() for entry in self.logprobs]} if self.logprobs else {}),
-        }
-
-
-def assistant_message(text: str, reasoning: str, calls: Sequence[ToolCall] = ()) -> Message:
-    """The reply as the template renders a past turn. A call that could not be read goes back as
-    the text the model wrote (the template cannot render it as a call)."""
-    broken = "\n".join(call.raw for call in calls if call.error)
-    message: Message = {"role": "assistant", "content": "\n\n".join(t for t in (text, broken) if t)}
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    good = [call.for_template() for call in calls if not call.error]
-    if good:
-        message["tool_calls"] = good
-    return message
 
 
 class Conversation:
@@ -145,7 +64,7 @@ class Conversation:
         return [{"role": "system", "content": self.system}] if self.system else []
 
     def reset(self) -> None:
-        """A new chat: the messages go; the kept snapshots stay (a new chat may share a prefix)."""
+        """A new chat: the messages go; the kept states stay (a new chat may share a prefix)."""
         self.messages = self._start()
         self.last = None
         self.dropped = []
@@ -164,8 +83,17 @@ class Conversation:
             message["name"] = name
         self.messages.append(message)
 
+    def _options(self, drop_oldest: bool = False, **options: Any) -> TurnOptions:
+        return TurnOptions(
+            enable_thinking=self.enable_thinking,
+            tools=self.tools,
+            drop_oldest=drop_oldest,
+            prefill_ahead=self.prefill_ahead,
+            **options,
+        )
+
     def render(self, messages: list[Message]) -> Prompt:
-        return self.runtime.prompt(messages=messages, enable_thinking=self.enable_thinking, tools=self.tools)
+        return render(self.runtime, messages, self._options())
 
     def fit(
         self, user_text: str, drop_oldest: bool = False, reply_room: int = 1, image_ids: Sequence[str] = ()
@@ -173,10 +101,13 @@ class Conversation:
         """The conversation with `user_text` (after `image_ids`, images added to the runtime) as the
         next user turn, rendered; a full context is refused (ContextFullError), or with
         `drop_oldest` its oldest turns are left out (see context_fit: the caller must say so)."""
+        messages = self._next(user_text, image_ids)
+        return fit_turn(self.runtime, messages, self._options(drop_oldest), reply_room)
+
+    def _next(self, user_text: str, image_ids: Sequence[str]) -> list[Message]:
         if not user_text.strip():
             raise GenerationInputError("the message is empty")
-        messages = [*self.messages, image_message(user_text, image_ids)]
-        return fit(self.render, messages, self.runtime.max_context, reply_room, drop_oldest)
+        return [*self.messages, image_message(user_text, image_ids)]
 
     def prompt_for(self, user_text: str, image_ids: Sequence[str] = ()) -> Prompt:
         """The rendered conversation with `user_text` as the next user turn; refuses a full context."""
@@ -195,9 +126,9 @@ class Conversation:
         `last` holds its result and the messages hold both turns (a stopped reply is kept as far
         as it went). With `drop_oldest`, a conversation too long for the context loses its oldest
         turns first (`last` and `dropped` say which). `options`: as `reply`'s."""
-        started = time.perf_counter()
-        fitted = self.fit(user_text, drop_oldest, reply_room=params.max_new_tokens, image_ids=image_ids)
-        async for piece in self._reply(fitted, params, cancel, started, **options):
+        messages = self._next(user_text, image_ids)
+        turn = Turn(self.runtime, messages, params, self._options(drop_oldest, **options), cancel)
+        async for piece in self._run(turn):
             yield piece
 
     async def reply(
@@ -208,53 +139,19 @@ class Conversation:
         **options: Any,
     ) -> AsyncIterator[Piece]:
         """Stream the reply to the messages as they stand (the last a user or tool message).
-        `options`: tool_choice, response_format, top_logprobs (see the module's docstring)."""
-        started = time.perf_counter()
+        `options`: tool_choice, response_format, top_logprobs (turn.TurnOptions)."""
         if not self.messages or self.messages[-1].get("role") not in ("user", "tool"):
             raise GenerationInputError("a reply needs a user or tool message last")
-        fitted = fit(self.render, self.messages, self.runtime.max_context, params.max_new_tokens, drop_oldest)
-        async for piece in self._reply(fitted, params, cancel, started, **options):
+        turn = Turn(self.runtime, self.messages, params, self._options(drop_oldest, **options), cancel)
+        async for piece in self._run(turn):
             yield piece
 
-    async def _reply(
-        self,
-        fitted: Fitted,
-        params: SamplingParams,
-        cancel: CancelToken | None,
-        started: float,
-        tool_choice: Any = None,
-        response_format: Any = None,
-        top_logprobs: int | None = None,
-    ) -> AsyncIterator[Piece]:
-        from qwen35web.runtime.constraint import output_constraint
-
-        choice = parse_tool_choice(tool_choice, self.tools)
-        prompt = fitted.prompt
-        constraint = output_constraint(self.runtime, prompt, self.tools, choice, response_format)
-        render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising the conversation
-        splitter = ReasoningSplitter(prompt.opens_reasoning)
-        parser = ToolCallParser(self.tools) if self.tools and choice.mode != "none" else None
-        stream = self.runtime.stream(
-            prompt.ids, params, cancel, prompt.snapshot_at, prompt.images, constraint, top_logprobs
-        )
-        async for text in stream:
-            for piece in split_calls(splitter.push(text), parser):
-                yield piece
-        for piece in split_calls(splitter.flush(), parser, final=True):
+    async def _run(self, turn: Turn) -> AsyncIterator[Piece]:
+        async for piece in turn.pieces():
             yield piece
-        content = parser.content if parser is not None else None
-        result = TurnResult.of(self.runtime.generator.result, splitter, self.runtime.max_context, content)
-        result.tool_calls = list(parser.calls) if parser is not None else []
-        result.first_token_ms += render_ms  # from the call: rendering and tokenising included
-        result.dropped_messages, result.dropped_turns = fitted.dropped_messages, fitted.dropped_turns
-        if fitted.dropped_messages:
-            kept = {id(m) for m in fitted.messages}
-            self.dropped += [m for m in self.messages if id(m) not in kept]
-        reply = assistant_message(result.text, splitter.reasoning, result.tool_calls)
-        self.messages = [*fitted.messages, reply]
-        self.last = result
-        if self.prefill_ahead:
-            prepare_next_turn(self.runtime, self.messages, self.enable_thinking)
+        self.dropped += turn.dropped
+        self.messages = turn.messages
+        self.last = turn.result
 
     async def say(
         self,
@@ -269,23 +166,3 @@ class Conversation:
             pass
         assert self.last is not None
         return self.last
-
-
-def split_calls(pieces: list[Piece], parser: ToolCallParser | None, final: bool = False) -> list[Piece]:
-    """The answer's pieces with tool calls taken out of the text (reasoning passes as it is);
-    `final`: the reply has ended (an unclosed call is reported, held text shown)."""
-    if parser is None:
-        return pieces
-    out: list[Piece] = []
-    for piece in pieces:
-        if piece.kind != "text":
-            out.append(piece)
-            continue
-        text, calls = parser.push(piece.text)
-        out += [Piece("text", text)] if text else []
-        out += [Piece("tool_call", call.raw, call) for call in calls]
-    if final:
-        text, calls = parser.flush()
-        out += [Piece("text", text)] if text else []
-        out += [Piece("tool_call", call.raw, call) for call in calls]
-    return out

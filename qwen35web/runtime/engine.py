@@ -50,10 +50,11 @@ class Engine(Protocol):
     def live_tensors(self) -> int:
         """How many tensors this engine created and has not released (leak checks)."""
 
-    # Snapshots (prefix_cache, snapshots): sizes, cutting a KV cache, bytes in and out.
+    # Kept states and saved conversations (prefix_cache, conversation_file): sizes, cutting a KV
+    # cache, bytes in and out.
 
     def nbytes(self, tensor: Tensor) -> int:
-        """Bytes the tensor's elements occupy (memory budgets of kept snapshots)."""
+        """Bytes the tensor's elements occupy (memory budgets of kept states)."""
 
     def can_cut(self, tensor: Tensor) -> bool:
         """Whether `cut` works on this tensor without a round trip off the device."""

@@ -170,11 +170,11 @@ class Generator:
             )
 
     async def prefill(
-        self, prompt_ids: list[int], snapshot_at: Sequence[int] = (), images: ImagePrompt | None = None
+        self, prompt_ids: list[int], keep_at: Sequence[int] = (), images: ImagePrompt | None = None
     ) -> int:
         """Bring the runner to the end of `prompt_ids`; returns how many tokens were reused."""
         if self.cache is not None:
-            return await self.cache.prefill(prompt_ids, self.prefill_chunk, snapshot_at, images)
+            return await self.cache.prefill(prompt_ids, self.prefill_chunk, keep_at, images)
         self.runner.reset()
         for start in range(0, len(prompt_ids), self.prefill_chunk):
             end = min(start + self.prefill_chunk, len(prompt_ids))
@@ -186,13 +186,13 @@ class Generator:
         prompt_ids: list[int],
         params: SamplingParams,
         cancel: CancelToken | None = None,
-        snapshot_at: Sequence[int] = (),
+        keep_at: Sequence[int] = (),
         images: ImagePrompt | None = None,
         constraint: TokenConstraint | None = None,
         top_logprobs: int | None = None,
     ) -> AsyncIterator[str]:
         """Yield text pieces as tokens complete them; `self.result` holds the totals afterwards.
-        `snapshot_at`: prompt lengths worth a snapshot besides the end (the history before the
+        `keep_at`: prompt lengths worth a kept state besides the end (the history before the
         generation prompt), so the next call can resume there. `constraint` decides which tokens
         may come next (output that must parse); `top_logprobs` (0-20; None: none) scores each
         generated token and that many alternatives (`result.logprobs`)."""
@@ -202,7 +202,7 @@ class Generator:
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
         started = time.perf_counter()
         encoded_before = images.store.encoded if images is not None else 0
-        result.reused_tokens = await self.prefill(prompt_ids, snapshot_at, images)
+        result.reused_tokens = await self.prefill(prompt_ids, keep_at, images)
         result.images_encoded = images.store.encoded - encoded_before if images is not None else 0
         result.prefilled_tokens = len(prompt_ids) - result.reused_tokens
         decode_start = time.perf_counter()

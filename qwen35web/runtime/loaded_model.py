@@ -41,7 +41,7 @@ class Runtime:
         engine: Engine,
         prefill_chunk: int = 256,
         max_context: int | None = None,
-        snapshot_budget: int = DEFAULT_BUDGET_BYTES,
+        kept_states_budget: int = DEFAULT_BUDGET_BYTES,
         manifest_sha256: str = "",
         image_decoder: ImageDecoder | None = None,
         max_image_tokens: int | None = None,
@@ -61,9 +61,10 @@ class Runtime:
         )
         self.tokenizer = tokenizer
         self.engine = engine
-        # The runner and the kept snapshots may hold the same tensors: frees wait for the last holder.
+        # The runner and the kept states may hold the same tensors: frees wait for the last holder.
         self.runner = ModelRunner(SharingEngine(engine), manifest)
-        self.cache = PrefixCache(self.runner, manifest, snapshot_budget) if snapshot_budget > 0 else None
+        budget = kept_states_budget
+        self.cache = PrefixCache(self.runner, manifest, budget) if budget > 0 else None
         context = min(max_context or manifest.max_positions, manifest.max_positions)
         self.generator = Generator(
             self.runner, tokenizer, manifest.eos_token_ids, context, prefill_chunk, self.cache
@@ -136,9 +137,9 @@ class Runtime:
         prompt_ids: list[int],
         params: SamplingParams,
         cancel: CancelToken | None = None,
-        snapshot_at: Sequence[int] = (),
+        keep_at: Sequence[int] = (),
     ) -> GenerationResult:
-        async for _ in self.stream(prompt_ids, params, cancel, snapshot_at):
+        async for _ in self.stream(prompt_ids, params, cancel, keep_at):
             pass
         return self.generator.result
 
@@ -147,7 +148,7 @@ class Runtime:
         prompt_ids: list[int],
         params: SamplingParams,
         cancel: CancelToken | None = None,
-        snapshot_at: Sequence[int] = (),
+        keep_at: Sequence[int] = (),
         images: Any = None,
         constraint: TokenConstraint | None = None,
         top_logprobs: int | None = None,
@@ -162,7 +163,7 @@ class Runtime:
                 prompt_ids,
                 params,
                 cancel,
-                snapshot_at,
+                keep_at,
                 images,
                 constraint=constraint,
                 top_logprobs=top_logprobs,
@@ -172,7 +173,7 @@ class Runtime:
             self.generator.result.first_token_ms += waited_ms
 
     def held_tensors(self) -> int:
-        """Distinct tensors the runner and the kept snapshots hold (leak checks compare with live)."""
+        """Distinct tensors the runner and the kept states hold (leak checks compare with live)."""
         held = {id(t): t for t in self.runner.states}
         if self.runner.logits is not None:
             held[id(self.runner.logits)] = self.runner.logits

@@ -7,8 +7,8 @@ Two targets, both token prefixes of the next prompt that do not depend on what i
 - while a message is typed, that plus the draft's *stable* prefix: the text before its last
   pre-tokenizer piece (a later character can merge into the last word), so edits reuse it.
 
-The work runs as one background task through the prefix cache, in small chunks, and keeps a
-snapshot at its end: the next turn resumes there. Any request that uses the runner first calls
+The work runs as one background task through the prefix cache, in small chunks, and keeps the
+state at its end: the next turn resumes there. Any request that uses the runner first calls
 `hold()`, which stops the task at the end of the chunk in flight (never inside a chunk: a runner
 is only consistent between forwards), so it waits at most one chunk. The result of a turn never
 depends on this work: the prefix cache resumes only from states whose token ids are an exact
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_AHEAD_CHUNK = 8  # tokens per background forward: the most a request may wait for
 AHEAD_LABEL, DRAFT_LABEL = "ahead", "draft"
-KEPT_DRAFT_SNAPSHOTS = 4  # the newest draft snapshots kept (edits reuse them); older ones go first
+KEPT_DRAFTS = 4  # the newest drafts' states kept (edits reuse them); older ones go first
 # Two next user messages that differ in their first character: what their renders share is what
 # any next message's render shares (see next_turn_opening).
 _PROBES = ("a", "1")
@@ -158,7 +158,7 @@ def prepare(runtime: Runtime, messages: list[Message], draft: str, enable_thinki
 @dataclass
 class AheadStats:
     target_tokens: int = 0  # what the current (or last) job aims to hold
-    held_tokens: int = 0  # how many of them the runner or a snapshot holds now
+    held_tokens: int = 0  # how many of them the runner or a kept state holds now
     prefilled_tokens: int = 0  # run in the background so far (all jobs)
     preempted: int = 0  # jobs stopped before their end by a request
     last_wait_ms: float = 0.0  # what the last request waited for the chunk in flight
@@ -273,5 +273,5 @@ class PrefillAhead:
         if position > start:
             cache.remember(label)
             if label == DRAFT_LABEL:
-                cache.keep_newest(DRAFT_LABEL, KEPT_DRAFT_SNAPSHOTS)
+                cache.keep_newest(DRAFT_LABEL, KEPT_DRAFTS)
         logger.debug("prefilled %d ahead (%s): %d of %d", position - start, label, position, len(target))

@@ -2,17 +2,17 @@
 
 Three layers in four keep a fixed-size recurrent state (plus a conv state) that cannot be rewound:
 it is exact only at the token it was taken at. The full-attention layers' KV can be cut to any
-shorter past. So the cache keeps *snapshots* — every state tensor, and the token ids they hold — at
+shorter past. So the cache keeps states — every state tensor, and the token ids they hold — at
 the points a next call can start from: the end of the conversation before the generation prompt,
-the end of each prompt, the end of each reply. A call resumes from the longest snapshot whose ids are
+the end of each prompt, the end of each reply. A call resumes from the longest kept state whose ids are
 a prefix of its prompt (the runner's own current state counts as one) and prefills the rest.
 
-No tensor is copied to take a snapshot: onnxruntime never writes into its inputs, so a snapshot
+No tensor is copied to keep a state: onnxruntime never writes into its inputs, so a kept state
 holds the very tensors a run produced (GPU buffers on WebGPU) and `SharingEngine` frees them when
 their last holder lets go. Where the engine can cut a tensor on its own device (numpy natively, typed
-arrays in wasm), an older snapshot whose ids prefix a newer one drops its own KV and keeps the newer,
+arrays in wasm), an older kept state whose ids prefix a newer one drops its own KV and keeps the newer,
 longer KV instead, cut to its length when it is restored: the KV of one conversation is held once.
-What the snapshots hold is measured in bytes (distinct tensors) and kept under a budget, least
+What the kept states hold is measured in bytes (distinct tensors) and kept under a budget, least
 recently used dropped first.
 """
 
@@ -33,11 +33,11 @@ from qwen35web.runtime.vision.prompt import ImagePrompt, feed_chunk
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_BYTES = 512 * 2**20
-DEFAULT_MAX_SNAPSHOTS = 32
+DEFAULT_MAX_KEPT = 32
 
 
 @dataclass
-class Snapshot:
+class KeptState:
     token_ids: tuple[int, ...]
     states: list[Tensor]  # in the runner's state order; KV entries may hold a longer past (shared)
     sizes: list[int]  # bytes of each state tensor
@@ -59,11 +59,11 @@ class Snapshot:
 
 @dataclass
 class CacheStats:
-    snapshots: int = 0
+    kept: int = 0
     held_bytes: int = 0
     budget_bytes: int = 0
     evicted: int = 0
-    remember_ms: float = 0.0  # time spent taking snapshots so far (bookkeeping only: no copies)
+    remember_ms: float = 0.0  # time spent keeping states so far (bookkeeping only: no copies)
     labels: list[str] = field(default_factory=list)
 
 
@@ -82,18 +82,18 @@ class PrefixCache:
         runner: ModelRunner,
         manifest: Manifest,
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
-        max_snapshots: int = DEFAULT_MAX_SNAPSHOTS,
+        max_kept: int = DEFAULT_MAX_KEPT,
     ):
         if not isinstance(runner.engine, SharingEngine):
             raise TypeError("the prefix cache needs the runner's engine to be a SharingEngine")
         self.runner = runner
         self.engine: SharingEngine = runner.engine
         self.budget_bytes = budget_bytes
-        self.max_snapshots = max_snapshots
+        self.max_kept = max_kept
         # One entry per state: its past axis for KV, None for the conv/recurrent states.
         self.seq_axes = past_axes(runner.state_specs)
         self.logits_keep_bytes = 4 * manifest.vocab_size  # one fp32 row ([1, 1, V])
-        self.snapshots: list[Snapshot] = []
+        self.kept: list[KeptState] = []
         self.evicted = 0
         self.remember_seconds = 0.0
         self._clock = 0
@@ -107,33 +107,33 @@ class PrefixCache:
         fits = n < len(prompt) or (n == len(prompt) and has_logits)
         return n > 0 and fits and is_prefix(ids, prompt)
 
-    def best(self, prompt: Sequence[int]) -> Snapshot | None:
-        """The longest usable snapshot for `prompt` (the most recently used among equals)."""
-        usable = [s for s in self.snapshots if self._usable(s.token_ids, s.logits is not None, prompt)]
+    def best(self, prompt: Sequence[int]) -> KeptState | None:
+        """The longest usable kept state for `prompt` (the most recently used among equals)."""
+        usable = [s for s in self.kept if self._usable(s.token_ids, s.logits is not None, prompt)]
         return max(usable, key=lambda s: (s.length, s.last_used), default=None)
 
-    def restore(self, snapshot: Snapshot) -> None:
-        """Put the runner at the snapshot's state (the snapshot keeps its own hold)."""
+    def restore(self, entry: KeptState) -> None:
+        """Put the runner at the kept state (which keeps its own hold)."""
         states = []
-        for tensor, axis in zip(snapshot.states, self.seq_axes, strict=True):
-            if axis is not None and snapshot.kv_tensor_len > snapshot.length:
-                cut = self.engine.cut(tensor, axis, snapshot.length)
+        for tensor, axis in zip(entry.states, self.seq_axes, strict=True):
+            if axis is not None and entry.kv_tensor_len > entry.length:
+                cut = self.engine.cut(tensor, axis, entry.length)
                 assert cut is not None, "only cuttable KV is ever shared"
                 states.append(cut)
             else:
                 states.append(self.engine.retain(tensor))
-        logits = self.engine.retain(snapshot.logits) if snapshot.logits is not None else None
-        self.runner.load_state(states, logits, list(snapshot.token_ids), snapshot.next_position)
-        self._touch(snapshot)
+        logits = self.engine.retain(entry.logits) if entry.logits is not None else None
+        self.runner.load_state(states, logits, list(entry.token_ids), entry.next_position)
+        self._touch(entry)
 
     def resume(self, prompt: Sequence[int]) -> int:
         """Put the runner at the longest usable prefix of `prompt`; returns how many tokens it holds."""
         current = self.runner.token_ids
         here = len(current) if self._usable(current, self.runner.logits is not None, prompt) else 0
-        snapshot = self.best(prompt)
-        if snapshot is not None and snapshot.length > here:
-            self.restore(snapshot)
-            return snapshot.length
+        entry = self.best(prompt)
+        if entry is not None and entry.length > here:
+            self.restore(entry)
+            return entry.length
         if here:
             return here
         self.runner.reset()
@@ -143,16 +143,16 @@ class PrefixCache:
         self,
         prompt: Sequence[int],
         chunk: int,
-        snapshot_at: Sequence[int] = (),
+        keep_at: Sequence[int] = (),
         images: ImagePrompt | None = None,
     ) -> int:
-        """Run `prompt` from the best resume point, in chunks of `chunk`, snapshotting at each of
-        `snapshot_at` (token counts) and at the end. Returns the tokens reused. With `images`, the
+        """Run `prompt` from the best resume point, in chunks of `chunk`, keeping the state at each of
+        `keep_at` (token counts) and at the end. Returns the tokens reused. With `images`, the
         resume point is found on its keys (which name the pixels) and only the images past it are
         encoded."""
         prompt = list(prompt)
         start = self.resume(prompt if images is None else images.keys)
-        stops = sorted({m for m in snapshot_at if start < m < len(prompt)} | {len(prompt)})
+        stops = sorted({m for m in keep_at if start < m < len(prompt)} | {len(prompt)})
         position = start
         for stop in stops:
             if position >= stop:
@@ -166,26 +166,26 @@ class PrefixCache:
 
     # -- keeping ------------------------------------------------------------------------------
 
-    def remember(self, label: str) -> Snapshot | None:
-        """Snapshot the runner's current state (no copy: the snapshot holds the same tensors)."""
+    def remember(self, label: str) -> KeptState | None:
+        """Keep the runner's current state (no copy: the kept state holds the same tensors)."""
         start = time.perf_counter()
         try:
             return self._remember(label)
         finally:
             self.remember_seconds += time.perf_counter() - start
 
-    def _remember(self, label: str) -> Snapshot | None:
+    def _remember(self, label: str) -> KeptState | None:
         ids = tuple(self.runner.token_ids)
         if not ids or not self.runner.states:
             return None
-        for old in [s for s in self.snapshots if s.token_ids == ids]:
+        for old in [s for s in self.kept if s.token_ids == ids]:
             self._drop(old)
         logits, logits_bytes = self.runner.logits, 0
         if logits is not None:
             logits_bytes = self.engine.nbytes(logits)
             if logits_bytes > self.logits_keep_bytes:
                 logits, logits_bytes = None, 0
-        snapshot = Snapshot(
+        entry = KeptState(
             token_ids=ids,
             states=[self.engine.retain(t) for t in self.runner.states],
             sizes=[self.engine.nbytes(t) for t in self.runner.states],
@@ -195,18 +195,18 @@ class PrefixCache:
             label=label,
             next_position=self.runner.next_position,
         )
-        self._share_kv(snapshot)
-        self.snapshots.append(snapshot)
-        self._touch(snapshot)
+        self._share_kv(entry)
+        self.kept.append(entry)
+        self._touch(entry)
         self._evict()
-        return snapshot if snapshot in self.snapshots else None
+        return entry if entry in self.kept else None
 
-    def _share_kv(self, newer: Snapshot) -> None:
-        """Older snapshots that `newer` extends drop their own KV for `newer`'s (cut on restore)."""
+    def _share_kv(self, newer: KeptState) -> None:
+        """Older kept states that `newer` extends drop their own KV for `newer`'s (cut on restore)."""
         kv = [i for i, axis in enumerate(self.seq_axes) if axis is not None]
         if not kv or not all(self.engine.can_cut(newer.states[i]) for i in kv):
             return
-        for older in self.snapshots:
+        for older in self.kept:
             own_kv = older.kv_tensor_len == older.length
             if own_kv and older.length < newer.length and is_prefix(older.token_ids, newer.token_ids):
                 for i in kv:
@@ -215,56 +215,54 @@ class PrefixCache:
                     older.sizes[i] = newer.sizes[i]
                 older.kv_tensor_len = newer.length
 
-    def _touch(self, snapshot: Snapshot) -> None:
+    def _touch(self, entry: KeptState) -> None:
         self._clock += 1
-        snapshot.last_used = self._clock
+        entry.last_used = self._clock
 
     def held_bytes(self) -> int:
-        """Bytes of the distinct tensors the snapshots hold (a shared KV counts once)."""
+        """Bytes of the distinct tensors the kept states hold (a shared KV counts once)."""
         sizes: dict[int, int] = {}
-        for snapshot in self.snapshots:
-            for tensor, size in snapshot.tensors():
+        for entry in self.kept:
+            for tensor, size in entry.tensors():
                 sizes[id(tensor)] = size
         return sum(sizes.values())
 
     def held_tensors(self) -> list[Tensor]:
         distinct: dict[int, Tensor] = {}
-        for snapshot in self.snapshots:
-            for tensor, _ in snapshot.tensors():
+        for entry in self.kept:
+            for tensor, _ in entry.tensors():
                 distinct[id(tensor)] = tensor
         return list(distinct.values())
 
     def _evict(self) -> None:
-        while self.snapshots and (
-            len(self.snapshots) > self.max_snapshots or self.held_bytes() > self.budget_bytes
-        ):
-            victim = min(self.snapshots, key=lambda s: s.last_used)
-            logger.debug("dropping the %s snapshot of %d tokens (budget)", victim.label, victim.length)
+        while self.kept and (len(self.kept) > self.max_kept or self.held_bytes() > self.budget_bytes):
+            victim = min(self.kept, key=lambda s: s.last_used)
+            logger.debug("dropping the %s kept state of %d tokens (budget)", victim.label, victim.length)
             self._drop(victim)
             self.evicted += 1
 
-    def _drop(self, snapshot: Snapshot) -> None:
-        self.snapshots.remove(snapshot)
-        for tensor, _ in snapshot.tensors():
+    def _drop(self, entry: KeptState) -> None:
+        self.kept.remove(entry)
+        for tensor, _ in entry.tensors():
             self.engine.release(tensor)
 
     def keep_newest(self, label: str, count: int) -> None:
-        """Drop all but the `count` most recently used snapshots labelled `label` (drafts: each edit
+        """Drop all but the `count` most recently used kept states labelled `label` (drafts: each edit
         adds one; only the latest few are worth their recurrent states)."""
-        labelled = sorted((s for s in self.snapshots if s.label == label), key=lambda s: s.last_used)
+        labelled = sorted((s for s in self.kept if s.label == label), key=lambda s: s.last_used)
         for old in labelled[: max(0, len(labelled) - count)]:
             self._drop(old)
 
     def clear(self) -> None:
-        for snapshot in list(self.snapshots):
-            self._drop(snapshot)
+        for entry in list(self.kept):
+            self._drop(entry)
 
     def stats(self) -> CacheStats:
         return CacheStats(
-            snapshots=len(self.snapshots),
+            kept=len(self.kept),
             held_bytes=self.held_bytes(),
             budget_bytes=self.budget_bytes,
             evicted=self.evicted,
             remember_ms=self.remember_seconds * 1000,
-            labels=[s.label for s in self.snapshots],
+            labels=[s.label for s in self.kept],
         )

@@ -2,7 +2,7 @@
 
 A chat prompt is the conversation so far (the history) plus the template's generation prompt
 (`<|im_start|>assistant\\n`, for Qwen3.5 often `<think>\\n` too). The history's token count is where
-a snapshot pays off: the next turn re-renders the history identically up to there, while a template
+a kept state pays off: the next turn re-renders the history identically up to there, while a template
 may render this turn's reply differently from the tokens that were generated (Qwen's templates
 drop past reasoning and strip whitespace), so the end of this prompt is not always a prefix of the
 next one.
@@ -28,7 +28,7 @@ class Prompt:
     images: Any = None  # vision.prompt.ImagePrompt when the messages hold images
 
     @property
-    def snapshot_at(self) -> tuple[int, ...]:
+    def keep_at(self) -> tuple[int, ...]:
         return (self.history_tokens,) if 0 < self.history_tokens < len(self.ids) else ()
 
 

@@ -45,7 +45,7 @@ class ModelRunner:
         token_ids: list[int],
         next_position: int | None = None,
     ) -> None:
-        """Continue from states that hold `token_ids` (a snapshot's); the runner now owns them.
+        """Continue from states that hold `token_ids` (a kept state's); the runner now owns them.
 
         `next_position` is where positions continue (text-only: the token count)."""
         self._release_all()

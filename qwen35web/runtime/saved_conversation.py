@@ -1,6 +1,6 @@
 """Save a conversation with the state its next turn continues from; restore it without a prefill.
 
-The state saved is the one the next turn would resume from: the longest kept snapshot (or the
+The state saved is the one the next turn would resume from: the longest kept state (or the
 runner's current state) that prefixes the conversation rendered with one more user turn. That is
 the end of the last reply when the template re-renders it as it was generated, else the end of the
 conversation before it (Qwen's templates re-render past replies without their reasoning).
@@ -12,17 +12,17 @@ import logging
 from pathlib import Path
 
 from qwen35web.runtime.chat import Message
-from qwen35web.runtime.engine import Tensor
-from qwen35web.runtime.loaded_model import Runtime
-from qwen35web.runtime.prefix_cache import is_prefix, past_axes
-from qwen35web.runtime.snapshots import (
+from qwen35web.runtime.conversation_file import (
     SavedConversation,
+    SavedConversationError,
     SavedTensor,
-    SnapshotError,
     check_fits,
     decode,
     encode,
 )
+from qwen35web.runtime.engine import Tensor
+from qwen35web.runtime.loaded_model import Runtime
+from qwen35web.runtime.prefix_cache import is_prefix, past_axes
 from qwen35web.runtime.vision.errors import ImageInputError
 from qwen35web.runtime.vision.images import image_id_of, prepared
 from qwen35web.runtime.vision.prompt import image_ids_in
@@ -56,7 +56,7 @@ async def capture(runtime: Runtime, messages: list[Message]) -> SavedConversatio
     axes = runtime.cache.seq_axes if runtime.cache is not None else [None] * len(states)
     tensors = []
     for spec, tensor, axis in zip(runtime.runner.state_specs, states, axes, strict=False):
-        if axis is not None and kv_len > len(ids):  # a KV shared with a longer snapshot: cut it
+        if axis is not None and kv_len > len(ids):  # a KV shared with a longer kept state: cut it
             cut = engine.cut(tensor, axis, len(ids))
             assert cut is not None, "only cuttable KV is ever shared"
             dtype, dims, data = await engine.to_bytes(cut)
@@ -91,10 +91,8 @@ def _next_position(runtime: Runtime, ids: tuple[int, ...]) -> int | None:
     runner = runtime.runner
     if ids and tuple(runner.token_ids) == ids:
         return runner.next_position
-    snapshot = (
-        next((s for s in runtime.cache.snapshots if s.token_ids == ids), None) if runtime.cache else None
-    )
-    return snapshot.next_position if snapshot is not None else None
+    kept = next((s for s in runtime.cache.kept if s.token_ids == ids), None) if runtime.cache else None
+    return kept.next_position if kept is not None else None
 
 
 def restore(runtime: Runtime, saved: SavedConversation) -> list[Message]:
@@ -120,18 +118,18 @@ def _check_images(runtime: Runtime, saved: SavedConversation) -> None:
     if not named and not saved.images:
         return
     if runtime.images is None:
-        raise SnapshotError("it holds images and this bundle has no vision graph")
+        raise SavedConversationError("it holds images and this bundle has no vision graph")
     carried = {image.name: image for image in saved.images}
     if named - set(carried):
-        raise SnapshotError("corrupted (its messages name images it does not carry)")
+        raise SavedConversationError("corrupted (its messages name images it does not carry)")
     for image_id, image in carried.items():
         height, width, _ = image.shape
         if image_id_of(height, width, image.data) != image_id:
-            raise SnapshotError("corrupted (an image's pixels do not match its id)")
+            raise SavedConversationError("corrupted (an image's pixels do not match its id)")
         try:
             prepared(ResizedImage(height, width, image.data), runtime.images.spec)
         except ImageInputError as err:
-            raise SnapshotError(f"an image does not fit this bundle ({err})") from None
+            raise SavedConversationError(f"an image does not fit this bundle ({err})") from None
 
 
 async def save_file(runtime: Runtime, messages: list[Message], path: Path) -> int:
@@ -143,7 +141,7 @@ async def save_file(runtime: Runtime, messages: list[Message], path: Path) -> in
         partial.replace(path)
     except OSError as err:
         partial.unlink(missing_ok=True)
-        raise SnapshotError(f"cannot write {path}: {err.strerror or err}") from None
+        raise SavedConversationError(f"cannot write {path}: {err.strerror or err}") from None
     return len(blob)
 
 
@@ -152,8 +150,8 @@ def load_file(runtime: Runtime, path: Path) -> list[Message]:
     try:
         blob = path.read_bytes()
     except OSError as err:
-        raise SnapshotError(f"cannot read {path}: {err.strerror or err}") from None
+        raise SavedConversationError(f"cannot read {path}: {err.strerror or err}") from None
     try:
         return restore(runtime, decode(blob))
-    except SnapshotError as err:
-        raise SnapshotError(f"{path}: {err}") from None
+    except SavedConversationError as err:
+        raise SavedConversationError(f"{path}: {err}") from None

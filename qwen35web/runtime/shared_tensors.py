@@ -1,6 +1,7 @@
-"""Tensors with more than one holder: the runner's current states and the kept snapshots.
+"""Tensors with more than one holder: the runner's current states and the kept states
+(prefix_cache).
 
-onnxruntime never writes into its inputs, so a snapshot needs no copy: it keeps the very tensors a
+onnxruntime never writes into its inputs, so keeping a state needs no copy: it keeps the very tensors a
 run produced (on WebGPU they stay GPU buffers) and the runner may feed them again later. What must
 change is who frees them: `SharingEngine` wraps an engine and counts the extra holders of a tensor,
 so `release()` frees it only when its last holder lets go. Tensors nobody retained behave exactly as

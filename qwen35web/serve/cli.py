@@ -38,7 +38,14 @@ def build_parser(prog: str = "qwen35web serve") -> argparse.ArgumentParser:
         help=f"reply length when a request sets no max_tokens [{DEFAULT_MAX_TOKENS}]",
     )
     add("--max-context", type=int, default=None, help="tokens a request may hold [the bundle's context]")
-    add("--snapshot-budget-mb", type=float, default=512, help="memory for kept states (0: no reuse) [512]")
+    add(
+        "--kept-states-mb",
+        "--snapshot-budget-mb",  # its old name, still accepted
+        dest="kept_states_mb",
+        type=float,
+        default=512,
+        help="memory for kept states (0: no reuse) [512]",
+    )
     add("--prefill-chunk", type=int, default=256, help="prompt tokens per graph call [256]")
     add("--threads", type=int, default=None, help="onnxruntime intra-op threads [onnxruntime's choice]")
     return serve
@@ -51,8 +58,8 @@ def _check(args: argparse.Namespace) -> None:
         raise RuntimeUserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if args.max_context is not None and args.max_context < 2:
         raise RuntimeUserError(f"--max-context must be at least 2 tokens, got {args.max_context}")
-    if args.snapshot_budget_mb < 0:
-        raise RuntimeUserError(f"--snapshot-budget-mb must be >= 0, got {args.snapshot_budget_mb}")
+    if args.kept_states_mb < 0:
+        raise RuntimeUserError(f"--kept-states-mb must be >= 0, got {args.kept_states_mb}")
 
 
 def _open(worker: ModelWorker, args: argparse.Namespace) -> Runtime:
@@ -63,7 +70,7 @@ def _open(worker: ModelWorker, args: argparse.Namespace) -> Runtime:
             args.bundle,
             threads=args.threads,
             prefill_chunk=args.prefill_chunk,
-            snapshot_budget=int(args.snapshot_budget_mb * 2**20),
+            kept_states_budget=int(args.kept_states_mb * 2**20),
             max_context=args.max_context,
         )
     )

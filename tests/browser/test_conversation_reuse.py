@@ -37,7 +37,7 @@ def _native_fresh(bundle: Path, conversations: list[list[dict]], seeds: list[int
     async def run() -> list[list[int]]:
         from qwen35web.runtime.native.open_bundle import open_native
 
-        runtime = await open_native(bundle, snapshot_budget=0)
+        runtime = await open_native(bundle, kept_states_budget=0)
         try:
             replies = []
             for messages, seed in zip(conversations, seeds, strict=True):
@@ -80,7 +80,7 @@ def test_each_turn_prefills_only_what_is_new(chat_page: WatchedPage, export_bund
     for previous, result in itertools.pairwise(results):
         assert result["reusedTokens"] + result["prefilledTokens"] == result["promptTokens"]
         assert result["reusedTokens"] >= previous["promptTokens"]  # at least the last prompt is kept
-    assert stats["snapshots"] > 0 and stats["snapshotBytes"] > 0
-    assert stats["snapshotMs"] < 50 * stats["snapshots"]  # bookkeeping, not copies
+    assert stats["keptStates"] > 0 and stats["keptBytes"] > 0
+    assert stats["keepMs"] < 50 * stats["keptStates"]  # bookkeeping, not copies
     assert stats["liveTensors"] == stats["heldTensors"], stats  # kept states are held, nothing leaks
     chat_page.assert_clean()

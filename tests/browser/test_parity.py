@@ -95,7 +95,7 @@ def test_no_tensor_leaks_across_runs(backend_page: WatchedPage) -> None:
     for _ in range(2):
         _generate(backend_page, prompt="Hello", maxNewTokens=4, greedy=True)
         counts.append(backend_page.page.evaluate("app.stats()"))
-    counted = [{key: c[key] for key in ("liveTensors", "heldTensors", "snapshots")} for c in counts]
+    counted = [{key: c[key] for key in ("liveTensors", "heldTensors", "keptStates")} for c in counts]
     assert counted[0] == counted[1]
     assert counts[1]["liveTensors"] == counts[1]["heldTensors"]  # states + logits, nothing else
     backend_page.assert_clean()

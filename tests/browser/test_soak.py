@@ -44,7 +44,7 @@ def test_soak_live_tensors_and_heap_stay_flat(wasm_page: WatchedPage, browser_re
         "held_tensors": [baseline["heldTensors"], after["heldTensors"]],
         "page_heap_mb": [round(heap_before, 2), round(heap_after, 2)],
     }
-    # Kept snapshots (prefix reuse) hold tensors on purpose; anything live beyond them is a leak.
+    # Kept states (prefix reuse) hold tensors on purpose; anything live beyond them is a leak.
     assert after["liveTensors"] == after["heldTensors"], after
     assert baseline["liveTensors"] == baseline["heldTensors"], baseline
     assert heap_after - heap_before < 20

@@ -104,7 +104,7 @@ def test_bad_input_is_one_line(export_bundle, args, stdin, message):
     assert message in proc.stderr
 
 
-def test_a_bad_snapshot_file_is_one_line(export_bundle, tmp_path):
+def test_a_bad_saved_conversation_file_is_one_line(export_bundle, tmp_path):
     bad = tmp_path / "bad.q35"
     bad.write_bytes(b"Q35CHAT\x00" + b"\x01" * 60)
     proc = _chat(export_bundle("text", "fused"), "--resume", str(bad), stdin="hi\n")

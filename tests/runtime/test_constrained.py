@@ -75,7 +75,7 @@ def test_a_schema_outside_the_subset_is_one_clear_error(response_format, message
 
 
 async def _open(bundle, budget: int = 64 << 20):
-    runtime = await open_native(bundle, snapshot_budget=budget)
+    runtime = await open_native(bundle, kept_states_budget=budget)
     runtime.manifest = dataclasses.replace(runtime.manifest, chat_template=TOOL_TEMPLATE)
     return runtime
 

@@ -32,7 +32,7 @@ PARAMS = SamplingParams(temperature=1.0, seed=4, max_new_tokens=24)
 
 
 async def _converse(bundle, template: str | None, budget: int, system: str | None = "Be brief."):
-    runtime = await open_native(bundle, snapshot_budget=budget)
+    runtime = await open_native(bundle, kept_states_budget=budget)
     if template is not None:
         runtime.manifest = dataclasses.replace(runtime.manifest, chat_template=template)
     conversation = Conversation(runtime, system=system)

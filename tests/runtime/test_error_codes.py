@@ -10,6 +10,7 @@ import pytest
 
 from qwen35web.runtime.browser import session
 from qwen35web.runtime.context_fit import ContextFullError
+from qwen35web.runtime.conversation_file import SavedConversationError
 from qwen35web.runtime.errors import (
     PAGE_ERROR_CODES,
     BundleError,
@@ -17,7 +18,6 @@ from qwen35web.runtime.errors import (
     RuntimeUserError,
     error_code,
 )
-from qwen35web.runtime.snapshots import SnapshotError
 from qwen35web.runtime.vision.errors import ImageInputError
 
 ERRORS_MJS = Path(__file__).resolve().parents[2] / "qwen35web" / "web" / "static" / "errors.mjs"
@@ -36,7 +36,7 @@ def _all_subclasses(cls: type) -> set[type]:
         (BundleError, "bad-bundle"),
         (GenerationInputError, "bad-input"),
         (ImageInputError, "bad-input"),
-        (SnapshotError, "bad-input"),
+        (SavedConversationError, "bad-input"),
         (ContextFullError, "context-full"),
         (RuntimeUserError, "runtime"),
     ],

@@ -21,7 +21,7 @@ USER_TURNS = ["Hello there, who are you?", "Tell me about json and its uses.", "
 
 async def _fresh(bundle, prompt_ids: list[int]) -> tuple[np.ndarray, list[int]]:
     """Last logits and greedy tokens of `prompt_ids` from a runtime that keeps nothing."""
-    runtime = await open_native(bundle, snapshot_budget=0)
+    runtime = await open_native(bundle, kept_states_budget=0)
     try:
         logits = np.array(await runtime.logits(prompt_ids))
         return logits, (await runtime.generate(prompt_ids, GREEDY)).tokens

@@ -25,7 +25,7 @@ SAMPLED = SamplingParams(temperature=1.0, seed=5, max_new_tokens=16)
 
 async def _fresh(bundle: Path, ids: list[int]) -> tuple[np.ndarray, list[int], list[int]]:
     """Logits after `ids`, greedy and sampled tokens, each from a runtime that keeps nothing."""
-    runtime = await open_native(bundle, prefill_chunk=CHUNK, snapshot_budget=0)
+    runtime = await open_native(bundle, prefill_chunk=CHUNK, kept_states_budget=0)
     try:
         logits = np.array(await runtime.logits(ids))
         greedy = (await runtime.generate(ids, GREEDY)).tokens
@@ -42,9 +42,9 @@ async def _keep_prefix(runtime: Runtime, split: int) -> None:
     first = await runtime.generate(PROMPT[:split], SamplingParams(greedy=True, max_new_tokens=4))
     assert first.reused_tokens == 0
     assert first.tokens[:3] != PROMPT[split : split + 3], "the reply must leave the prompt's path"
-    prompt_snapshot = next(s for s in runtime.cache.snapshots if s.length == split)
-    # The reply's KV extends the prompt's: the prompt snapshot keeps only the longer one, cut on restore.
-    assert prompt_snapshot.kv_tensor_len == split + 3
+    prompt_state = next(s for s in runtime.cache.kept if s.length == split)
+    # The reply's KV extends the prompt's: the prompt's kept state keeps only the longer one, cut on restore.
+    assert prompt_state.kv_tensor_len == split + 3
 
 
 async def _reused(bundle: Path, split: int):
@@ -148,7 +148,7 @@ def test_kept_tensors_are_counted_and_nothing_leaks(export_bundle):
         await engine.open(SAMPLER_ROLE, str(bundle / "sampler.onnx"))
         manifest = load_local_manifest(bundle)
         tokenizer = Tokenizer.from_file(bundle / "tokenizer.json")
-        runtime = Runtime(manifest, tokenizer, engine, prefill_chunk=CHUNK, snapshot_budget=60_000)
+        runtime = Runtime(manifest, tokenizer, engine, prefill_chunk=CHUNK, kept_states_budget=60_000)
         counts = []
         for i in range(12):
             await runtime.generate(PROMPT[: 20 + 13 * i], SamplingParams(seed=i, max_new_tokens=6))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qwen35web.runtime.snapshots import SavedConversation, SavedTensor, decode, encode
+from qwen35web.runtime.conversation_file import SavedConversation, SavedTensor, decode, encode
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / "node_modules"
@@ -43,7 +43,7 @@ import hashlib, json, sys
 sys.path.insert(0, "/work")
 import ort_module
 from qwen35web.runtime.browser.engine import WebEngine
-from qwen35web.runtime.snapshots import SavedConversation, SavedTensor, decode, encode
+from qwen35web.runtime.conversation_file import SavedConversation, SavedTensor, decode, encode
 
 case = json.load(open("/work/case.json"))
 tensors = [SavedTensor(t["name"], t["dtype"], t["shape"], bytes.fromhex(t["hex"])) for t in case["tensors"]]

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qwen35web.runtime import snapshots
+from qwen35web.runtime import conversation_file
 from qwen35web.runtime.conversation import Conversation
+from qwen35web.runtime.conversation_file import SavedConversation, SavedConversationError, decode, encode
 from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.saved_conversation import capture, load_file, save_file
-from qwen35web.runtime.snapshots import SavedConversation, SnapshotError, decode, encode
 from tests.run_async import run_async
 
 PARAMS = SamplingParams(greedy=True, max_new_tokens=12)
@@ -80,7 +80,7 @@ def _rewrite(blob: bytes, **changes) -> bytes:
 
 
 def _newer_version(blob: bytes) -> bytes:
-    body = blob[:8] + struct.pack("<I", snapshots.FORMAT_VERSION + 1) + blob[12:-32]
+    body = blob[:8] + struct.pack("<I", conversation_file.FORMAT_VERSION + 1) + blob[12:-32]
     return body + hashlib.sha256(body).digest()
 
 
@@ -91,7 +91,7 @@ def _flip(blob: bytes, at: int) -> bytes:
 def _wrong_shape(saved: SavedConversation):
     tensors = list(saved.tensors)
     first = tensors[0]
-    tensors[0] = snapshots.SavedTensor(first.name, first.dtype, [1, len(first.data) // 4], first.data)
+    tensors[0] = conversation_file.SavedTensor(first.name, first.dtype, [1, len(first.data) // 4], first.data)
     return tensors
 
 
@@ -123,11 +123,11 @@ def test_bad_files_restore_nothing(saved, export_bundle, tmp_path, case):
     async def go():
         runtime = await open_native(export_bundle("text", "fused"))
         await runtime.generate([5, 6, 7], PARAMS)
-        before = (list(runtime.runner.token_ids), len(runtime.cache.snapshots))
+        before = (list(runtime.runner.token_ids), len(runtime.cache.kept))
         try:
-            with pytest.raises(SnapshotError) as caught:
+            with pytest.raises(SavedConversationError) as caught:
                 load_file(runtime, bad)
-            after = (list(runtime.runner.token_ids), len(runtime.cache.snapshots))
+            after = (list(runtime.runner.token_ids), len(runtime.cache.kept))
         finally:
             await runtime.close()
         return caught.value, before, after
@@ -148,7 +148,7 @@ def test_a_file_of_another_bundle_is_refused(saved, export_bundle):
         finally:
             await runtime.close()
 
-    with pytest.raises(SnapshotError, match="another bundle"):
+    with pytest.raises(SavedConversationError, match="another bundle"):
         run_async(go())
 
 
@@ -160,5 +160,5 @@ def test_a_missing_file_is_one_sentence(export_bundle, tmp_path):
         finally:
             await runtime.close()
 
-    with pytest.raises(SnapshotError, match="cannot read"):
+    with pytest.raises(SavedConversationError, match="cannot read"):
         run_async(go())

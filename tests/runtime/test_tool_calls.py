@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from qwen35web.runtime.conversation import split_calls
 from qwen35web.runtime.reasoning import ReasoningSplitter
 from qwen35web.runtime.tool_calls import ToolCallParser
+from qwen35web.runtime.turn import split_calls
 
 TOOLS: list[dict[str, Any]] = [
     {

@@ -108,7 +108,7 @@ def _reference(checkpoint: Path, images: list[Path]) -> tuple[list[int], list[in
 
 
 async def _ours(bundle: Path, images: list[Path], chunk: int) -> tuple[list[int], list[int], np.ndarray]:
-    runtime = await open_native(bundle, snapshot_budget=0, prefill_chunk=chunk)
+    runtime = await open_native(bundle, kept_states_budget=0, prefill_chunk=chunk)
     try:
         image_ids = [runtime.add_image(path) for path in images]
         prompt = runtime.prompt(messages=[image_message(PROMPT, image_ids)])

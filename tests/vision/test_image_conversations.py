@@ -15,11 +15,11 @@ from PIL import Image
 
 from qwen35web.export.pipeline import ExportOptions, run_export
 from qwen35web.runtime.conversation import Conversation
+from qwen35web.runtime.conversation_file import SavedConversationError, decode, encode
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.saved_conversation import capture, restore
-from qwen35web.runtime.snapshots import SnapshotError, decode, encode
 from tests.run_async import run_async
 
 PARAMS = SamplingParams(greedy=True, max_new_tokens=5)
@@ -51,7 +51,7 @@ async def _fresh_turn(
 ) -> tuple[list[int], np.ndarray]:
     """The same turn on a runtime that keeps no state: everything prefilled from scratch. `images`
     are added (the history's, or with `attach` this turn's)."""
-    runtime = await open_native(bundle, snapshot_budget=0, prefill_chunk=16)
+    runtime = await open_native(bundle, kept_states_budget=0, prefill_chunk=16)
     try:
         ids = [runtime.add_image(p) for p in images]
         conversation = Conversation(runtime, messages=history)
@@ -142,7 +142,7 @@ def test_saved_conversation_missing_an_image_restores_nothing(vl_bundle, picture
             saved.images = []
             other = await open_native(vl_bundle, prefill_chunk=16)
             try:
-                with pytest.raises(SnapshotError, match=r"carries no images|does not carry"):
+                with pytest.raises(SavedConversationError, match=r"carries no images|does not carry"):
                     restore(other, decode(encode(saved)))
                 assert other.runner.token_ids == [] and other.images is not None and not other.images.images
             finally:

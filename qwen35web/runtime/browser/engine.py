@@ -182,7 +182,7 @@ class WebEngine:
 
     def can_cut(self, tensor: Tensor) -> bool:
         """CPU tensors only: a GPU tensor would need a slice graph, so on WebGPU the prefix cache keeps
-        each snapshot's own tensors (kept alive, never copied) instead of sharing a longer KV."""
+        each kept state's own tensors (kept alive, never copied) instead of sharing a longer KV."""
         entry = self._live.get(id(tensor))
         return entry is None or not entry[1]
 

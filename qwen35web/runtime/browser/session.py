@@ -20,8 +20,7 @@ from qwen35web.runtime import prefill_ahead, saved_conversation
 from qwen35web.runtime.browser import images as web_images
 from qwen35web.runtime.browser.completions import api_error_json, run_chat_completion
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
-from qwen35web.runtime.context_fit import Fitted, fit
-from qwen35web.runtime.conversation import assistant_message
+from qwen35web.runtime.conversation_file import decode, encode
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError, error_code
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
@@ -29,13 +28,13 @@ from qwen35web.runtime.generation_defaults import bundle_sampling_defaults, with
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.openai_api.errors import ApiError
-from qwen35web.runtime.prompt import Prompt
-from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.sampling import SamplingParams
-from qwen35web.runtime.snapshots import decode, encode
+from qwen35web.runtime.turn import Turn, TurnOptions, TurnResult
 from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE
 
 logger = logging.getLogger(__name__)
+
+OnText = Callable[[str, str], Any]  # (text, kind): the page hears the reply as it streams
 
 # Request fields of generate() (the page's camelCase) -> SamplingParams fields.
 _SAMPLING_FIELDS = {
@@ -131,11 +130,6 @@ def _messages(messages_json: str) -> list[Any]:
     return messages
 
 
-def _send(pieces: list[Piece], on_text: Callable[..., Any]) -> None:
-    for piece in pieces:
-        on_text(piece.text, piece.kind)
-
-
 def _camel(fields: dict[str, Any]) -> dict[str, Any]:
     """snake_case keys as the page names them (target_tokens -> targetTokens)."""
     return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v for k, v in fields.items()}
@@ -149,6 +143,27 @@ def _parse_request(request_json: str) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise GenerationInputError("the request must be an object")
     return request
+
+
+def _flag(request: dict[str, Any], key: str, default: bool) -> bool:
+    value = request.get(key, default)
+    if not isinstance(value, bool):
+        raise GenerationInputError(f"{key} must be true or false")
+    return value
+
+
+def _request_prompt(request: dict[str, Any]) -> tuple[list[Any] | None, str | None, bool | None]:
+    """The request's messages, prompt and enableThinking, checked (each may be missing)."""
+    messages = request.get("messages")
+    if messages is not None and not isinstance(messages, list):
+        raise GenerationInputError("messages must be a list of {role, content} objects")
+    prompt = request.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise GenerationInputError("the prompt must be text")
+    thinking = request.get("enableThinking")
+    if thinking is not None and not isinstance(thinking, bool):
+        raise GenerationInputError("enableThinking must be true or false")
+    return messages, prompt, thinking
 
 
 class WebSession:
@@ -203,88 +218,80 @@ class WebSession:
         except Exception as err:
             return _error(err)
 
-    def _prompt(self, request: dict[str, Any], reply_room: int) -> Fitted:
-        messages = request.get("messages")
-        if messages is not None and not isinstance(messages, list):
-            raise GenerationInputError("messages must be a list of {role, content} objects")
-        prompt = request.get("prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise GenerationInputError("the prompt must be text")
-        thinking = request.get("enableThinking")
-        if thinking is not None and not isinstance(thinking, bool):
-            raise GenerationInputError("enableThinking must be true or false")
-        drop_oldest = request.get("dropOldest", False)
-        if not isinstance(drop_oldest, bool):
-            raise GenerationInputError("dropOldest must be true or false")
-        if not request.get("chat"):
-            rendered = self.runtime.prompt(prompt, messages=messages, enable_thinking=thinking)
-            return Fitted(rendered, messages or [])
-
-        def render(chosen: list[Any]) -> Prompt:
-            return self.runtime.prompt(prompt, chat=True, messages=chosen, enable_thinking=thinking)
-
-        if messages is None:  # a one-message chat from `prompt`
-            messages = [{"role": "user", "content": prompt or ""}]
-        # A chat is never cut silently: refused when full, or its oldest turns dropped when asked
-        # (`dropOldest`; the stats say how many, the page says so).
-        return fit(render, messages, self.runtime.max_context, reply_room, drop_oldest)
-
     async def generate(
         self, request_json: str, on_text: Callable[..., Any], on_progress: Callable[..., Any] | None = None
     ) -> str:
         """Generate for the request; `on_text(text, kind)` receives the text as it streams. A chat
-        reply is split into its reasoning and its answer (`kind` "reasoning" or "text").
+        request is one `turn.Turn`, as natively: its reply is split into reasoning and answer
+        (`kind` "reasoning" or "text"); a plain prompt is continued as it is (`kind` "text").
         `on_progress(json)` hears when the vision graph starts and ends each image it encodes."""
         cancel = self._cancel = CancelToken()
-        splitter: ReasoningSplitter | None = None
         if self._vision is not None:
             self._vision.watch((lambda event: on_progress(json.dumps(event))) if on_progress else None)
         try:
             request = _parse_request(request_json)
             params = _sampling_params(request, self.runtime.manifest.generation)
-            started = time.perf_counter()
-            fitted = self._prompt(request, params.max_new_tokens)
-            render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising
-            prompt = fitted.prompt
             if request.get("chat"):
-                splitter = ReasoningSplitter(prompt.opens_reasoning)
-            # The prefix cache resumes from the longest kept state: only new tokens are prefilled
-            # (and only images whose tokens it does not hold go through the vision graph).
-            stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at, images=prompt.images)
-            async for text in stream:
-                if splitter is None:
-                    on_text(text, "text")
-                else:
-                    _send(splitter.push(text), on_text)
-            if splitter is not None:
-                _send(splitter.flush(), on_text)
-            # Parity checks: the last fed position's logits (the module's returnLogits option).
-            last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
-            if splitter is not None and request.get("prefillAhead", True):
-                # While the reply is read: the next turn's opening, in the background.
-                following = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
-                prefill_ahead.prepare_next_turn(self.runtime, following, request.get("enableThinking"))
+                result, last_logits = await self._turn(request, params, cancel, on_text)
+            else:
+                result, last_logits = await self._continue(request, params, cancel, on_text)
         except Exception as err:  # the page shows one sentence; see _error
             return _error(err)
         finally:
             self._cancel = None
             if self._vision is not None:
                 self._vision.watch(None)
-        return json.dumps(
-            self._result(splitter, fitted, render_ms) | ({"lastLogits": last_logits} if last_logits else {})
-        )
+        return json.dumps(self._stats(result) | ({"lastLogits": last_logits} if last_logits else {}))
 
-    def _result(self, splitter: ReasoningSplitter | None, fitted: Fitted, render_ms: float) -> dict[str, Any]:
-        result = self.runtime.generator.result
+    async def _turn(
+        self, request: dict[str, Any], params: SamplingParams, cancel: CancelToken, on_text: OnText
+    ) -> tuple[TurnResult, list[float] | None]:
+        """One chat turn over the request's messages (or `prompt` as a one-message chat). A chat is
+        never cut silently: refused when full, or its oldest turns dropped when asked (`dropOldest`;
+        the stats say how many, the page says so)."""
+        messages, prompt, thinking = _request_prompt(request)
+        if messages is None:
+            messages = [{"role": "user", "content": prompt or ""}]
+        options = TurnOptions(
+            enable_thinking=thinking,
+            drop_oldest=_flag(request, "dropOldest", False),
+            prefill_ahead=bool(request.get("prefillAhead", True)),
+            last_logits=bool(request.get("returnLogits")),  # parity checks (the module's returnLogits)
+        )
+        turn = Turn(self.runtime, messages, params, options, cancel)
+        async for piece in turn.pieces():
+            on_text(piece.text, piece.kind)
+        assert turn.result is not None
+        return turn.result, turn.last_logits
+
+    async def _continue(
+        self, request: dict[str, Any], params: SamplingParams, cancel: CancelToken, on_text: OnText
+    ) -> tuple[TurnResult, list[float] | None]:
+        """A plain prompt continued as it is, as `qwen35web generate` does (no chat template)."""
+        started = time.perf_counter()
+        messages, prompt, thinking = _request_prompt(request)
+        _flag(request, "dropOldest", False)
+        rendered = self.runtime.prompt(prompt, messages=messages, enable_thinking=thinking)
+        render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising
+        ids, at, images = rendered.ids, rendered.keep_at, rendered.images
+        async for text in self.runtime.stream(ids, params, cancel, at, images=images):
+            on_text(text, "text")
+        generated = self.runtime.generator.result
+        result = TurnResult.of(generated, generated.text, "", self.runtime.max_context)
+        result.first_token_ms += render_ms  # from the call, as natively
+        last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
+        return result, last_logits
+
+    def _stats(self, result: TurnResult) -> dict[str, Any]:
         return {
             "tokens": result.tokens,
-            "text": splitter.text if splitter is not None else result.text,
-            "reasoning": splitter.reasoning if splitter is not None else "",
-            "contextTokens": self.runtime.max_context,
+            "text": result.text,
+            "reasoning": result.reasoning,
+            "contextTokens": result.context_tokens,
             # From the call, as natively: rendering and tokenising the conversation included.
-            "firstTokenMs": result.first_token_ms + render_ms,
-            "droppedMessages": fitted.dropped_messages,
-            "droppedTurns": fitted.dropped_turns,
+            "firstTokenMs": result.first_token_ms,
+            "droppedMessages": result.dropped_messages,
+            "droppedTurns": result.dropped_turns,
             "backend": self.runtime.engine.name,
             "model": self.model_name,
             "promptTokens": result.prompt_tokens,
@@ -394,11 +401,11 @@ class WebSession:
         return json.dumps(
             {
                 "liveTensors": self.runtime.engine.live_tensors(),
-                "heldTensors": self.runtime.held_tensors(),  # the runner's and the kept snapshots'
-                "snapshots": len(cache.snapshots) if cache is not None else 0,
-                "snapshotBytes": cache.held_bytes() if cache is not None else 0,
+                "heldTensors": self.runtime.held_tensors(),  # the runner's and the kept states'
+                "keptStates": len(cache.kept) if cache is not None else 0,
+                "keptBytes": cache.held_bytes() if cache is not None else 0,
                 # Time spent taking them (no copies: the states stay where they are, GPU included).
-                "snapshotMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
+                "keepMs": cache.remember_seconds * 1000 if cache is not None else 0.0,
                 "ahead": _camel(dataclasses.asdict(self.runtime.ahead.stats)),  # background prefill
             }
         )

@@ -33,7 +33,7 @@ from typing import Any, TextIO, TypeVar
 
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.context_fit import ContextFullError
-from qwen35web.runtime.conversation import Conversation, TurnResult
+from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.loaded_model import Runtime
@@ -46,6 +46,7 @@ from qwen35web.runtime.native.generate_cli import (
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.tool_calls import ToolCall
 from qwen35web.runtime.tools import check_tools
+from qwen35web.runtime.turn import TurnResult
 
 T = TypeVar("T")
 HELP = (
@@ -82,7 +83,12 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument("--save", type=Path, default=None, help="write the conversation here at the end")
     chat.add_argument("--resume", type=Path, default=None, help="continue a conversation saved with --save")
     chat.add_argument(
-        "--snapshot-budget-mb", type=float, default=512, help="memory for kept states (0: no reuse)"
+        "--kept-states-mb",
+        "--snapshot-budget-mb",  # its old name, still accepted
+        dest="kept_states_mb",
+        type=float,
+        default=512,
+        help="memory for kept states (0: no reuse)",
     )
     chat.add_argument(
         "--drop-oldest",
@@ -427,17 +433,17 @@ def _chat(args: argparse.Namespace) -> int:
         raise RuntimeUserError("--system starts a new conversation; a resumed one keeps its own")
     if args.max_context is not None and args.max_context < 2:
         raise RuntimeUserError(f"--max-context must be at least 2 tokens, got {args.max_context}")
-    if args.snapshot_budget_mb < 0:
-        raise RuntimeUserError(f"--snapshot-budget-mb must be >= 0, got {args.snapshot_budget_mb}")
+    if args.kept_states_mb < 0:
+        raise RuntimeUserError(f"--kept-states-mb must be >= 0, got {args.kept_states_mb}")
     sampling_params(args, {})  # bad flags fail before the bundle loads
     loop = asyncio.new_event_loop()  # not asyncio.run: its SIGINT handler would end the program
-    budget = int(args.snapshot_budget_mb * 2**20)
+    budget = int(args.kept_states_mb * 2**20)
     runtime = loop.run_until_complete(
         open_native(
             args.bundle,
             threads=args.threads,
             prefill_chunk=args.prefill_chunk,
-            snapshot_budget=budget,
+            kept_states_budget=budget,
             max_context=args.max_context,
             max_image_tokens=args.max_image_tokens,
             max_prompt_image_tokens=args.max_prompt_image_tokens,

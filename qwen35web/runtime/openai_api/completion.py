@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from qwen35web.runtime.context_fit import ContextFullError
-from qwen35web.runtime.conversation import Conversation, TurnResult
+from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.errors import GenerationInputError, RuntimeUserError
 from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.generation_defaults import with_bundle_defaults
@@ -34,6 +34,7 @@ from qwen35web.runtime.openai_api.request import ChatRequest
 from qwen35web.runtime.reasoning import Piece
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.tool_calls import ToolCall
+from qwen35web.runtime.turn import TurnResult
 
 DEFAULT_MAX_TOKENS = 4096
 # The runtime's stop reasons -> OpenAI's finish_reason.

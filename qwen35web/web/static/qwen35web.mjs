@@ -356,7 +356,7 @@ export class Model {
     return this.#client.call(REQUEST.tokenize, { text });
   }
 
-  // {liveTensors, heldTensors}: for leak checks.
+  // {liveTensors, heldTensors, keptStates, keptBytes, keepMs}: leak checks and state reuse.
   stats() {
     return this.#client.call(REQUEST.stats);
   }

@@ -259,7 +259,7 @@ export async function loadModel(options, report) {
   let ort = timings.time("ort", startOrt(backend, threads));
   ort.catch(() => {}); // awaited below
   let bundle = await Bundle.open(bundleUrl(options.bundles, backend), context);
-  const { pyodide, fromSnapshot } = await python;
+  const { pyodide, fromMemoryImage } = await python;
   await bundle.confirm(pyodide);
   report({ phase: "session" });
   const sessionStart = performance.now();
@@ -292,7 +292,7 @@ export async function loadModel(options, report) {
       threads: backend === "wasm" ? threads : 1,
       threadsReason: backend === "wasm" ? threadsReason : "WebGPU: the model runs on the GPU",
       crossOriginIsolated: Boolean(self.crossOriginIsolated),
-      pythonFromSnapshot: fromSnapshot,
+      pythonFromSnapshot: fromMemoryImage, // the public name (Pyodide calls the image a memory snapshot)
       model: options.name,
       bundleUrl: bundle.url,
       facts: JSON.parse(session.describe()),

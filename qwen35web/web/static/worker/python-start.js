@@ -1,20 +1,22 @@
-// Pyodide with qwen35web.runtime imported, from a memory snapshot when this browser has one.
+// Pyodide with qwen35web.runtime imported, from its memory image when this browser has one.
 //
 // Starting Pyodide (its interpreter and standard library) is most of the time to ready. The first start
-// makes a snapshot of the wasm memory once the runtime is imported (Pyodide's `_makeSnapshot` /
-// `makeMemorySnapshot`, which leave that instance usable) and keeps it in the Cache API; later starts
-// restore it (`_loadSnapshot`) in a fraction of the time. The snapshot is keyed by the Pyodide version and
-// the runtime archive's sha256, so a new site version makes a new one (older ones are dropped); it carries
-// its own sha256, and any failure falls back to a plain start. The runtime's files live in Pyodide's file
-// system, not in wasm memory: they are unpacked again after a restore.
+// takes an image of the wasm memory once the runtime is imported (what Pyodide calls a memory snapshot:
+// `_makeSnapshot` / `makeMemorySnapshot`, which leave that instance usable) and keeps it in the Cache
+// API; later starts restore it (`_loadSnapshot`) in a fraction of the time. The memory image is keyed by
+// the Pyodide version and the runtime archive's sha256, so a new site version makes a new one (older
+// ones are dropped); it carries its own sha256, and any failure falls back to a plain start. The
+// runtime's files live in Pyodide's file system, not in wasm memory: they are unpacked again after a
+// restore.
 
 import { loadPyodide, version as PYODIDE_VERSION } from "../vendor/pyodide/pyodide.mjs";
 
 const RUNTIME_ARCHIVE = new URL("../py/runtime.zip", import.meta.url).href;
 const PYTHON_APP_DIR = "/home/pyodide/app";
-const SNAPSHOT_CACHE = "qwen35web-python-v1";
-const SHA_HEADER = "X-Snapshot-Sha256";
-// Imported before the snapshot: what every session needs (none of it touches JS objects).
+// Where the images are stored (names kept as they are: new names would orphan stored images).
+const MEMORY_IMAGE_CACHE = "qwen35web-python-v1";
+const IMAGE_SHA_HEADER = "X-Snapshot-Sha256";
+// Imported before the memory image is taken: what every session needs (none of it touches JS objects).
 const PRELOAD = ["qwen35web.runtime.browser.session", "qwen35web.runtime.tokenizer", "jinja2"];
 
 async function sha256Hex(bytes) {
@@ -28,20 +30,20 @@ async function fetchArchive() {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-class SnapshotStore {
+class MemoryImageStore {
   constructor(cache, key) {
     this.cache = cache;
     this.key = key;
   }
 
   static async open(archive) {
-    if (!self.caches || !self.crypto?.subtle) return new SnapshotStore(null, null);
+    if (!self.caches || !self.crypto?.subtle) return new MemoryImageStore(null, null);
     try {
       const key = `${self.location.origin}/.python/${PYODIDE_VERSION}/${(await sha256Hex(archive)).slice(0, 32)}`;
-      return new SnapshotStore(await caches.open(SNAPSHOT_CACHE), key);
+      return new MemoryImageStore(await caches.open(MEMORY_IMAGE_CACHE), key);
     } catch (err) {
-      console.warn(`no Python snapshots here (${err.message})`);
-      return new SnapshotStore(null, null);
+      console.warn(`no Python memory images here (${err.message})`);
+      return new MemoryImageStore(null, null);
     }
   }
 
@@ -49,8 +51,8 @@ class SnapshotStore {
     const hit = this.cache && (await this.cache.match(this.key));
     if (!hit) return null;
     const bytes = new Uint8Array(await hit.arrayBuffer());
-    if ((await sha256Hex(bytes)) === hit.headers.get(SHA_HEADER)) return bytes;
-    console.warn("the stored Python snapshot is damaged; starting Python without it");
+    if ((await sha256Hex(bytes)) === hit.headers.get(IMAGE_SHA_HEADER)) return bytes;
+    console.warn("the stored Python memory image is damaged; starting Python without it");
     await this.forget();
     return null;
   }
@@ -58,13 +60,13 @@ class SnapshotStore {
   async write(bytes) {
     if (!this.cache) return;
     try {
-      const headers = { [SHA_HEADER]: await sha256Hex(bytes), "Content-Type": "application/octet-stream" };
+      const headers = { [IMAGE_SHA_HEADER]: await sha256Hex(bytes), "Content-Type": "application/octet-stream" };
       await this.cache.put(this.key, new Response(bytes, { headers }));
       for (const request of await this.cache.keys()) {
-        if (request.url !== this.key) await this.cache.delete(request); // snapshots of older versions
+        if (request.url !== this.key) await this.cache.delete(request); // images of older versions
       }
     } catch (err) {
-      console.warn(`the Python snapshot was not stored (${err.message})`);
+      console.warn(`the Python memory image was not stored (${err.message})`);
     }
   }
 
@@ -80,8 +82,8 @@ function unpack(pyodide, archive) {
   pyodide.runPython("import importlib; importlib.invalidate_caches()");
 }
 
-async function restore(indexURL, snapshot, archive) {
-  const pyodide = await loadPyodide({ indexURL, _loadSnapshot: snapshot, ...output });
+async function restore(indexURL, memoryImage, archive) {
+  const pyodide = await loadPyodide({ indexURL, _loadSnapshot: memoryImage, ...output });
   unpack(pyodide, archive);
   pyodide.runPython(`import sys; assert ${JSON.stringify(PYTHON_APP_DIR)} in sys.path`);
   return pyodide;
@@ -96,25 +98,25 @@ async function startFresh(indexURL, archive, store) {
     try {
       store.write(pyodide.makeMemorySnapshot()); // not awaited: storing is off the path to ready
     } catch (err) {
-      console.warn(`no Python snapshot made (${err.message})`);
+      console.warn(`no Python memory image made (${err.message})`);
     }
   }
   return pyodide;
 }
 
-// {pyodide, fromSnapshot}; `timings.time(name, promise)` records the parts.
+// {pyodide, fromMemoryImage}; `timings.time(name, promise)` records the parts.
 export async function startPython(timings) {
   const indexURL = new URL("../vendor/pyodide/", import.meta.url).href;
   const archive = await fetchArchive();
-  const store = await SnapshotStore.open(archive);
-  const snapshot = await store.read();
-  if (snapshot) {
+  const store = await MemoryImageStore.open(archive);
+  const memoryImage = await store.read();
+  if (memoryImage) {
     try {
-      return { pyodide: await timings.time("pyodide", restore(indexURL, snapshot, archive)), fromSnapshot: true };
+      return { pyodide: await timings.time("pyodide", restore(indexURL, memoryImage, archive)), fromMemoryImage: true };
     } catch (err) {
-      console.warn(`Python did not start from its snapshot (${err.message}); starting it afresh`);
+      console.warn(`Python did not start from its memory image (${err.message}); starting it afresh`);
       await store.forget();
     }
   }
-  return { pyodide: await timings.time("pyodide", startFresh(indexURL, archive, store)), fromSnapshot: false };
+  return { pyodide: await timings.time("pyodide", startFresh(indexURL, archive, store)), fromMemoryImage: false };
 }

@@ -41,7 +41,7 @@ _DIGEST_BYTES = 32
 _ITEM_BYTES = {"float32": 4, "float16": 2, "int64": 8, "uint8": 1}
 
 
-class SnapshotError(RuntimeUserError):
+class SavedConversationError(RuntimeUserError):
     """A saved conversation that cannot be restored into this bundle (nothing was restored)."""
 
     code = "bad-input"
@@ -110,7 +110,7 @@ def encode(saved: SavedConversation) -> bytes:
 
 
 def _fail(message: str) -> None:
-    raise SnapshotError(message)
+    raise SavedConversationError(message)
 
 
 def _check_envelope(blob: bytes) -> tuple[int, int]:
@@ -159,7 +159,7 @@ def decode(blob: bytes) -> SavedConversation:
     try:
         header = json.loads(blob[start : start + length].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise SnapshotError("corrupted (its header is not valid JSON)") from None
+        raise SavedConversationError("corrupted (its header is not valid JSON)") from None
     if not isinstance(header, dict) or not isinstance(header.get("bundle"), dict):
         _fail("corrupted (its header lacks the bundle it belongs to)")
     bundle, messages, ids = header["bundle"], header.get("messages"), header.get("token_ids")
