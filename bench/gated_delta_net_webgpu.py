@@ -97,7 +97,8 @@ def feeds(key_heads: int, value_heads: int, dim: int, steps: int, seed: int) -> 
 
 
 def _parity(gpu: WebGpuPage, name: str, values: dict[str, np.ndarray], dim: int) -> dict[str, float]:
-    want_output, want_state = gated_delta_rule.reference(*(values[n] for n in INPUT_ORDER), dim**-0.5)
+    query, key, value, g, beta, state = (values[n] for n in INPUT_ORDER)
+    want_output, want_state = gated_delta_rule.reference(query, key, value, g, beta, state, dim**-0.5)
     got = gpu.run(name, values)
     return {
         "output_max_abs": float(np.abs(got["output"] - want_output).max()),
