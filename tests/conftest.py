@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch is imported (OpenMP reads it once): OpenMP's default spin-waiting makes torch's batched
+# LAPACK calls (the reference delta rule) many times slower while Chromium or a server shares the cores.
+# Waiting passively changes no result.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import logging
 from pathlib import Path
 
