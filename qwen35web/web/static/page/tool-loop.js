@@ -8,7 +8,8 @@
 // chat.completions.create takes them back) and the turn's figures: text and reasoning (every round's,
 // joined), stopReason ("eos", "max_new_tokens", "cancelled", or "tool_rounds" when the cap was hit),
 // rounds, toolCalls, and the tokens (promptTokens and reusedTokens of the last request; prefilled and
-// completion tokens summed over the rounds). A failure before anything was added throws (as
+// completion tokens summed over the rounds; `usage`: each request's {promptTokens, reusedTokens,
+// completionTokens}). A failure before anything was added throws (as
 // create() does: ContextFullError, InputError, ...); a later one ends the loop with `stats.error`.
 
 import { AbortError } from "../qwen35web.mjs";
@@ -69,7 +70,7 @@ export async function runToolLoop(model, messages, options) {
   const added = [];
   const texts = [];
   const thoughts = [];
-  const stats = { rounds: 0, toolCalls: 0, prefilledTokens: 0, completionTokens: 0, promptTokens: 0, reusedTokens: 0 };
+  const stats = { rounds: 0, toolCalls: 0, prefilledTokens: 0, completionTokens: 0, promptTokens: 0, reusedTokens: 0, usage: [] };
   let stopReason = "tool_rounds";
   let error = null;
   const started = performance.now();
@@ -95,6 +96,7 @@ export async function runToolLoop(model, messages, options) {
     stats.rounds = round;
     if (reply.usage) {
       const cached = reply.usage.prompt_tokens_details.cached_tokens;
+      stats.usage.push({ promptTokens: reply.usage.prompt_tokens, reusedTokens: cached, completionTokens: reply.usage.completion_tokens });
       stats.promptTokens = reply.usage.prompt_tokens;
       stats.reusedTokens = cached;
       stats.prefilledTokens += reply.usage.prompt_tokens - cached;
