@@ -327,7 +327,8 @@ export class ChatController {
     this.lastStats = stats;
     this.showContextFull(null);
     if (stats.error) this.showError(`The tool turn stopped: ${stats.error}`);
-    this.showContext(stats.promptTokens + stats.completionTokens);
+    const last = stats.usage[stats.usage.length - 1]; // the last request: what the context holds now
+    if (last) this.showContext(last.promptTokens + last.completionTokens);
     await this.save();
     return true;
   }
