@@ -8,19 +8,18 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving
-from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, WatchedPage, watch
+from tests.browser.pages import MODEL_NAME, READY_TIMEOUT_MS, SCREENSHOT_DIR, WatchedPage, watch
 from tests.runtime.tool_fixtures import TOOL_TEMPLATE
 
 pytestmark = pytest.mark.browser
 
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "tools.png"
+SCREENSHOT = SCREENSHOT_DIR / "tools.png"  # docs/tools.png is a copy of one
 QUERY = "?backend=wasm&tools=1&toolChoice=current_time"
 
 
@@ -237,8 +236,8 @@ def test_a_forced_call_is_folded_above_the_answer_and_kept_by_a_reload(tools_con
     assert messages[1]["tool_calls"][0]["function"]["name"] == "current_time"
     page.evaluate("document.querySelector('.settings-panel').open = false")
     turn.scroll_into_view_if_needed()
-    page.screenshot(path=str(DOCS_SCREENSHOT.with_suffix(".tmp.png")))
-    shutil.move(DOCS_SCREENSHOT.with_suffix(".tmp.png"), DOCS_SCREENSHOT)
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
 
     page.reload()  # the same address: ?tools=1&toolChoice=current_time&seed=3
     page.evaluate("app.chatReady")
