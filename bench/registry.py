@@ -33,6 +33,7 @@ BENCHES: dict[str, Bench] = {
         Bench("conversation_page_person", "a simulated person in the page: prefill ahead and typing off/on"),
         Bench("conversation_person", "a simulated person natively: prefill ahead and typing off/on"),
         Bench("constrained_sampling", "cost per token of constrained sampling at the real vocabulary"),
+        Bench("constrained_page", "constrained sampling in the real page at the real vocabulary"),
         Bench("penalties", "presence/frequency penalties: how repetitive generated text is"),
         Bench("replica_stop", "where replies stop on the published-repository replicas"),
         Bench("runtime_overhead", "Python overhead of the native runtime per decode step"),

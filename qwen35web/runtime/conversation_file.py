@@ -5,7 +5,8 @@ Standard library only (it runs in Pyodide, which has no numpy). Layout, little-e
     magic     8 bytes  b"Q35CHAT\\0"
     version   uint32   FORMAT_VERSION
     length    uint64   bytes of the header that follows
-    header    JSON     bundle identity (manifest sha256, dtype), messages, token ids (an image's
+    header    JSON     bundle identity (manifest sha256, dtype), messages, the tools they were
+                       rendered with (OpenAI function schemas; absent: none), token ids (an image's
                        tokens as its key, see vision.images), next position, and per tensor:
                        name, dtype, shape, offset and size of its bytes in the data — the states,
                        then the images the messages name (uint8 [H, W, 3] at the model's size,
@@ -64,6 +65,7 @@ class SavedConversation:
     tensors: list[SavedTensor] = field(default_factory=list)
     images: list[SavedTensor] = field(default_factory=list)  # name: image id; uint8 [H, W, 3]
     next_position: int | None = None  # where positions continue (None: the token count; images take fewer)
+    tools: list[dict[str, Any]] | None = None  # the tools the messages were rendered with (None: none)
 
 
 def _element_count(shape: list[int]) -> int:
@@ -101,6 +103,8 @@ def encode(saved: SavedConversation) -> bytes:
         "tensors": entries,
         "images": image_entries,
     }
+    if saved.tools:
+        header["tools"] = saved.tools  # optional: a reader that predates it still restores the rest
     header_bytes = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     body = b"".join(
         [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)), header_bytes]
@@ -172,6 +176,9 @@ def decode(blob: bytes) -> SavedConversation:
     entries, image_entries = header.get("tensors"), header.get("images", [])
     if not isinstance(entries, list) or not isinstance(image_entries, list):
         _fail("corrupted (its header lists no tensors)")
+    tools = header.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        _fail("corrupted (its tools are not a list of objects)")
     next_position = header.get("next_position")
     if next_position is not None and not (_is_int(next_position) and next_position >= 0):
         _fail("corrupted (its next position is not a count of positions)")
@@ -194,6 +201,7 @@ def decode(blob: bytes) -> SavedConversation:
         states,
         images,
         next_position,
+        tools,
     )
 
 

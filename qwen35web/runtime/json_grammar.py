@@ -221,6 +221,21 @@ def response_format_grammar(response_format: Any) -> Node | None:
     raise SchemaError("response_format type must be 'text', 'json_object' or 'json_schema'")
 
 
+def _bytes_except(*excluded: str) -> Node:
+    return byte_class(b for b in range(256) if chr(b) not in excluded)
+
+
+def _free_string_value() -> Node:
+    """A string parameter's text, through the "</" that closes it (no "</" inside: it would end the
+    value). The opening tag's newline is layout, so the text may not start with another one: the
+    parser would keep that one, and the value would gain a leading "\n"."""
+    return alt(
+        lit("</"),  # the empty string
+        seq(_bytes_except("\n", "<"), until(b"</")),
+        seq(lit("<"), _bytes_except("/", "<"), until(b"</")),  # a "<" that opens no "</"
+    )
+
+
 def tool_call_grammar(name: str, parameters: dict[str, Any]) -> Node:
     """One forced call of `name` in Qwen's XML form, its arguments valid for `parameters`."""
     grammar = JsonGrammar()
@@ -236,7 +251,7 @@ def tool_call_grammar(name: str, parameters: dict[str, Any]) -> Node:
             value = seq(alt(*(lit(v) for v in sub["enum"])), lit("\n</parameter>\n"))
         elif types == "string" or (isinstance(types, list) and "string" in types):
             grammar.schema(sub, where)  # still refuse keywords outside the subset
-            value = seq(until(b"</"), lit("parameter>\n"))  # no "</" inside: it would end the value
+            value = seq(_free_string_value(), lit("parameter>\n"))
         else:
             value = seq(grammar.schema(sub, where), lit("\n</parameter>\n"))
         members.append((seq(opening, value), key in required))

@@ -4,12 +4,15 @@ The state saved is the one the next turn would resume from: the longest kept sta
 runner's current state) that prefixes the conversation rendered with one more user turn. That is
 the end of the last reply when the template re-renders it as it was generated, else the end of the
 conversation before it (Qwen's templates re-render past replies without their reasoning).
+Tool turns (assistant `tool_calls`, `tool` results) are kept as they are; the tools the conversation
+was rendered with are saved beside the messages (they are part of the prompt, so the state needs them).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from qwen35web.runtime.chat import Message
 from qwen35web.runtime.conversation_file import (
@@ -23,6 +26,7 @@ from qwen35web.runtime.conversation_file import (
 from qwen35web.runtime.engine import Tensor
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.prefix_cache import is_prefix, past_axes
+from qwen35web.runtime.tools import normalize_messages
 from qwen35web.runtime.vision.errors import ImageInputError
 from qwen35web.runtime.vision.images import image_id_of, prepared
 from qwen35web.runtime.vision.prompt import image_ids_in
@@ -33,11 +37,15 @@ logger = logging.getLogger(__name__)
 _PROBE_USER_TURN = {"role": "user", "content": "next"}  # any text: the prefix ends before it
 
 
-def _resume_point(runtime: Runtime, messages: list[Message]) -> tuple[tuple[int, ...], list[Tensor], int]:
+def _resume_point(
+    runtime: Runtime, messages: list[Message], tools: list[dict[str, Any]] | None
+) -> tuple[tuple[int, ...], list[Tensor], int]:
     """(token ids, state tensors, past length the KV tensors hold) the next turn would resume from."""
     if not messages:
         return (), [], 0
-    rendered = runtime.prompt(messages=[*messages, _PROBE_USER_TURN])
+    # As a turn renders them: calls' arguments as dicts (OpenAI's JSON strings in the page), the tools.
+    probe_messages = normalize_messages([*messages, _PROBE_USER_TURN])
+    rendered = runtime.prompt(messages=probe_messages, tools=tools or None)
     probe = rendered.ids if rendered.images is None else rendered.images.keys  # keys name the images
     runner = runtime.runner
     current = tuple(runner.token_ids)
@@ -50,8 +58,12 @@ def _resume_point(runtime: Runtime, messages: list[Message]) -> tuple[tuple[int,
     return best.token_ids, list(best.states), best.kv_tensor_len
 
 
-async def capture(runtime: Runtime, messages: list[Message]) -> SavedConversation:
-    ids, states, kv_len = _resume_point(runtime, messages)
+async def capture(
+    runtime: Runtime, messages: list[Message], tools: list[dict[str, Any]] | None = None
+) -> SavedConversation:
+    """The conversation (`tools`: those its turns were rendered with) and the state its next turn
+    resumes from."""
+    ids, states, kv_len = _resume_point(runtime, messages, tools)
     engine = runtime.runner.engine
     axes = runtime.cache.seq_axes if runtime.cache is not None else [None] * len(states)
     tensors = []
@@ -74,6 +86,7 @@ async def capture(runtime: Runtime, messages: list[Message]) -> SavedConversatio
         tensors,
         _images_of(runtime, messages),
         _next_position(runtime, ids),
+        list(tools) if tools else None,
     )
 
 
@@ -132,9 +145,11 @@ def _check_images(runtime: Runtime, saved: SavedConversation) -> None:
             raise SavedConversationError(f"an image does not fit this bundle ({err})") from None
 
 
-async def save_file(runtime: Runtime, messages: list[Message], path: Path) -> int:
+async def save_file(
+    runtime: Runtime, messages: list[Message], path: Path, tools: list[dict[str, Any]] | None = None
+) -> int:
     """Write the conversation to `path` (atomically: a failed write leaves the old file); bytes written."""
-    blob = encode(await capture(runtime, messages))
+    blob = encode(await capture(runtime, messages, tools))
     partial = path.with_name(path.name + ".partial")
     try:
         partial.write_bytes(blob)

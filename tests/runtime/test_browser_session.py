@@ -148,16 +148,22 @@ def test_a_saved_conversation_restores_in_another_session(export_bundle):
         reply, _ = await _generate(first, {"messages": messages, "chat": True, **GREEDY})
         history = [*messages, {"role": "assistant", "content": reply["text"]}]
         blob = await first.save_conversation(json.dumps(history))
+        with_tools = await first.save_conversation(json.dumps(history), json.dumps([WEATHER_TOOL]))
+        not_a_tool = json.dumps([{"type": "x"}])
+        bad_tools = json.loads(await first.save_conversation(json.dumps(history), not_a_tool))
         second = await _session(bundle)
+        tools = json.loads(await second.restore_conversation(JsBytes(with_tools)))["tools"]
         restored = json.loads(await second.restore_conversation(JsBytes(blob)))
         follow = [*restored["messages"], {"role": "user", "content": "And then?"}]
         again, _ = await _generate(second, {"messages": follow, "chat": True, **GREEDY})
         await first.runtime.close()
         await second.runtime.close()
-        return history, restored, again
+        return history, restored, again, tools, bad_tools
 
-    history, restored, again = run_async(go())
-    assert restored["messages"] == history and restored["tokens"] > 0
+    history, restored, again, tools, bad_tools = run_async(go())
+    assert restored["messages"] == history and restored["tokens"] > 0 and restored["tools"] == []
+    assert tools == [WEATHER_TOOL]  # saved beside the messages (the state was rendered with them)
+    assert bad_tools["code"] == "bad-input" and "function" in bad_tools["error"]
     assert again["reusedTokens"] > 0
 
 

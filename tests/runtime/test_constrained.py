@@ -53,6 +53,27 @@ def test_every_path_through_a_forced_call_parses(seed):
     validate(call.arguments, WEATHER["function"]["parameters"])
 
 
+_CITY_OPENING = b"<tool_call>\n<function=get_weather>\n<parameter=city>\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [(b"", ""), (b"Paris", "Paris"), (b" Paris\nFrance", " Paris\nFrance"), (b"<b>", "<b>"), (b"\n", None)],
+)
+def test_a_forced_string_value_never_gains_a_leading_newline(value, parsed):
+    """The opening tag's newline is layout: a second one would become part of the value, so the
+    grammar refuses it (and a value that is only "\n" with it); other text is kept verbatim."""
+    dfa = LazyDfa(tool_call_grammar("get_weather", WEATHER["function"]["parameters"]))
+    state = dfa.walk(dfa.walk(dfa.start, _CITY_OPENING), value)
+    if parsed is None:
+        assert state == DEAD
+        return
+    assert state != DEAD
+    raw = (_CITY_OPENING + value + dfa.completion(state)).decode()
+    call = parse_call(raw, TOOLS, "call_0")
+    assert call.error is None and call.arguments["city"] == parsed, call
+
+
 @pytest.mark.parametrize(
     ("response_format", "message"),
     [
@@ -125,6 +146,7 @@ def test_forced_tool_calls_on_random_weights(export_bundle, choice):
     assert result.stop_reason == "eos" and result.tool_calls
     for call in result.tool_calls:
         assert call.error is None, call
+        assert not str(call.arguments.get("city", "")).startswith("\n"), call  # layout is not value
         tool = WEATHER if call.name == "get_weather" else CLOCK
         validate(call.arguments, tool["function"]["parameters"])
     assert conversation.messages[-1]["tool_calls"][0]["function"]["name"] == result.tool_calls[0].name

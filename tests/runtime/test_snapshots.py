@@ -4,6 +4,7 @@ nothing restored."""
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from qwen35web.runtime.saved_conversation import capture, load_file, save_file
 from tests.run_async import run_async
+from tests.runtime.tool_fixtures import TOOLS
 
 PARAMS = SamplingParams(greedy=True, max_new_tokens=12)
 TURNS = ["Hello there", "What is json?"]
@@ -162,3 +164,61 @@ def test_a_missing_file_is_one_sentence(export_bundle, tmp_path):
 
     with pytest.raises(SavedConversationError, match="cannot read"):
         run_async(go())
+
+
+def _openai_shaped(messages: list[dict]) -> list[dict]:
+    """Messages as the page keeps them: calls' arguments as JSON text, content None beside calls."""
+    shaped = []
+    for message in messages:
+        if message.get("tool_calls"):
+            calls = [
+                {
+                    **call,
+                    "function": {**call["function"], "arguments": json.dumps(call["function"]["arguments"])},
+                }
+                for call in message["tool_calls"]
+            ]
+            message = {**message, "tool_calls": calls, "content": message.get("content") or None}
+        shaped.append(message)
+    return shaped
+
+
+def test_tool_turns_and_their_tools_are_saved_and_the_next_turn_reuses_the_state(export_bundle, tmp_path):
+    """A forced call, its result and the reply after it: saved with the tools (the prompt holds them),
+    restored with the calls kept, and the next turn prefills only itself, as it would have unsaved."""
+    bundle = export_bundle("text", "fused")
+    path = tmp_path / "tools.q35"
+
+    async def original():
+        runtime = await open_native(bundle)
+        conversation = Conversation(runtime, tools=TOOLS)
+        choice = {"type": "function", "function": {"name": "now"}}
+        call_params = SamplingParams(greedy=True, max_new_tokens=64)  # room for the whole call
+        first = await conversation.say("What time is it?", call_params, tool_choice=choice)
+        assert first.tool_calls and first.tool_calls[0].error is None, first
+        conversation.add_tool_result(first.tool_calls[0].id, '{"time": "12:00"}')
+        async for _ in conversation.reply(PARAMS):
+            pass
+        await save_file(runtime, conversation.messages, path, TOOLS)
+        page_shaped = await capture(runtime, _openai_shaped(conversation.messages), TOOLS)
+        saved_messages = list(conversation.messages)
+        following = await conversation.say(NEXT, PARAMS)
+        await runtime.close()
+        return saved_messages, page_shaped, following
+
+    async def restored():
+        runtime = await open_native(bundle)
+        saved = decode(path.read_bytes())
+        conversation = Conversation(runtime, messages=load_file(runtime, path), tools=saved.tools)
+        result = await conversation.say(NEXT, PARAMS)
+        await runtime.close()
+        return saved, result
+
+    messages, page_shaped, following = run_async(original())
+    saved, result = run_async(restored())
+    assert [m["role"] for m in saved.messages] == ["user", "assistant", "tool", "assistant"]
+    assert saved.messages == messages and saved.messages[1]["tool_calls"][0]["function"]["name"] == "now"
+    assert saved.tools == TOOLS and len(saved.token_ids) > 0
+    assert page_shaped.token_ids == saved.token_ids  # JSON-text arguments render the same
+    assert result.reused_tokens == len(saved.token_ids) == following.reused_tokens
+    assert result.tokens == following.tokens

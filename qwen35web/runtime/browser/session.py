@@ -29,6 +29,7 @@ from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.manifest import parse_manifest_text
 from qwen35web.runtime.openai_api.errors import ApiError
 from qwen35web.runtime.sampling import SamplingParams
+from qwen35web.runtime.tools import check_tools
 from qwen35web.runtime.turn import Turn, TurnOptions, TurnResult
 from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE
 
@@ -327,12 +328,15 @@ class WebSession:
         finally:
             self._cancel = None
 
-    async def save_conversation(self, messages_json: str) -> bytes | str:
+    async def save_conversation(self, messages_json: str, tools_json: str | None = None) -> bytes | str:
         """The conversation with the state its next turn resumes from, as saved_conversation's bytes
-        (the error JSON, a str, when it cannot be saved)."""
+        (the error JSON, a str, when it cannot be saved). `tools_json`: the tools its turns were
+        rendered with (OpenAI function schemas; they are part of the prompt the state holds)."""
         try:
+            tools = check_tools(json.loads(tools_json)) if tools_json else None
             async with self.runtime.ahead.hold(keep_target=True):  # the background goes on after
-                return encode(await saved_conversation.capture(self.runtime, _messages(messages_json)))
+                captured = await saved_conversation.capture(self.runtime, _messages(messages_json), tools)
+                return encode(captured)
         except Exception as err:
             return _error(err)
 
@@ -344,7 +348,8 @@ class WebSession:
             async with self.runtime.ahead.hold():  # another conversation: background work stops
                 saved = decode(data)
                 messages = saved_conversation.restore(self.runtime, saved)
-            return json.dumps({"messages": messages, "tokens": len(saved.token_ids)})
+            restored = {"messages": messages, "tools": saved.tools or [], "tokens": len(saved.token_ids)}
+            return json.dumps(restored)
         except Exception as err:
             return _error(err)
 

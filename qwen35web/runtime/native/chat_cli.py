@@ -170,7 +170,7 @@ class ChatSession:
     def save(self, path: Path) -> int:
         from qwen35web.runtime.saved_conversation import save_file
 
-        return self.run(save_file(self.runtime, self.conversation.messages, path))
+        return self.run(save_file(self.runtime, self.conversation.messages, path, self.tools))
 
     def attach(self, path: str) -> str:
         """Add an image file to the runtime (checked now); returns its id."""

@@ -149,12 +149,15 @@ export interface ModelInfo {
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | string;
-  /** The text; or the runtime's content list (images by id, then text). */
-  content: string | ContentPart[];
+  /** The text; or the runtime's content list (images by id, then text); null beside tool calls. */
+  content: string | ContentPart[] | null;
   /** A user message's images, before its text (a vision-language bundle only). */
   images?: ImageSource[];
   /** An assistant turn's reasoning, beside its answer (as Qwen's templates expect it). */
   reasoning_content?: string;
+  /** Tool turns, as chat.completions.create() takes them (an assistant's calls; a tool's result). */
+  tool_calls?: ChatCompletionMessageToolCall[];
+  tool_call_id?: string;
 }
 
 export interface GenerateRequest {
@@ -310,9 +313,12 @@ export declare class Model {
   ): Promise<{ targetTokens: number }>;
   /** The conversation and the state its next turn resumes from, as bytes to store (with its images'
    * pixels at the model's size). */
-  saveConversation(messages: ChatMessage[] | { messages: ChatMessage[] }): Promise<Uint8Array>;
+  saveConversation(
+    messages: ChatMessage[] | { messages: ChatMessage[] },
+    options?: { tools?: ChatCompletionTool[] },
+  ): Promise<Uint8Array>;
   /** Load saved bytes back (InputError, and no change, for another bundle's or damaged bytes). */
-  restoreConversation(bytes: Uint8Array): Promise<{ messages: ChatMessage[]; tokens: number }>;
+  restoreConversation(bytes: Uint8Array): Promise<{ messages: ChatMessage[]; tools: ChatCompletionTool[]; tokens: number }>;
   /** The last position's logits after `tokenIds`. */
   logits(tokenIds: ArrayLike<number>): Promise<number[]>;
   tokenize(text: string): Promise<number[]>;

@@ -334,13 +334,23 @@ export class Model {
   }
 
   // The conversation with the state its next turn resumes from, as bytes (store them anywhere). Its
-  // images' pixels (at the model's size) are in the bytes too.
-  async saveConversation(messages) {
+  // images' pixels (at the model's size) are in the bytes too. Tool turns (assistant `tool_calls`,
+  // `tool` messages) are kept; `tools`: those the turns were asked with (chat.completions.create's),
+  // which the prompt holds, so that the next turn with the same tools reuses the state.
+  /**
+   * @param {Parameters<import("./qwen35web.d.mts").Model["saveConversation"]>[0]} messages
+   * @param {{ tools?: import("./qwen35web.d.mts").ChatCompletionTool[] }} [options]
+   */
+  async saveConversation(messages, { tools } = {}) {
     const list = Array.isArray(messages) ? messages : messages && messages.messages;
-    return this.#client.call(REQUEST.saveConversation, { messages: await this.#withImageIds(list || []) });
+    if (tools !== undefined && !Array.isArray(tools)) throw new InputError("saveConversation()'s tools must be a list");
+    const request = { messages: await this.#withImageIds(list || []) };
+    if (tools && tools.length) request.tools = tools;
+    return this.#client.call(REQUEST.saveConversation, request);
   }
 
-  // Load saved bytes back: {messages, tokens}. Its next chat() prefills only the new tokens. Bytes of
+  // Load saved bytes back: {messages, tools, tokens}. Its next chat() (or chat.completions.create()
+  // with those tools) prefills only the new tokens. Bytes of
   // another bundle, truncated or corrupted, throw InputError and change nothing.
   restoreConversation(bytes) {
     if (!(bytes instanceof Uint8Array)) throw new InputError("restoreConversation() takes a Uint8Array");

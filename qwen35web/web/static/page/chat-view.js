@@ -4,6 +4,7 @@
 // prefilled, images encoded).
 
 import { MarkdownView } from "./markdown.js";
+import { MAX_TOOL_ROUNDS } from "./tool-loop.js";
 
 const THUMBNAIL_PIXELS = 96; // the longer side of a thumbnail
 
@@ -13,6 +14,8 @@ const STOP_REASONS = {
   max_new_tokens: "token limit",
   stop_string: "stop text",
   context_full: "context full",
+  tool_rounds: `stopped after ${MAX_TOOL_ROUNDS} replies that called tools`,
+  error: "failed",
 };
 
 export function stopReasonText(reason) {
@@ -65,10 +68,11 @@ export function addUserTurn(transcript, text, label = "You", images = []) {
 }
 
 // A tool call as a folded block: the tool's name, its arguments and (once known) its result.
-// `call`: {name, arguments (an object or JSON text), result? (any JSON value or text)}.
+// `call`: {name, arguments (an object or JSON text), result? (any JSON value or text), error?: true
+// when the result is the error the model was given}.
 export function renderToolCall(call) {
-  const block = element("details", "tool-call");
-  const summary = element("summary", "", `Tool call: ${call.name}`);
+  const block = element("details", call.error ? "tool-call tool-error" : "tool-call");
+  const summary = element("summary", "", `Tool call: ${call.name}${call.error ? " (error)" : ""}`);
   block.append(summary, element("div", "tool-label", "Arguments"), element("pre", "tool-arguments", asJson(call.arguments)));
   if (call.result !== undefined) {
     block.append(element("div", "tool-label", "Result"), element("pre", "tool-result", asJson(call.result)));
@@ -132,7 +136,10 @@ export function addAssistantTurn(transcript, label = "Assistant") {
       turn.classList.remove("streaming");
       status.hidden = true;
       showReply(reasoning, summary, reasoningText, answer, stats.text, stats.reasoning);
-      if (!stats.text && stats.reasoning) {
+      if (stats.stopReason === "tool_rounds") {
+        const note = `The model called tools in ${stats.rounds} replies in a row: the page stopped asking (the cap is ${MAX_TOOL_ROUNDS}). Send a message to go on.`;
+        text.append(element("p", "tool-rounds", note));
+      } else if (!stats.text && stats.reasoning) {
         text.append(element("span", "empty-answer", `No answer yet: the reply ended in its reasoning (${stopReasonText(stats.stopReason)}).`));
       }
       figures.textContent = describeTurn(stats);
@@ -165,15 +172,46 @@ export function markDropped(transcript, count, note) {
   else marker.remove();
 }
 
-// A stored assistant message, shown the way finish() shows a new one (without figures).
-export function addStoredAssistantTurn(transcript, message) {
+// A stored assistant turn, shown the way finish() shows a new one (without figures): one assistant
+// message, or a tool turn's messages (assistant ones with tool_calls, the `tool` results, the answer).
+export function addStoredAssistantTurn(transcript, messages) {
+  const group = Array.isArray(messages) ? messages : [messages];
   const view = addAssistantTurn(transcript);
-  view.finish({ text: message.content, reasoning: message.reasoning_content || "", stopReason: "" });
+  const results = new Map(group.filter((m) => m.role === "tool").map((m) => [m.tool_call_id, m.content]));
+  for (const message of group) {
+    for (const call of message.tool_calls || []) view.toolCall(storedCall(call, results.get(call.id)));
+  }
+  const replies = group.filter((m) => m.role === "assistant");
+  const joined = (key) => replies.map((m) => m[key] || "").filter(Boolean).join("\n\n");
+  view.finish({ text: joined("content"), reasoning: joined("reasoning_content"), stopReason: "" });
   view.turn.querySelector(".turn-stats").textContent = "";
   return view;
 }
 
+// A stored call and its result (the tool message's JSON text; an {"error"} object marks a failure).
+function storedCall(call, content) {
+  let result = content;
+  try {
+    result = content === undefined ? undefined : JSON.parse(content);
+  } catch {
+    // not JSON: shown as it is
+  }
+  const error = Boolean(result && typeof result === "object" && "error" in result);
+  return { name: call.function.name, arguments: call.function.arguments, result, error };
+}
+
+// A tool turn's figures (tool-loop.js's stats).
+function describeToolTurn(stats) {
+  const calls = `${stats.toolCalls} tool ${stats.toolCalls === 1 ? "call" : "calls"} in ${stats.rounds} ${stats.rounds === 1 ? "reply" : "replies"}`;
+  const parts = [calls];
+  parts.push(`${stats.prefilledTokens} tokens prefilled (${stats.reusedTokens} reused by the last reply)`);
+  parts.push(`${stats.completionTokens} tokens in ${(stats.ms / 1000).toFixed(1)} s`);
+  if (stats.stopReason) parts.push(stopReasonText(stats.stopReason));
+  return parts.join(" · ");
+}
+
 export function describeTurn(stats) {
+  if (stats.rounds !== undefined) return describeToolTurn(stats);
   const parts = [];
   if (Number.isFinite(stats.firstTokenMs) && stats.tokens && stats.tokens.length) {
     parts.push(`first token ${Math.round(stats.firstTokenMs)} ms`);
@@ -188,6 +226,7 @@ export function describeTurn(stats) {
 }
 
 export function describeRun(stats) {
+  if (stats.rounds !== undefined) return describeToolTurn(stats);
   return [
     `${stats.tokens.length} tokens`,
     `prefill ${stats.prefillMs.toFixed(0)} ms (${stats.promptTokens} prompt tokens)`,

@@ -8,6 +8,8 @@
 import { AbortError, ContextFullError } from "../qwen35web.mjs";
 import { ChatStore, newChatId, storedBytes } from "./chat-store.js";
 import { addAssistantTurn, addStoredAssistantTurn, addUserTurn, markDropped } from "./chat-view.js";
+import { DEMO_TOOLS } from "./demo-tools.js";
+import { runToolLoop } from "./tool-loop.js";
 
 /** @type {(id: string) => PageControl} */
 const $ = (id) => /** @type {PageControl} */ (document.getElementById(id));
@@ -20,6 +22,57 @@ function leadingSystem(messages) {
   let head = 0;
   while (head < messages.length && messages[head].role === "system") head++;
   return head;
+}
+
+// Tool turns (an assistant's calls, a tool's result) go to the model through chat.completions.create.
+function hasToolTurns(messages) {
+  return messages.some((m) => m.role === "tool" || (m.role === "assistant" && m.tool_calls && m.tool_calls.length));
+}
+
+// The transcript's turns: each user message alone, each run of assistant and tool messages together.
+function turnGroups(messages) {
+  const groups = [];
+  for (const message of messages) {
+    if (message.role === "system") continue;
+    const last = groups[groups.length - 1];
+    if (message.role !== "user" && last && last[0].role !== "user") last.push(message);
+    else groups.push([message]);
+  }
+  return groups;
+}
+
+function dataUrl(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(/** @type {string} */ (reader.result));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+// The page's messages in OpenAI's shapes: a message's image Blobs become image_url parts (data URLs).
+async function completionMessages(messages) {
+  const out = [];
+  for (const { images, ...message } of messages) {
+    if (!Array.isArray(images) || !images.length) {
+      out.push(message);
+      continue;
+    }
+    const parts = [];
+    for (const blob of images) parts.push({ type: "image_url", image_url: { url: await dataUrl(blob) } });
+    parts.push({ type: "text", text: message.content || "" });
+    out.push({ ...message, content: parts });
+  }
+  return out;
+}
+
+// The form's settings as chat.completions.create's fields (the reasoning budget has none there).
+function completionSettings({ greedy, temperature, topK, topP, maxNewTokens, minNewTokens, seed, presencePenalty, frequencyPenalty, enableThinking }) {
+  const request = { temperature: greedy ? 0 : temperature, top_k: topK, top_p: topP, max_tokens: maxNewTokens };
+  const optional = { min_tokens: minNewTokens, seed, presence_penalty: presencePenalty, frequency_penalty: frequencyPenalty };
+  for (const [name, value] of Object.entries(optional)) if (value !== undefined) request[name] = value;
+  if (enableThinking !== undefined) request.chat_template_kwargs = { enable_thinking: enableThinking };
+  return request;
 }
 
 function turnsText(count) {
@@ -45,6 +98,7 @@ export class ChatController {
     this.draftTimer = null;
     this.drafted = Promise.resolve(); // the latest draft has been handed over
     this.restored = Promise.resolve(); // the stored chat's state is loaded (restore runs in the background)
+    this.toolsUsed = []; // the tools the last turn was asked with (saved with the state)
   }
 
   // What the model is given: the leading system messages and the turns not dropped.
@@ -80,9 +134,10 @@ export class ChatController {
     const read = performance.now();
     if (!stored) return;
     this.reset({ id, messages: stored.chat.messages, contextStart: stored.chat.contextStart || 0 });
-    for (const message of this.chat.messages) {
-      if (message.role === "user") addUserTurn($("transcript"), message.content, "You", message.images || []);
-      else if (message.role === "assistant") addStoredAssistantTurn($("transcript"), message);
+    for (const group of turnGroups(this.chat.messages)) {
+      const first = group[0];
+      if (first.role === "user") addUserTurn($("transcript"), first.content, "You", first.images || []);
+      else addStoredAssistantTurn($("transcript"), group);
     }
     const dropped = this.modelMessages().length < this.chat.messages.length;
     if (dropped) this.showDropped("Above: the oldest turns, dropped to fit the context; the model no longer sees them.");
@@ -98,8 +153,9 @@ export class ChatController {
     if (stored.state) {
       try {
         const restoring = performance.now();
-        const tokens = (await this.model.restoreConversation(stored.state)).tokens;
+        const { tokens, tools } = await this.model.restoreConversation(stored.state);
         if (id !== this.chat.id) return;
+        this.toolsUsed = tools;
         this.restoredTokens = tokens;
         Object.assign(this.timings.open, { restoreMs: performance.now() - restoring, bytes: stored.state.byteLength });
       } catch (err) {
@@ -132,6 +188,8 @@ export class ChatController {
       return Promise.resolve();
     }
     const messages = this.modelMessages();
+    // prepare() renders without tools: a turn with tools would not start from what it prefilled.
+    if (this.readSettings().tools || hasToolTurns(messages)) return Promise.resolve();
     if (text.trim()) messages.push({ role: "user", content: text });
     const { enableThinking } = this.readSettings();
     return this.model.prepare(messages, { enableThinking }).catch((err) => console.warn(`prepare: ${err.message}`));
@@ -178,25 +236,29 @@ export class ChatController {
     }
   }
 
-  // Drop the last reply and ask again: the runtime resumes from the state kept before that reply.
+  // Drop the last reply (with its tool calls and results) and ask again: the runtime resumes from
+  // the state kept before that reply.
   async regenerate(signal) {
     const messages = this.chat.messages;
-    if (!messages.length || messages[messages.length - 1].role !== "assistant") return;
-    const dropped = messages.pop();
+    if (!messages.length || messages[messages.length - 1].role === "user") return;
+    let start = messages.length;
+    while (start > 0 && messages[start - 1].role !== "user" && messages[start - 1].role !== "system") start--;
+    const dropped = messages.splice(start);
     const turns = $("transcript").querySelectorAll(".turn.assistant");
     const lastTurn = /** @type {HTMLElement} */ (turns[turns.length - 1]);
     lastTurn.hidden = true;
     if (await this.reply(signal)) lastTurn.remove();
     else {
-      messages.push(dropped);
+      messages.push(...dropped);
       lastTurn.hidden = false;
     }
   }
 
   // One assistant turn over this.chat.messages; false when it failed before it could start.
   async reply(signal, dropOldest = false) {
+    if (this.readSettings().tools || hasToolTurns(this.modelMessages())) return this.replyWithTools(signal);
     const view = addAssistantTurn($("transcript"));
-    const { enableThinking, ...settings } = this.readSettings();
+    const { enableThinking, tools: _tools, toolChoice: _choice, ...settings } = this.readSettings();
     const options = { ...settings, enableThinking, dropOldest, signal, prefillAhead: this.prefillAhead };
     let stats = null;
     try {
@@ -227,6 +289,50 @@ export class ChatController {
     return true;
   }
 
+  // A turn with the demo tools (tool-loop.js, through chat.completions.create): calls folded above
+  // the answer with their results, the loop until the model answers. Also any turn of a conversation
+  // that holds tool turns (model.chat() renders no tool messages). Settings: the `toolChoice` of the
+  // first request (forced: the ?toolChoice= address parameter), the tools only when switched on.
+  async replyWithTools(signal) {
+    const view = addAssistantTurn($("transcript"));
+    const settings = this.readSettings();
+    const tools = settings.tools ? DEMO_TOOLS : [];
+    const options = { tools, request: completionSettings(settings), signal };
+    if (tools.length && settings.toolChoice) options.toolChoice = settings.toolChoice;
+    let shown = false; // the answer so far has text: the next reply's starts on a new paragraph
+    let stats;
+    try {
+      const turn = await runToolLoop(this.model, await completionMessages(this.modelMessages()), {
+        ...options,
+        onRound: (round) => round > 1 && shown && view.append("text", "\n\n"),
+        onDelta: (kind, text) => {
+          shown ||= kind === "text";
+          view.append(kind, text);
+        },
+        onToolCall: (call, outcome) => {
+          const { name, arguments: args } = call.function;
+          view.toolCall({ name, arguments: args, result: outcome.value, error: !outcome.ok });
+        },
+      });
+      stats = turn.stats;
+      this.chat.messages.push(...turn.messages);
+    } catch (err) {
+      view.turn.remove();
+      if (err instanceof ContextFullError) this.showContextFull(err.message);
+      else throw err;
+      return false;
+    }
+    this.toolsUsed = tools;
+    view.finish(stats);
+    this.lastStats = stats;
+    this.showContextFull(null);
+    if (stats.error) this.showError(`The tool turn stopped: ${stats.error}`);
+    const last = stats.usage[stats.usage.length - 1]; // the last request: what the context holds now
+    if (last) this.showContext(last.promptTokens + last.completionTokens);
+    await this.save();
+    return true;
+  }
+
   // The runtime left out the oldest turns to fit (the person asked it to): say so, never silently.
   dropped(stats) {
     const head = leadingSystem(this.chat.messages);
@@ -241,7 +347,8 @@ export class ChatController {
     if (!this.store) return;
     try {
       const started = performance.now();
-      const state = await this.model.saveConversation(this.modelMessages());
+      // With the tools the last turn was asked with: the state holds them (they open the prompt).
+      const state = await this.model.saveConversation(this.modelMessages(), { tools: this.toolsUsed });
       const serialised = performance.now();
       await this.store.put({ ...this.chat, model: this.model.name }, state);
       this.timings.save = {
@@ -304,7 +411,7 @@ export class ChatController {
     this.busy = busy;
     const messages = this.chat.messages;
     const last = messages[messages.length - 1];
-    $("regenerate").disabled = busy || !last || last.role !== "assistant";
+    $("regenerate").disabled = busy || !last || last.role === "user" || last.role === "system";
     $("new-chat").disabled = busy;
   }
 

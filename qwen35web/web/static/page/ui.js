@@ -1,7 +1,8 @@
 // The demo page: its controls over qwen35web.mjs (the same module any page can import). All DOM work
 // lives here; app.js adds window.app for tests. Query parameters: ?backend=webgpu|wasm, ?model=NAME,
 // ?threads=N, ?prefillChunk=N, ?maxContext=N, ?maxImageTokens=N, ?maxPromptImageTokens=N,
-// ?prefillAhead=0 (no background prefill).
+// ?prefillAhead=0 (no background prefill), ?tools=1 (the demo tools switched on), ?toolChoice=NAME|required
+// (a tool turn's first request forces a call).
 
 import { AbortError, enableOffline, load, siteModel } from "../qwen35web.mjs";
 import { exposeApp } from "./app.js";
@@ -103,6 +104,7 @@ async function startMode() {
     : null;
   if (attachments) $("prompt").placeholder = "Write a message, attach or paste images… (Ctrl+Enter sends)";
   const prefillAhead = params.get("prefillAhead") !== "0";
+  $("demo-tools").checked = params.get("tools") === "1";
   chat = new ChatController(model, { readSettings, showError, setRunning, attachments, prefillAhead });
   window.app.lastTurn = () => chat.lastStats;
   window.app.chat = () => ({
@@ -197,7 +199,17 @@ function readSettings() {
     // Reproducible runs from the address: ?seed=N (sampling) and ?minNewTokens=N (no end of text before N).
     seed: positiveInteger("seed"),
     minNewTokens: positiveInteger("minNewTokens"),
+    tools: $("demo-tools").checked,
+    toolChoice: toolChoiceParam(),
   };
+}
+
+// ?toolChoice=NAME (or "required") forces the first request of a tool turn to call a tool (demos,
+// tests on random weights); later requests of the turn are "auto".
+function toolChoiceParam() {
+  const choice = params.get("toolChoice");
+  if (!choice) return undefined;
+  return choice === "required" ? "required" : { type: "function", function: { name: choice } };
 }
 
 // Without a chat template the page continues a prompt (the transcript shows only the latest run).

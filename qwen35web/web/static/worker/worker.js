@@ -54,9 +54,10 @@ async function generate(id, { request }) {
   }
 }
 
-// The conversation and its state as saved_conversation's bytes (a Uint8Array, handed over without a copy).
-async function saveConversation(id, { messages }) {
-  const saved = await session.save_conversation(JSON.stringify(messages));
+// The conversation (with the tools its turns were rendered with) and its state as saved_conversation's
+// bytes (a Uint8Array, handed over without a copy).
+async function saveConversation(id, { messages, tools }) {
+  const saved = await session.save_conversation(JSON.stringify(messages), tools ? JSON.stringify(tools) : null);
   if (typeof saved === "string") checked(saved);
   try {
     return saved.toJs();
