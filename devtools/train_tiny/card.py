@@ -261,16 +261,19 @@ def _tool_section(tool_eval: dict[str, Any] | None) -> str:
 
 
 CAN_AND_CANNOT = """\
-- It can: continue Python-documentation prose; answer "What does X do?" about a standard-library name in
-  chat turns (often wrongly: it recites a plausible docstring); with the demo tools listed
-  (`tools.json` next to the checkpoint: `calculator` `{"expression": string}` and `current_time`), call
-  `calculator` for an arithmetic question and `current_time` for a time/date question, without being
-  forced, in the XML form the runtime parses, then answer from the tool's result.
-- It cannot: do arithmetic itself, know anything beyond the Python documentation, call tools other than
-  the two it was trained on (it has seen `get_weather`, `search_docs` and `send_email` only as unused
-  listings), fill arguments other than an expression, reason (no thinking block), or follow
-  instructions. It copies the expression from the question, so an unusual phrasing gives a wrong
-  expression. Its greedy prose repeats itself."""
+- It can: continue Python-documentation prose; hold a conversation in turns (greetings, thanks, "What
+  does X do?" about a standard-library name, answered with a plausible docstring sentence, often the
+  wrong one); with the demo tools listed (`tools.json` next to the checkpoint: `calculator`
+  `{"expression": string}` and `current_time`), call `calculator` for an arithmetic question and
+  `current_time` for a time or date question, unforced, in the XML form the runtime parses, and answer
+  a question about Python or small talk without a call; after a tool's result it ends the exchange with
+  a one-line answer.
+- It cannot (yet): copy the expression from the question into the call (it writes an expression it
+  memorised, e.g. `96 * 31`), or quote the tool's result in its answer (it answers with a memorised
+  line such as "It is 10:33."): the table below counts both, and both are 0. Nor can it do arithmetic
+  itself, know anything beyond the Python documentation, call tools other than these two (it has seen
+  `get_weather`, `search_docs` and `send_email` only as unused listings), reason (no thinking block) or
+  follow instructions. Its greedy prose repeats itself."""
 
 
 def model_card(log: dict[str, Any], file_bytes: int, tool_eval: dict[str, Any] | None = None) -> str:

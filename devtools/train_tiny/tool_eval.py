@@ -98,7 +98,7 @@ async def run_case(runtime: Any, case: Case) -> Outcome:
         calls=[call.to_json() for call in calls],
         called_right_tool=[call.name for call in calls] == ([expected_tool] if expected_tool else []),
         parsed=all(call.error is None for call in calls),
-        right_arguments=bool(calls) and calls[0].arguments == case.expected_arguments,
+        right_arguments=bool(expected_tool and calls) and calls[0].arguments == case.expected_arguments,
         answer=first.text,
     )
     if expected_tool is None or not outcome.called_right_tool or not outcome.parsed:
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "count": args.count,
             "seed": args.seed,
-            "bundle": f"a {dtype} export, `qwen35web export CHECKPOINT BUNDLE --dtype {dtype}`",
+            "bundle": f"the bundle of `qwen35web export CHECKPOINT BUNDLE --dtype {dtype}`",
             "summary": summary,
             "cases": [asdict(o) for o in outcomes],
         }
