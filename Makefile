@@ -94,7 +94,8 @@ demo: setup
 	  --note "tiny-qwen35=A 3.6M-parameter Qwen3.5-architecture model trained here on Python's documentation and a small synthetic chat and tool-call set (see models/tiny-qwen35/MODEL_CARD.md): readable, repetitive, not knowledgeable; with the demo tools listed (models/tiny-qwen35/tools.json: calculator, current_time) it calls them for arithmetic and time questions."
 	$(VENV)/bin/qwen35web site serve $(DEMO)/site --port 8000
 
-# Retrain the demo model from scratch (about 20 minutes on 2 idle cores; seeded, reproducible), then measure
+# Retrain the demo model from scratch (46.5 min at load ~14 on the shared 2 cores; less when idle; seeded,
+# reproducible), then measure
 # its tool calls through the runtime on a held-out synthetic set and write the figures into its card.
 train-tiny: setup-python
 	$(PY) -m devtools.train_tiny models/tiny-qwen35 --force
