@@ -95,8 +95,8 @@ demo: setup
 	$(VENV)/bin/qwen35web site serve $(DEMO)/site --port 8000
 
 # Retrain the demo model from scratch (46.5 min at load ~14 on the shared 2 cores; less when idle; seeded,
-# reproducible), then measure
-# its tool calls through the runtime on a held-out synthetic set and write the figures into its card.
+# reproducible), then measure its tool calls through the runtime on a held-out synthetic set and write the
+# figures into its card.
 train-tiny: setup-python
 	$(PY) -m devtools.train_tiny models/tiny-qwen35 --force
 	$(VENV)/bin/qwen35web export models/tiny-qwen35 build/tiny-qwen35-fp32 --force
