@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from devtools.byte_tokenizer import CHAT_TEMPLATE
+from devtools.train_tiny.chat_template import TINY_CHAT_TEMPLATE
 from devtools.train_tiny.corpus import build_corpus
+from devtools.train_tiny.demo_tools import DEMO_TOOLS, DEMO_TOOLS_FILE
+from devtools.train_tiny.dialogues import DIALOGUE_MIX, make_dialogues
 from devtools.train_tiny.evaluate import greedy_sample
 from devtools.train_tiny.run import train_checkpoint
 from devtools.train_tiny.tokenizer_train import QWEN3_5_SPLIT_PATTERN, SPECIAL_TOKENS
@@ -48,6 +52,7 @@ def smoke_settings(seed: int) -> TrainSettings:
         eval_every=2,
         sample_tokens=6,
         max_documents=120,  # the help() topics hold none of the held-out sources
+        dialogues=20,
         model_overrides=SMOKE_MODEL,
     )
 
@@ -114,6 +119,58 @@ def test_held_out_split_is_by_source() -> None:
     assert not {doc.key for doc in corpus.train} & {doc.key for doc in corpus.held_out}
 
 
+EXCHANGES = [("What does json.dumps do?", "Serialize obj to a JSON formatted str."), ("Hi", "Hello!")]
+
+
+def test_dialogues_are_seeded_and_hold_every_kind() -> None:
+    first, again = make_dialogues(50, 3, EXCHANGES), make_dialogues(50, 3, EXCHANGES)
+    assert [d.render() for d in first] == [d.render() for d in again]
+    assert [d.render() for d in first] != [d.render() for d in make_dialogues(50, 4, EXCHANGES)]
+    assert {d.kind for d in first} == set(DIALOGUE_MIX)
+
+
+def test_the_training_dialogues_calls_parse_with_the_runtimes_parser() -> None:
+    """Each assistant turn that calls a tool, as the training text renders it, is read back by the
+    runtime's streaming parser as exactly the call it was made from."""
+    from qwen35web.runtime.tool_calls import ToolCallParser
+
+    calls = 0
+    for dialogue in make_dialogues(40, 5, EXCHANGES):
+        text = dialogue.render()
+        for message in dialogue.messages:
+            for call in message.get("tool_calls", []):
+                turn = text.split("<|im_start|>assistant\n")[1 + calls_before(dialogue, message)]
+                parser = ToolCallParser(dialogue.tools)
+                parser.push(turn.split("<|im_end|>")[0])
+                parser.flush()
+                (parsed,) = parser.calls
+                assert parsed.error is None, parsed.raw
+                assert (parsed.name, parsed.arguments) == (
+                    call["function"]["name"],
+                    call["function"]["arguments"],
+                )
+                calls += 1
+    assert calls >= 20
+
+
+def calls_before(dialogue, message) -> int:
+    """The index of `message` among the dialogue's assistant turns."""
+    assistants = [m for m in dialogue.messages if m["role"] == "assistant"]
+    return next(i for i, m in enumerate(assistants) if m is message)
+
+
+def test_plain_chat_renders_as_the_test_models_template() -> None:
+    from qwen35web.runtime.chat import render_chat
+
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What does json.dumps do?"},
+    ]
+    assert render_chat(TINY_CHAT_TEMPLATE, messages) == render_chat(CHAT_TEMPLATE, messages)
+
+
 def test_learning_rate_warms_up_then_decays() -> None:
     settings = TrainSettings(steps=100, warmup_steps=10, final_lr_ratio=0.1)
     factors = [learning_rate_factor(step, settings) for step in range(100)]
@@ -139,12 +196,14 @@ def test_committed_checkpoint_is_a_small_qwen35(committed_log: dict) -> None:
     assert config["linear_conv_kernel_dim"] == 4
     assert (COMMITTED / "model.safetensors").stat().st_size <= MAX_CHECKPOINT_BYTES
     tokenizer_config = json.loads((COMMITTED / "tokenizer_config.json").read_text())
-    assert "<|im_start|>" in tokenizer_config["chat_template"]
+    assert tokenizer_config["chat_template"] == TINY_CHAT_TEMPLATE
+    assert json.loads((COMMITTED / DEMO_TOOLS_FILE).read_text()) == DEMO_TOOLS
     assert tokenizer_config["eos_token"] == "<|im_end|>"
     characters = committed_log["corpus"]["characters"]
     assert 0.01 < characters["held_out"] / (characters["held_out"] + characters["train"]) < 0.04
     card = (COMMITTED / "MODEL_CARD.md").read_text()
     assert f"perplexity {committed_log['held_out']['perplexity']:.2f}" in card
+    assert committed_log["corpus"]["dialogues"]["calculator"]["dialogues"] > 0
 
 
 def test_committed_checkpoint_replays_its_greedy_sample(committed_log: dict) -> None:

@@ -11,6 +11,8 @@ question about a name or topic, answered by the first paragraph of its documenta
 chat mode of the demo ends its answers with `<|im_end|>`.
 
 The split is by source (`key`): a held-out topic or docstring is held out in every form it takes.
+The training split also holds synthetic chat and tool-call dialogues (`dialogues`), built from the
+training sources' exchanges; the held-out split is documentation only.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ SKIPPED_DIRS = frozenset(
     {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "_bundled"}
 )
 VERSION_NOTES = ("New in version", "Changed in version", "Deprecated since version")
+DIALOGUES = 1200  # synthetic chat and tool-call dialogues in the training split (TrainSettings.dialogues)
+DIALOGUE_SEED = 0  # the held-out tool-call set (devtools.train_tiny.tool_eval) uses another
 QUESTIONS = ("What does {name} do?", "Explain {name}.", "What is {name} for?")
+
+
+Exchange = tuple[str, str]  # (question, answer)
 
 
 @dataclass(frozen=True)
@@ -83,8 +90,8 @@ def first_paragraph(text: str) -> str:
     return paragraph[: cut + 1] if cut > 0 else paragraph[:MAX_ANSWER_CHARS]
 
 
-def topic_documents() -> Iterator[tuple[Document, str | None]]:
-    """(document, chat exchange or None) for each `help()` topic, in sorted order."""
+def topic_documents() -> Iterator[tuple[Document, Exchange | None]]:
+    """(document, (question, answer) or None) for each `help()` topic, in sorted order."""
     from pydoc_data.topics import topics
 
     for name in sorted(topics):
@@ -95,8 +102,7 @@ def topic_documents() -> Iterator[tuple[Document, str | None]]:
         # "Assignment statements" reads as "assignment statements"; "Code Objects" keeps its capitals.
         subject = title if any(c.isupper() for c in title[1:]) else title[0].lower() + title[1:]
         answer = first_paragraph(body)
-        chat = chat_turns(f"Tell me about {subject}.", answer) if answer else None
-        yield Document(f"topic:{name}", text), chat
+        yield Document(f"topic:{name}", text), (f"Tell me about {subject}.", answer) if answer else None
 
 
 def _module_name(relative: Path) -> str:
@@ -126,8 +132,8 @@ def _stdlib_files(root: Path) -> Iterator[tuple[str, Path]]:
             yield _module_name(relative), path
 
 
-def docstring_documents() -> Iterator[tuple[Document, str | None]]:
-    """(document, chat exchange or None) for each distinct standard-library docstring, in path order."""
+def docstring_documents() -> Iterator[tuple[Document, Exchange | None]]:
+    """(document, (question, answer) or None) for each distinct standard-library docstring, in path order."""
     root = Path(sysconfig.get_paths()["stdlib"])
     seen: set[str] = set()
     for module, path in _stdlib_files(root):
@@ -146,29 +152,42 @@ def docstring_documents() -> Iterator[tuple[Document, str | None]]:
             yield Document(f"doc:{name}", f"{name}\n\n{doc}"), _docstring_chat(name, doc) if public else None
 
 
-def _docstring_chat(name: str, doc: str) -> str | None:
+def _docstring_chat(name: str, doc: str) -> Exchange | None:
     answer = first_paragraph(doc)
     # One-line stubs ("Return self.") and signature lines make poor answers.
     is_signature = answer.startswith(name.rsplit(".", 1)[-1] + "(")
     if len(answer) < 30 or not re.search(r"[.!?]$", answer) or is_signature:
         return None
     question = QUESTIONS[_per_mille(name, "question") % len(QUESTIONS)].format(name=name)
-    return chat_turns(question, answer)
+    return question, answer
 
 
-def build_corpus(max_documents: int | None = None) -> Corpus:
-    """Every document, split by source into train and held-out (~2 %); `max_documents` trims for tests."""
+def build_corpus(max_documents: int | None = None, dialogues: int = DIALOGUES) -> Corpus:
+    """Every document, split by source into train and held-out (~2 %), then `dialogues` synthetic
+    chat and tool-call dialogues (devtools.train_tiny.dialogues) added to the training split;
+    `max_documents` trims the documentation for tests. The held-out split is documentation only,
+    so its perplexity stays comparable across recipes."""
+    from devtools.train_tiny.dialogues import make_dialogues
+
     train: list[Document] = []
     held_out: list[Document] = []
+    exchanges: list[Exchange] = []  # every training source's exchange: the dialogues draw from these
     sources = itertools.islice(itertools.chain(topic_documents(), docstring_documents()), max_documents)
-    for doc, chat in sources:
-        target = held_out if _per_mille(doc.key, "held-out") < HELD_OUT_PER_MILLE else train
+    for doc, exchange in sources:
+        is_held_out = _per_mille(doc.key, "held-out") < HELD_OUT_PER_MILLE
+        target = held_out if is_held_out else train
         target.append(doc)
-        if chat is not None and _per_mille(doc.key, "chat") < CHAT_PER_MILLE:
-            target.append(Document(doc.key, chat))
+        if exchange is not None and not is_held_out:
+            exchanges.append(exchange)
+        if exchange is not None and _per_mille(doc.key, "chat") < CHAT_PER_MILLE:
+            target.append(Document(doc.key, chat_turns(*exchange)))
+    if dialogues:
+        made = make_dialogues(dialogues, DIALOGUE_SEED, exchanges)
+        train += [Document(f"dialogue:{d.kind}:{i}", d.render()) for i, d in enumerate(made)]
     logger.info(
-        "corpus: %d train / %d held-out documents, %d / %d characters (Python %s)",
+        "corpus: %d train (%d dialogues) / %d held-out documents, %d / %d characters (Python %s)",
         len(train),
+        dialogues,
         len(held_out),
         sum(len(d.text) for d in train),
         sum(len(d.text) for d in held_out),

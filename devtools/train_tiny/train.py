@@ -15,15 +15,15 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 800
+DEFAULT_STEPS = 600
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     steps: int = DEFAULT_STEPS
     seed: int = 0
-    batch_size: int = 8
-    context: int = 256  # tokens per training window
+    batch_size: int = 4
+    context: int = 512  # tokens per training window: a whole tool-call dialogue fits in one
     peak_lr: float = 2e-3
     final_lr_ratio: float = 0.1  # the cosine ends at peak_lr × this
     warmup_steps: int = 30
@@ -35,6 +35,7 @@ class TrainSettings:
     vocab_size: int = 4096
     threads: int = 2  # part of the recipe: a different thread count changes fp32 sums, hence the weights
     max_documents: int | None = None  # a corpus slice, for tests
+    dialogues: int = 1200  # synthetic chat and tool-call dialogues added to the training split
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 

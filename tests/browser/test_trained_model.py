@@ -16,7 +16,14 @@ import torch
 from tokenizers import Tokenizer
 from transformers import Qwen3_5ForCausalLM
 
-from devtools.train_tiny.evaluate import CONTINUATION_PROMPT, SAMPLE_NEW_TOKENS, chat_prompt, greedy_sample
+from devtools.train_tiny.evaluate import (
+    CONTINUATION_PROMPT,
+    SAMPLE_NEW_TOKENS,
+    TOOL_QUESTION,
+    chat_prompt,
+    greedy_sample,
+    tool_prompt,
+)
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving
 from tests.browser.pages import WatchedPage, open_page
@@ -29,6 +36,7 @@ EOS_IDS = (2, 0)
 PROMPTS = {
     "continuation": CONTINUATION_PROMPT,
     "chat-template-text": chat_prompt("What does json.dumps do?"),
+    "tool-call": tool_prompt(TOOL_QUESTION),  # the demo tools listed: the reply is a calculator call
 }
 
 
