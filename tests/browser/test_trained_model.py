@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from playwright.sync_api import expect
 from tokenizers import Tokenizer
 from transformers import Qwen3_5ForCausalLM
 
@@ -26,7 +27,7 @@ from devtools.train_tiny.evaluate import (
 )
 from qwen35web.web.build import SiteSpec, build_site
 from qwen35web.web.serve import serving
-from tests.browser.pages import WatchedPage, open_page
+from tests.browser.pages import READY_TIMEOUT_MS, SCREENSHOT_DIR, WatchedPage, open_page, watch
 
 pytestmark = pytest.mark.browser
 
@@ -97,3 +98,36 @@ def test_greedy_continuation_equals_transformers(
     reached_eos = any(token in EOS_IDS for token in expected)
     assert result["stopReason"] == ("eos" if reached_eos else "max_new_tokens"), result["stopReason"]
     trained_wasm_page.assert_clean()
+
+
+def test_the_demo_model_calls_a_demo_tool_unforced_in_the_page(browser, trained_site_url: str) -> None:
+    """The person's path: the Demo tools switch on, a question typed, Send. The model calls the
+    calculator on its own (nothing forced), the page runs it, shows the call folded above the
+    answer, and the model answers after the result."""
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.set_default_timeout(READY_TIMEOUT_MS)
+    watched = watch(context, trained_site_url)
+    page = watched.page
+    page.goto(f"{trained_site_url}?backend=wasm&tools=1")
+    page.evaluate("app.chatReady")
+    page.click(".settings-panel summary")
+    page.check("#greedy")
+    page.evaluate("document.querySelector('.settings-panel').open = false")
+    page.fill("#prompt", TOOL_QUESTION)
+    page.click("#generate")
+    page.wait_for_selector("#generate:not([disabled])")  # every round of the turn is over
+    expect(page.locator("#error")).to_be_hidden()
+    stats = page.evaluate("app.lastTurn()")
+    assert stats["toolCalls"] >= 1 and stats["rounds"] >= 2, stats
+    messages = page.evaluate("app.chat().messages")
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "calculator"
+    assert messages[2]["role"] == "tool" and messages[-1]["role"] == "assistant"
+    assert messages[-1]["content"].strip()  # an answer after the result
+    call = page.locator(".turn.assistant details.tool-call").first
+    expect(call.locator("summary")).to_have_text("Tool call: calculator")
+    expect(call).not_to_have_attribute("open", "")  # folded
+    call.evaluate("d => (d.open = true)")  # opened for the picture: its arguments and result
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "demo-model-tool-call.png"))
+    watched.assert_clean()
+    context.close()
