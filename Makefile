@@ -31,7 +31,7 @@ $(NODE_DEV_STAMP): package.json package-lock.json
 
 setup-js-dev: $(NODE_DEV_STAMP)
 
-# transformers.js and onnxruntime-node for tests/test_transformers_js.py, pinned by their own lock file.
+# transformers.js and onnxruntime-node for tests/export/test_transformers_js.py, pinned by their own lock file.
 # onnxruntime-node's package bundles the CPU binary; its install script only fetches what it does not
 # bundle (the CUDA provider), so it is skipped, both ways; no other package needs its scripts either.
 $(TJS_STAMP): $(TJS_DIR)/package.json $(TJS_DIR)/package-lock.json
@@ -65,7 +65,7 @@ fidelity: setup
 	$(PY) -m bench.fidelity
 
 soak: setup
-	SOAK=full $(PY) -m pytest -q tests/runtime/test_soak.py tests/browser -k soak
+	SOAK=full $(PY) -m pytest -q tests/runtime/native/test_soak.py tests/browser -k soak
 
 lint: setup-python
 	$(PY) -m ruff check .

@@ -12,7 +12,7 @@ agreement on the trained tiny model's held-out split with the fewest weight byte
 token at that size, among those whose largest tensor fits one WebGPU buffer (1 GiB). The tiny
 model is the only trained one, so every size's default is a recipe measured there; the bytes per
 token of each size come from its real config (bench/configs/). bench/results/fidelity.md has both
-tables; tests/test_formats.py checks that the defaults below are the ones it recorded.
+tables; tests/export/test_formats.py checks that the defaults below are the ones it recorded.
 
 Measured (q4, tiny model, top-1 against PyTorch fp32): the projections need int4 blocks of 16
 (block 32: 94.53 % at best); the table and head then decide: int4 92.99 %, int8 95.25 %, float

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from tests.browser.pages import WatchedPage
 from tests.browser.references import hf_greedy
-from tests.tokenizer.corpus import CORPUS
+from tests.runtime.tokenizer.corpus import CORPUS
 
 pytestmark = pytest.mark.browser
 

@@ -19,7 +19,7 @@ from qwen35web.runtime.conversation import Conversation
 from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from tests.run_async import run_async
-from tests.runtime.test_chat_cli import _chat, _turns
+from tests.runtime.native.test_chat_cli import _chat, _turns
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "tiny-qwen35"
 TOOLS_FILE = CHECKPOINT / "tools.json"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.tokenizer.conftest import TokenizerPair
-from tests.tokenizer.corpus import CORPUS
+from tests.runtime.tokenizer.conftest import TokenizerPair
+from tests.runtime.tokenizer.corpus import CORPUS
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PYODIDE_DIR = REPO / "node_modules" / "pyodide"
 NODE = shutil.which("node")
 

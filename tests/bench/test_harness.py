@@ -16,7 +16,7 @@ import pytest
 from bench.__main__ import main as bench_main
 from bench.registry import BENCHES
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 OUR_PACKAGES = ("bench", "devtools", "qwen35web")
 
 

@@ -84,7 +84,7 @@ def test_cli_takes_the_bundle_defaults_unless_told_otherwise(tmp_path: Path, tin
     checkpoint = _with_generation_config(tiny_text_dir, tmp_path / "ckpt", {"do_sample": False})
     bundle = tmp_path / "bundle"
     run_export(ExportOptions(checkpoint, bundle))
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
 
     def tokens(*flags: str) -> list[int]:
         done = subprocess.run(

@@ -21,8 +21,8 @@ from qwen35web.runtime.tokenizer.unicode_classes import (
     encode_runs,
     ranges_from_code_points,
 )
-from tests.tokenizer.conftest import QWEN35_PATTERN
-from tests.tokenizer.corpus import CORPUS
+from tests.runtime.tokenizer.conftest import QWEN35_PATTERN
+from tests.runtime.tokenizer.corpus import CORPUS
 
 QWEN2_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"

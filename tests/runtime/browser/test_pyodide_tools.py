@@ -22,7 +22,7 @@ TOOL = {
     },
 }
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PYODIDE = REPO / "node_modules" / "pyodide"
 NODE = shutil.which("node")
 

@@ -13,7 +13,7 @@ import pytest
 
 from qwen35web.export.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_in_process(capsys, args: list[str]) -> tuple[int, str]:

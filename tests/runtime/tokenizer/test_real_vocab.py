@@ -9,8 +9,8 @@ import pytest
 
 from devtools.real_vocab import qwen_reference_tokenizer
 from qwen35web.runtime.tokenizer import Tokenizer
-from tests.tokenizer.conftest import TokenizerPair
-from tests.tokenizer.corpus import CORPUS
+from tests.runtime.tokenizer.conftest import TokenizerPair
+from tests.runtime.tokenizer.corpus import CORPUS
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,13 @@ from qwen35web.export.pipeline import ExportOptions, run_export
 from qwen35web.runtime.errors import BundleError
 from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.web.build import BuildError, SiteSpec, build_site
-from tests.ops.test_gated_delta_rule import DeltaCase, Inputs, _inputs, _run_reference, _single_node_model
+from tests.export.ops.test_gated_delta_rule import (
+    DeltaCase,
+    Inputs,
+    _inputs,
+    _run_reference,
+    _single_node_model,
+)
 
 # |got - want| <= atol + rtol * |want| against the float32 reference on the same inputs: the kernel
 # sums in another order than numpy (subgroup / tree reductions over Dk), so at Dk = 128 it needs a

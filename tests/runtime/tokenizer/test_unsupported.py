@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from qwen35web.runtime.tokenizer import Tokenizer
-from tests.tokenizer.conftest import TokenizerPair
+from tests.runtime.tokenizer.conftest import TokenizerPair
 
 
 def _with(document: dict[str, Any], path: tuple[str, ...], value: Any) -> str:

@@ -19,7 +19,7 @@ from qwen35web.runtime.sampling import SamplingParams
 from tests.old_bundles import FORMAT_1_MESSAGE
 from tests.run_async import run_async
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROMPT_IDS = [17, 250, 3, 99, 412, 64, 64, 7, 311, 150, 42, 8]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.runtime.test_chat_cli import _chat, _turns
+from tests.runtime.native.test_chat_cli import _chat, _turns
 from tests.runtime.tool_fixtures import TOOLS, WEATHER, validate
 
 SAMPLED = ["--temperature", "1.0", "--seed", "7", "--max-new-tokens", "120", "--no-thinking"]

@@ -40,7 +40,7 @@ from qwen35web.export.validate import reference_greedy
 from qwen35web.runtime.graph_io import graph_inputs, text_positions
 from tests.run_async import run_async
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "transformers_js"
 SCRIPT = NODE_DIR / "run_model.mjs"
 TRAINED = ROOT / "models" / "tiny-qwen35"
@@ -438,9 +438,9 @@ def test_a_failure_while_arranging_keeps_what_the_user_had(
 def test_the_published_replica_stops_at_the_turn_end_in_transformers_js(
     replica_export, tmp_path: Path
 ) -> None:
-    """The 0.8B replica (whose model ends its turn after one token, tests/test_published_replica.py): its
-    folder's generation_config.json carries the bundle's stop ids, and transformers.js's own generate
-    ends the reply at <|im_end|> where the bundle does."""
+    """The 0.8B replica (whose model ends its turn after one token, see
+    tests/devtools/test_published_replica.py): its folder's generation_config.json carries the bundle's
+    stop ids, and transformers.js's own generate ends the reply at <|im_end|> where the bundle does."""
     from qwen35web.runtime.chat import render_chat
     from qwen35web.runtime.native.open_bundle import open_native
     from qwen35web.runtime.sampling import SamplingParams

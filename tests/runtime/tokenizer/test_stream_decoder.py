@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwen35web.runtime.tokenizer import Tokenizer
-from tests.tokenizer.conftest import TokenizerPair
+from tests.runtime.tokenizer.conftest import TokenizerPair
 
 PROPERTY_SETTINGS = settings(
     max_examples=150,

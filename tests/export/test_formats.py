@@ -24,7 +24,7 @@ from qwen35web.export.weight_sizes import Storage, weight_shapes
 from qwen35web.runtime.bundle_format import MAX_BUFFER_BYTES
 from tests.checkpoints import TINY_TEXT_CONFIG
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIDELITY = ROOT / "bench" / "results" / "fidelity.json"
 # The text configs (the -vision.json files beside them describe vision towers).
 CONFIGS = sorted((ROOT / "bench" / "configs").glob("qwen3_5-*b.json"))

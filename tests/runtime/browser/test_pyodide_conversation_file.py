@@ -14,7 +14,7 @@ import pytest
 
 from qwen35web.runtime.conversation_file import SavedConversation, SavedTensor, decode, encode
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NODE_MODULES = REPO / "node_modules"
 NODE = shutil.which("node")
 

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from devtools.real_vocab import real_tokenizer_json
 from qwen35web.runtime.tokenizer import Tokenizer
-from tests.tokenizer.corpus import CORPUS
+from tests.runtime.tokenizer.corpus import CORPUS
 
 QWEN35_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"

@@ -32,7 +32,7 @@ from qwen35web.runtime.native.open_bundle import open_native
 from qwen35web.runtime.sampling import SamplingParams
 from tests.run_async import run_async
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STOP_PROMPT = "Tell me a story."
 MAX_NEW_TOKENS = 24
 STOP_IDS = [ENDOFTEXT_ID, IM_END_ID]

@@ -20,7 +20,7 @@ from devtools.train_tiny.run import train_checkpoint
 from devtools.train_tiny.tokenizer_train import QWEN3_5_SPLIT_PATTERN, SPECIAL_TOKENS
 from devtools.train_tiny.train import TrainSettings, learning_rate_factor
 
-COMMITTED = Path(__file__).resolve().parent.parent / "models" / "tiny-qwen35"
+COMMITTED = Path(__file__).resolve().parents[2] / "models" / "tiny-qwen35"
 MAX_CHECKPOINT_BYTES = 15_000_000
 
 # A few-second version of the recipe: the help() topics and a few docstrings, a 300-entry BPE, 4 layers.

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.tokenizer.conftest import TokenizerPair
-from tests.tokenizer.corpus import CORPUS
+from tests.runtime.tokenizer.conftest import TokenizerPair
+from tests.runtime.tokenizer.corpus import CORPUS
 
 # Deterministic examples keep CI reproducible; run with a larger max_examples locally to explore.
 PROPERTY_SETTINGS = settings(

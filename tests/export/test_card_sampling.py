@@ -20,7 +20,7 @@ from qwen35web.runtime.generation_defaults import with_bundle_defaults
 from qwen35web.runtime.manifest import load_local_manifest
 from qwen35web.runtime.sampling import SamplingParams
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REAL_VOCAB = card_sampling.QWEN35_VOCAB_SIZE
 THINKS = "{% for m in messages %}{{ m['content'] }}{% endfor %}<|im_start|>assistant\n<think>\n"
 ANSWERS = (

@@ -18,7 +18,7 @@ import pytest
 from qwen35web.export.errors import BadInputError
 from qwen35web.export.model_source import is_repo_id, resolve_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 
