@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from qwen35web.runtime import prefill_ahead, saved_conversation
 from qwen35web.runtime.browser import images as web_images
 from qwen35web.runtime.browser.completions import api_error_json, run_chat_completion
+from qwen35web.runtime.browser.js_bytes import JsBytes
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
 from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.conversation import assistant_message
@@ -32,7 +33,7 @@ from qwen35web.runtime.openai_api.errors import ApiError
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.sampling import SamplingParams
-from qwen35web.runtime.snapshots import decode, encode
+from qwen35web.runtime.snapshots import DIGEST_BYTES, decode, encode
 from qwen35web.runtime.vision.images import PATCHIFY_ROLE, VISION_ROLE
 
 logger = logging.getLogger(__name__)
@@ -333,9 +334,15 @@ class WebSession:
         """Load a saved conversation's state (bytes, or a JS Uint8Array); JSON {messages, tokens}.
         A blob of another bundle, truncated or corrupted restores nothing and says why."""
         try:
-            data = blob.to_bytes() if hasattr(blob, "to_bytes") else bytes(blob)
+            # A JS array is read in place: only the header is copied into Python (see JsBytes).
+            if hasattr(blob, "subarray"):
+                data: bytes | JsBytes = JsBytes(blob)
+            else:
+                data = blob.to_bytes() if hasattr(blob, "to_bytes") else bytes(blob)
+            body = data[: len(data) - DIGEST_BYTES] if len(data) > DIGEST_BYTES else None
+            digest = await body.sha256() if isinstance(body, JsBytes) else None
             async with self.runtime.ahead.hold():  # another conversation: background work stops
-                saved = decode(data)
+                saved = decode(data, digest)
                 messages = saved_conversation.restore(self.runtime, saved)
             return json.dumps({"messages": messages, "tokens": len(saved.token_ids)})
         except Exception as err:
