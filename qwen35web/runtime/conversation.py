@@ -36,7 +36,7 @@ from qwen35web.runtime.errors import GenerationInputError
 from qwen35web.runtime.generation import CancelToken, GenerationResult
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.logprobs import TokenLogprob
-from qwen35web.runtime.prefill_ahead import prepare, prepare_next_turn
+from qwen35web.runtime.prefill_ahead import prepare, prepare_next_turn, turn_snapshots
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.sampling import SamplingParams
@@ -234,8 +234,9 @@ class Conversation:
         render_ms = (time.perf_counter() - started) * 1000  # rendering and tokenising the conversation
         splitter = ReasoningSplitter(prompt.opens_reasoning)
         parser = ToolCallParser(self.tools) if self.tools and choice.mode != "none" else None
+        snapshot_at = turn_snapshots(self.runtime, prompt, self.prefill_ahead)
         stream = self.runtime.stream(
-            prompt.ids, params, cancel, prompt.snapshot_at, prompt.images, constraint, top_logprobs
+            prompt.ids, params, cancel, snapshot_at, prompt.images, constraint, top_logprobs
         )
         async for text in stream:
             for piece in split_calls(splitter.push(text), parser):
@@ -254,7 +255,7 @@ class Conversation:
         self.messages = [*fitted.messages, reply]
         self.last = result
         if self.prefill_ahead:
-            prepare_next_turn(self.runtime, self.messages, self.enable_thinking)
+            prepare_next_turn(self.runtime, self.messages, self.enable_thinking, prompt.snapshot_at)
 
     async def say(
         self,

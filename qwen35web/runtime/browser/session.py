@@ -249,9 +249,11 @@ class WebSession:
             prompt = fitted.prompt
             if request.get("chat"):
                 splitter = ReasoningSplitter(prompt.opens_reasoning)
+            ahead = splitter is not None and request.get("prefillAhead", True)
             # The prefix cache resumes from the longest kept state: only new tokens are prefilled
             # (and only images whose tokens it does not hold go through the vision graph).
-            stream = self.runtime.stream(prompt.ids, params, cancel, prompt.snapshot_at, images=prompt.images)
+            snapshot_at = prefill_ahead.turn_snapshots(self.runtime, prompt, ahead)
+            stream = self.runtime.stream(prompt.ids, params, cancel, snapshot_at, images=prompt.images)
             async for text in stream:
                 if splitter is None:
                     on_text(text, "text")
@@ -261,10 +263,11 @@ class WebSession:
                 _send(splitter.flush(), on_text)
             # Parity checks: the last fed position's logits (the module's returnLogits option).
             last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
-            if splitter is not None and request.get("prefillAhead", True):
+            if splitter is not None and ahead:
                 # While the reply is read: the next turn's opening, in the background.
                 following = [*fitted.messages, assistant_message(splitter.text, splitter.reasoning)]
-                prefill_ahead.prepare_next_turn(self.runtime, following, request.get("enableThinking"))
+                thinking, keep_at = request.get("enableThinking"), prompt.snapshot_at
+                prefill_ahead.prepare_next_turn(self.runtime, following, thinking, keep_at)
         except Exception as err:  # the page shows one sentence; see _error
             return _error(err)
         finally:
@@ -284,6 +287,10 @@ class WebSession:
             "contextTokens": self.runtime.max_context,
             # From the call, as natively: rendering and tokenising the conversation included.
             "firstTokenMs": result.first_token_ms + render_ms,
+            # Its parts besides prefillMs (the rest is the first sampler run): rendering and
+            # tokenising, and the wait for the background chunk in flight.
+            "renderMs": render_ms,
+            "waitedMs": self.runtime.ahead.stats.last_wait_ms,
             "droppedMessages": fitted.dropped_messages,
             "droppedTurns": fitted.dropped_turns,
             "backend": self.runtime.engine.name,
