@@ -47,6 +47,90 @@ USER_MESSAGES = [
     "What happens when a generator function reaches a return statement in the middle of a loop?",
     "How can I read a large text file line by line without loading the whole file into memory?",
 ]
+# The simulated person's messages (bench.conversation_person, bench.conversation_page_person): 29-30 tokens
+# each in Qwen3.5's vocabulary, the issue's 30-token message; 20 of them, one per turn of the 20-turn table.
+PERSON_MESSAGES = [
+    (
+        "Could you explain what a Python iterator is, how the next function moves it along, and what "
+        "happens when it runs out of items? Thanks."
+    ),
+    (
+        "How does json.dumps turn a nested dictionary into text, and what do the indent and sort_keys "
+        "arguments change in its output? Please be brief."
+    ),
+    (
+        "What is the difference between a list and a tuple when a function has to return several values,"
+        " and which one should I pick? Please be brief."
+    ),
+    (
+        "When should I use pathlib instead of os.path for joining directory names, and does it work the "
+        "same way on Windows and Linux? Please be brief."
+    ),
+    (
+        "Can you show how functools.partial fixes some arguments of a function, so that I can pass the "
+        "result on as a callback later? Please be brief."
+    ),
+    (
+        "Why does sorting a list of strings put the capital letters first, and how do I sort them so "
+        "that the case is ignored instead? Thanks."
+    ),
+    (
+        "What happens when a generator function reaches a return statement in the middle of a loop, and "
+        "can the caller see that value? Please be brief."
+    ),
+    (
+        "How can I read a very large text file line by line without loading the whole file into memory, "
+        "and still count its words? Please be brief."
+    ),
+    (
+        "What does the with statement do when I open a file, and what would go wrong if an exception "
+        "happened before I closed it myself? Thanks."
+    ),
+    (
+        "How do default argument values work in Python, and why does a list used as a default value keep"
+        " growing between the calls? Please be brief."
+    ),
+    (
+        "Could you explain the difference between a shallow copy and a deep copy of a dictionary that "
+        "holds lists as its values? A short example would help."
+    ),
+    (
+        "What is a decorator in Python, and how would I write one that prints how long each call of the "
+        "decorated function took? Please be brief."
+    ),
+    (
+        "How do I catch several kinds of exceptions in one except clause, and when is it better to "
+        "handle each of them separately? Please be brief."
+    ),
+    (
+        "Why is it said that strings in Python are immutable, and what really happens in memory when I "
+        "add two strings together? A short example would help."
+    ),
+    (
+        "What does the enumerate function return when I loop over a list, and how do I make its counter "
+        "start at one instead? Please be brief."
+    ),
+    (
+        "How can I merge two dictionaries into a new one so that the values of the second one win when "
+        "both have the same key? Please be brief."
+    ),
+    (
+        "What is the difference between the is operator and the double equals sign, and why does "
+        "comparing with None use the first? A short example would help."
+    ),
+    (
+        "How do list comprehensions compare with a plain for loop in speed and readability, and when "
+        "should I avoid writing them? A short example would help."
+    ),
+    (
+        "Could you explain what the global and nonlocal keywords do, and why changing a global variable "
+        "inside a function needs one? A short example would help."
+    ),
+    (
+        "How would I write a small class with a __repr__ method so that printing a list of its objects "
+        "shows something readable? Please be brief."
+    ),
+]
 REPLY_TOKENS = 64
 
 

@@ -38,20 +38,21 @@ def tiny_reference():
     return random_model(TINY_TEXT_CONFIG, seed=0)
 
 
-_BUNDLES: dict[tuple[str, str, str], Path] = {}
+_BUNDLES: dict[tuple[str, str, str, str], Path] = {}
 
 
 @pytest.fixture(scope="session")
 def export_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_text_dir: Path, tiny_vl_dir: Path):
-    """Export (layout, ops, dtype) once per session and hand back the bundle directory."""
+    """Export (layout, ops, dtype, logits) once per session and hand back the bundle directory."""
     from qwen35web.export.pipeline import ExportOptions, run_export
 
-    def get(layout: str, ops: str, dtype: str = "fp32") -> Path:
-        key = (layout, ops, dtype)
+    def get(layout: str, ops: str, dtype: str = "fp32", logits: str = "all") -> Path:
+        key = (layout, ops, dtype, logits)
         if key not in _BUNDLES:
             source = tiny_text_dir if layout == "text" else tiny_vl_dir
-            out = tmp_path_factory.mktemp("bundle") / f"{layout}-{ops}-{dtype}"
-            run_export(ExportOptions(source, out, ops=ops, dtype=dtype))
+            suffix = "" if logits == "all" else f"-{logits}"
+            out = tmp_path_factory.mktemp("bundle") / f"{layout}-{ops}-{dtype}{suffix}"
+            run_export(ExportOptions(source, out, ops=ops, dtype=dtype, logits=logits))
             _BUNDLES[key] = out
         return _BUNDLES[key]
 

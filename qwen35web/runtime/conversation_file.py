@@ -17,7 +17,8 @@ Standard library only (it runs in Pyodide, which has no numpy). Layout, little-e
 Reading checks, in this order, and stops at the first failure with one sentence: magic, version
 (a newer one is named as such), checksum (truncated or corrupted), header, then whether it fits
 the loaded bundle (identity, dtype, every tensor's name, dtype and shape). Nothing is restored
-until everything has been checked.
+until everything has been checked. Reading copies only the header: the states are views of the
+blob (a memoryview natively, the JS array itself in the page), copied once by the engine.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from typing import Any
 from qwen35web import __version__
 from qwen35web.runtime.bundle_format import Manifest
 from qwen35web.runtime.chat import Message
+from qwen35web.runtime.engine import ByteView, TensorBytes
 from qwen35web.runtime.errors import RuntimeUserError
 from qwen35web.runtime.graph_io import PastState
 
 MAGIC = b"Q35CHAT\x00"
 FORMAT_VERSION = 2  # 2: images and next_position (format 1 files still read)
 _PREFIX = struct.Struct("<8sIQ")
-_DIGEST_BYTES = 32
+DIGEST_BYTES = 32
 _ITEM_BYTES = {"float32": 4, "float16": 2, "int64": 8, "uint8": 1}
 
 
@@ -53,7 +55,7 @@ class SavedTensor:
     name: str
     dtype: str
     shape: list[int]
-    data: bytes
+    data: TensorBytes  # read back: a view of the file's bytes (images: bytes)
 
 
 @dataclass
@@ -108,22 +110,32 @@ def encode(saved: SavedConversation) -> bytes:
     header_bytes = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     body = b"".join(
         [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)), header_bytes]
-        + [t.data for t in (*saved.tensors, *saved.images)]
+        + [_buffer(t.data) for t in (*saved.tensors, *saved.images)]
     )
     return body + hashlib.sha256(body).digest()
+
+
+def _buffer(data: TensorBytes) -> bytes | memoryview:
+    return data if isinstance(data, bytes | memoryview) else data.tobytes()
+
+
+def as_bytes(data: TensorBytes) -> bytes:
+    """A tensor's bytes as `bytes` (a copy of a view: for an image's few hundred KB, not the states)."""
+    return data if isinstance(data, bytes) else data.tobytes()
 
 
 def _fail(message: str) -> None:
     raise SavedConversationError(message)
 
 
-def _check_envelope(blob: bytes) -> tuple[int, int]:
+def _check_envelope(blob: ByteView, sha256: bytes | None) -> tuple[int, int]:
     """Magic, version, checksum; returns (header start, header length)."""
-    if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
+    size = len(blob)
+    if size < len(MAGIC) or blob[: len(MAGIC)].tobytes() != MAGIC:
         _fail("not a saved qwen35web conversation")
-    if len(blob) < _PREFIX.size + _DIGEST_BYTES:
+    if size < _PREFIX.size + DIGEST_BYTES:
         _fail("truncated (shorter than its fixed header)")
-    _, version, header_length = _PREFIX.unpack_from(blob)
+    _, version, header_length = _PREFIX.unpack(blob[: _PREFIX.size].tobytes())
     if version > FORMAT_VERSION:
         _fail(
             f"written by a newer qwen35web (conversation format {version}; "
@@ -131,9 +143,12 @@ def _check_envelope(blob: bytes) -> tuple[int, int]:
         )
     if version < 1:
         _fail(f"unknown conversation format {version}")
-    if hashlib.sha256(blob[:-_DIGEST_BYTES]).digest() != blob[-_DIGEST_BYTES:]:
+    body_end = size - DIGEST_BYTES
+    if sha256 is None:
+        sha256 = hashlib.sha256(_buffer(blob[:body_end])).digest()
+    if sha256 != blob[body_end:size].tobytes():
         _fail("truncated or corrupted (its checksum does not match)")
-    if _PREFIX.size + header_length > len(blob) - _DIGEST_BYTES:
+    if _PREFIX.size + header_length > body_end:
         _fail("corrupted (its header runs past the end)")
     return _PREFIX.size, header_length
 
@@ -142,7 +157,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _tensor_entry(entry: Any, data: bytes, expected_offset: int) -> SavedTensor:
+def _tensor_entry(entry: Any, data: ByteView, expected_offset: int) -> SavedTensor:
     if not isinstance(entry, dict):
         _fail("corrupted (a tensor entry is not an object)")
     name, dtype, shape = entry.get("name"), entry.get("dtype"), entry.get("shape")
@@ -157,11 +172,16 @@ def _tensor_entry(entry: Any, data: bytes, expected_offset: int) -> SavedTensor:
     return SavedTensor(name, dtype, list(shape), data[offset : offset + nbytes])
 
 
-def decode(blob: bytes) -> SavedConversation:
-    """Parse and check a saved conversation (not yet against a bundle: see `check_fits`)."""
-    start, length = _check_envelope(blob)
+def decode(blob: bytes | ByteView, sha256: bytes | None = None) -> SavedConversation:
+    """Parse and check a saved conversation (not yet against a bundle: see `check_fits`).
+
+    `blob`: bytes, or a view of them (read in place: see ByteView). `sha256`: the digest of the blob
+    less its last 32 bytes, when the caller has a faster way to compute it (the page: WebCrypto,
+    native code, where Pyodide's hashlib takes ~0.4 s for 70 MB); None: hashlib here."""
+    view: ByteView = memoryview(blob) if isinstance(blob, bytes | bytearray) else blob
+    start, length = _check_envelope(view, sha256)
     try:
-        header = json.loads(blob[start : start + length].decode("utf-8"))
+        header = json.loads(view[start : start + length].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise SavedConversationError("corrupted (its header is not valid JSON)") from None
     if not isinstance(header, dict) or not isinstance(header.get("bundle"), dict):
@@ -182,7 +202,7 @@ def decode(blob: bytes) -> SavedConversation:
     next_position = header.get("next_position")
     if next_position is not None and not (_is_int(next_position) and next_position >= 0):
         _fail("corrupted (its next position is not a count of positions)")
-    data = blob[start + length : -_DIGEST_BYTES]
+    data = view[start + length : len(view) - DIGEST_BYTES]
     tensors, offset = [], 0
     for entry in [*entries, *image_entries]:
         tensor = _tensor_entry(entry, data, offset)

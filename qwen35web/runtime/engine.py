@@ -11,6 +11,20 @@ from typing import Any, Protocol
 
 Tensor = Any  # an opaque handle owned by the engine
 
+
+class ByteView(Protocol):
+    """Bytes read in place, not copied: a memoryview natively, the page's JS Uint8Array in the browser
+    (browser/engine.JsBytes). A slice is another view; `tobytes()` copies."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, part: slice, /) -> ByteView: ...
+
+    def tobytes(self) -> bytes: ...
+
+
+TensorBytes = bytes | memoryview | ByteView  # what from_bytes takes: bytes, or a view of a saved file
+
 MODEL_ROLE = "model"
 SAMPLER_ROLE = "sampler"
 
@@ -66,7 +80,8 @@ class Engine(Protocol):
     async def to_bytes(self, tensor: Tensor) -> tuple[str, list[int], bytes]:
         """(dtype, dims, little-endian element bytes), downloaded from the device if needed."""
 
-    def from_bytes(self, dtype: str, dims: list[int], data: bytes) -> Tensor:
-        """A tensor from what `to_bytes` gave (on the CPU: the next run uploads it)."""
+    def from_bytes(self, dtype: str, dims: list[int], data: TensorBytes) -> Tensor:
+        """A tensor from what `to_bytes` gave (on the CPU: the next run uploads it); it owns its
+        elements (a view's bytes are copied once, never kept)."""
 
     async def close(self) -> None: ...

@@ -30,11 +30,13 @@ from qwen35web.runtime.vision.prompt import image_ids_in
 
 if TYPE_CHECKING:
     from qwen35web.runtime.loaded_model import Runtime
+    from qwen35web.runtime.prompt import Prompt
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_AHEAD_CHUNK = 8  # tokens per background forward: the most a request may wait for
 AHEAD_LABEL, DRAFT_LABEL = "ahead", "draft"
+HISTORY_LABEL = "history"  # as the prefix cache labels the state kept at a turn's history end
 KEPT_DRAFTS = 4  # the newest drafts' states kept (edits reuse them); older ones go first
 # Two next user messages that differ in their first character: what their renders share is what
 # any next message's render shares (see next_turn_opening).
@@ -120,11 +122,28 @@ def draft_target(runtime: Runtime, opening: Opening, draft: str) -> list[int]:
     return shared if len(shared) > len(opening.ids) else opening.ids
 
 
-def prepare_next_turn(runtime: Runtime, messages: list[Message], enable_thinking: bool | None) -> None:
-    """After a reply: prepare the next turn's opening. Only a help: a failure here (a template that
+def turn_keep_points(runtime: Runtime, prompt: Prompt, ahead: bool) -> tuple[int, ...]:
+    """Where a turn's prefill keeps a state besides the prompt's end (Generator.stream's
+    `keep_at`): at the end of the history (before the assistant opening), where the next turn
+    resumes when the reply does not re-render as generated, and a regenerate when the prompt's own
+    kept state holds no logits. None with prefill ahead on a bundle of last-position logits: there a
+    kept state inside the few tokens left after Send costs a second forward (on wasm each forward
+    pays ~0.2 s for the weights, at any length), the background keeps it on its way to the next
+    turn's opening instead (pass the same points to `prepare_next_turn`), and the prompt's kept state
+    keeps its logits row for a regenerate. The first token comes a forward sooner; results are equal."""
+    if ahead and runtime.ahead.enabled and runtime.manifest.logits == "last":
+        return ()
+    return tuple(prompt.keep_at)
+
+
+def prepare_next_turn(
+    runtime: Runtime, messages: list[Message], enable_thinking: bool | None, keep_at: Sequence[int] = ()
+) -> None:
+    """After a reply: prepare the next turn's opening, keeping states on the way at `keep_at`
+    (the turn's history end: see turn_keep_points). Only a help: a failure here (a template that
     cannot render the probes, say) is logged and never reaches the turn that just ended."""
     try:
-        prepare(runtime, messages, "", enable_thinking)
+        prepare(runtime, messages, "", enable_thinking, keep_at)
     except Exception:
         logger.exception("the next turn cannot be prepared ahead; it will prefill on its own")
 
@@ -138,10 +157,17 @@ def split_draft(messages: list[Message]) -> tuple[list[Message], str]:
     return messages, ""
 
 
-def prepare(runtime: Runtime, messages: list[Message], draft: str, enable_thinking: bool | None) -> int:
+def prepare(
+    runtime: Runtime,
+    messages: list[Message],
+    draft: str,
+    enable_thinking: bool | None,
+    keep_at: Sequence[int] = (),
+) -> int:
     """Start prefilling, in the background, what the turn after `messages` starts with (with the
-    stable part of `draft`, the message being typed, when there is one). Returns the target's token
-    count (0: nothing to do: no cache, no chat template, images in the conversation)."""
+    stable part of `draft`, the message being typed, when there is one), keeping a state at each
+    of `keep_at` (token counts) it passes. Returns the target's token count (0: nothing to do: no
+    cache, no chat template, images in the conversation)."""
     ahead = runtime.ahead
     if not ahead.enabled or runtime.manifest.chat_template is None or image_ids_in(messages):
         return 0
@@ -151,7 +177,7 @@ def prepare(runtime: Runtime, messages: list[Message], draft: str, enable_thinki
     target = draft_target(runtime, opening, draft) if draft.strip() else opening.ids
     if len(target) >= runtime.max_context:
         return 0
-    runtime.ahead.start(target, DRAFT_LABEL if draft.strip() else AHEAD_LABEL)
+    runtime.ahead.start(target, DRAFT_LABEL if draft.strip() else AHEAD_LABEL, keep_at)
     return len(target)
 
 
@@ -174,6 +200,7 @@ class PrefillAhead:
         self.enabled = runtime.cache is not None  # no cache: nothing could keep the work
         self._target: list[int] = []
         self._label = AHEAD_LABEL
+        self._keep_at: tuple[int, ...] = ()
         self._task: asyncio.Task[None] | None = None
         self._job = 0  # the current job's number: a job runs while it is still the current one
         self._holds = 0
@@ -182,12 +209,13 @@ class PrefillAhead:
 
     # -- what to prefill ------------------------------------------------------------------------
 
-    def start(self, ids: Sequence[int], label: str = AHEAD_LABEL) -> None:
-        """Prefill `ids` in the background (replacing any earlier target). Needs a running event
-        loop; while a request holds the runner, the target waits for it to end."""
+    def start(self, ids: Sequence[int], label: str = AHEAD_LABEL, keep_at: Sequence[int] = ()) -> None:
+        """Prefill `ids` in the background (replacing any earlier target), keeping a state at each
+        of `keep_at` on the way. Needs a running event loop; while a request holds the runner, the
+        target waits for it to end."""
         if not self.enabled:
             return
-        self._target, self._label = list(ids), label
+        self._target, self._label, self._keep_at = list(ids), label, tuple(keep_at)
         self.stats.target_tokens = len(ids)
         if self._holds == 0:
             self._launch()
@@ -223,7 +251,8 @@ class PrefillAhead:
     def _launch(self) -> None:
         self._job += 1  # an older job ends at its next chunk boundary
         previous, target, label = self._task, list(self._target), self._label
-        self._task = asyncio.get_running_loop().create_task(self._run(previous, target, label, self._job))
+        run = self._run(previous, target, label, self._job, self._keep_at)
+        self._task = asyncio.get_running_loop().create_task(run)
 
     def _current(self, job: int) -> bool:
         return job == self._job and self._holds == 0
@@ -239,7 +268,12 @@ class PrefillAhead:
         self._task = None
 
     async def _run(
-        self, previous: asyncio.Task[None] | None, target: list[int], label: str, job: int
+        self,
+        previous: asyncio.Task[None] | None,
+        target: list[int],
+        label: str,
+        job: int,
+        keep_at: tuple[int, ...] = (),
     ) -> None:
         if previous is not None and not previous.done():
             await asyncio.shield(previous)
@@ -248,26 +282,30 @@ class PrefillAhead:
             return
         self.stats.running = True
         try:
-            await self._prefill(target, label, job)
+            await self._prefill(target, label, job, keep_at)
         except Exception:  # background work: a failure must never reach a request; it resumes anew
             logger.exception("background prefill failed; the next turn prefills on its own")
             self.runtime.runner.reset()
         finally:
             self.stats.running = False
 
-    async def _prefill(self, target: list[int], label: str, job: int) -> None:
+    async def _prefill(self, target: list[int], label: str, job: int, keep_at: tuple[int, ...]) -> None:
         cache, runner = self.runtime.cache, self.runtime.runner
         assert cache is not None
         position = cache.resume(target)
         start = position
+        marks = sorted(m for m in keep_at if position < m < len(target))
         while position < len(target):
             if not self._current(job):
                 self.stats.preempted += 1
                 break
-            end = min(position + self.chunk, len(target))
+            end = min(position + self.chunk, len(target), *marks)  # a chunk ends at the next mark
             await runner.forward(target[position:end])
             self.stats.prefilled_tokens += end - position
             position = end
+            if marks and position == marks[0]:
+                marks.pop(0)
+                cache.remember(HISTORY_LABEL)  # where a regenerate or an edited reply resumes
             await asyncio.sleep(0)  # a waiting request gets in here, between two chunks
         self.stats.held_tokens = position
         if position > start:

@@ -19,6 +19,7 @@ from qwen35web.runtime.conversation_file import (
     SavedConversation,
     SavedConversationError,
     SavedTensor,
+    as_bytes,
     check_fits,
     decode,
     encode,
@@ -115,7 +116,7 @@ def restore(runtime: Runtime, saved: SavedConversation) -> list[Message]:
     _check_images(runtime, saved)
     for image in saved.images:
         height, width, _ = image.shape
-        runtime.add_image_rgb(height, width, image.data)
+        runtime.add_image_rgb(height, width, as_bytes(image.data))
     if saved.tensors:
         engine = runtime.runner.engine
         states = [engine.from_bytes(t.dtype, t.shape, t.data) for t in saved.tensors]
@@ -137,10 +138,11 @@ def _check_images(runtime: Runtime, saved: SavedConversation) -> None:
         raise SavedConversationError("corrupted (its messages name images it does not carry)")
     for image_id, image in carried.items():
         height, width, _ = image.shape
-        if image_id_of(height, width, image.data) != image_id:
+        pixels = as_bytes(image.data)
+        if image_id_of(height, width, pixels) != image_id:
             raise SavedConversationError("corrupted (an image's pixels do not match its id)")
         try:
-            prepared(ResizedImage(height, width, image.data), runtime.images.spec)
+            prepared(ResizedImage(height, width, pixels), runtime.images.spec)
         except ImageInputError as err:
             raise SavedConversationError(f"an image does not fit this bundle ({err})") from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen35web.runtime.engine import Engine, Tensor
+from qwen35web.runtime.engine import Engine, Tensor, TensorBytes
 
 
 class SharingEngine:
@@ -88,7 +88,7 @@ class SharingEngine:
     async def to_bytes(self, tensor: Tensor) -> tuple[str, list[int], bytes]:
         return await self.inner.to_bytes(tensor)
 
-    def from_bytes(self, dtype: str, dims: list[int], data: bytes) -> Tensor:
+    def from_bytes(self, dtype: str, dims: list[int], data: TensorBytes) -> Tensor:
         return self.inner.from_bytes(dtype, dims, data)
 
     async def close(self) -> None:

@@ -31,7 +31,7 @@ from qwen35web.runtime.context_fit import Fitted, fit
 from qwen35web.runtime.generation import CancelToken, GenerationResult
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.logprobs import TokenLogprob
-from qwen35web.runtime.prefill_ahead import prepare_next_turn
+from qwen35web.runtime.prefill_ahead import prepare_next_turn, turn_keep_points
 from qwen35web.runtime.prompt import Prompt
 from qwen35web.runtime.reasoning import Piece, ReasoningSplitter
 from qwen35web.runtime.sampling import SamplingParams
@@ -66,6 +66,7 @@ class TurnResult:
     prefilled_tokens: int = 0
     prefill_ms: float = 0.0
     first_token_ms: float = 0.0
+    render_ms: float = 0.0  # rendering and tokenising the conversation (part of first_token_ms)
     decode_ms: float = 0.0
     decode_tokens_per_s: float = 0.0
     python_share: float = 0.0  # of decode time, spent outside the engine
@@ -194,11 +195,12 @@ class Turn:
         parser = ToolCallParser(tools) if tools and self.choice.mode != "none" else None
         # The prefix cache resumes from the longest kept state: only new tokens are prefilled (and
         # only images whose tokens no kept state holds go through the vision graph).
+        keep_at = turn_keep_points(self.runtime, prompt, options.prefill_ahead)
         stream = self.runtime.stream(
             prompt.ids,
             self.params,
             self.cancel,
-            prompt.keep_at,
+            keep_at,
             prompt.images,
             self.constraint,
             options.top_logprobs,
@@ -212,7 +214,7 @@ class Turn:
         if options.last_logits:
             self.last_logits = await self.runtime.runner.last_logits()
         if options.prefill_ahead:  # while the reply is read: the next turn's opening
-            prepare_next_turn(self.runtime, self.messages, options.enable_thinking)
+            prepare_next_turn(self.runtime, self.messages, options.enable_thinking, prompt.keep_at)
 
     def _record(self, splitter: ReasoningSplitter, parser: ToolCallParser | None) -> None:
         text = parser.content if parser is not None else splitter.text
@@ -220,6 +222,7 @@ class Turn:
         result = TurnResult.of(generated, text, splitter.reasoning, self.runtime.max_context)
         result.tool_calls = list(parser.calls) if parser is not None else []
         result.first_token_ms += self.render_ms  # from the call: rendering and tokenising included
+        result.render_ms = self.render_ms
         fitted = self.fitted
         result.dropped_messages, result.dropped_turns = fitted.dropped_messages, fitted.dropped_turns
         if fitted.dropped_messages:

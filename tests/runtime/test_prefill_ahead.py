@@ -90,6 +90,52 @@ def test_drafts_prefill_the_stable_prefix_and_change_nothing(export_bundle):
         assert result.prefilled_tokens < len(prompt_ids) - len(opening)
 
 
+async def _one_forward_after_send(bundle):
+    """A typed turn on a last-position-logits bundle (the page's), its prefill's forwards counted;
+    then the same turn again (a regenerate)."""
+    runtime = await open_native(bundle)
+    conversation = Conversation(runtime, system="Be brief.")
+    await conversation.say(USER_TURNS[0], GREEDY)
+    await runtime.ahead.settled()
+    await _typing(conversation, USER_TURNS[1])
+    prompt = conversation.prompt_for(USER_TURNS[1])
+    forwards: list[int] = []
+    forward, prefill = runtime.runner.forward, runtime.generator.prefill
+
+    async def counted(ids, *args, **kwargs):
+        forwards.append(len(ids))
+        return await forward(ids, *args, **kwargs)
+
+    async def watched(*args, **kwargs):
+        runtime.runner.forward = counted  # type: ignore[method-assign]
+        try:
+            return await prefill(*args, **kwargs)
+        finally:
+            runtime.runner.forward = forward  # type: ignore[method-assign]
+
+    runtime.generator.prefill = watched  # type: ignore[method-assign]
+    result = await conversation.say(USER_TURNS[1], GREEDY)
+    await runtime.ahead.settled()  # the next turn's opening, past the history end
+    conversation.messages = conversation.messages[:-2]
+    again = await conversation.say(USER_TURNS[1], GREEDY)
+    await runtime.close()
+    return prompt, forwards, result, again
+
+
+def test_the_tokens_left_after_send_take_one_forward(export_bundle):
+    """With prefill ahead, no history snapshot splits the few tokens left after Send in two forwards
+    (each costs the weights once); the regenerate resumes from the prompt's own snapshot."""
+    bundle = export_bundle("text", "fused", logits="last")
+    prompt, forwards, result, again = run_async(_one_forward_after_send(bundle))
+    # The turn resumed inside the history (the draft's last word was left), so the old history
+    # snapshot would have split the rest: one forward here.
+    assert 0 < result.reused_tokens < prompt.history_tokens < len(prompt.ids)
+    assert forwards == [result.prefilled_tokens]
+    _, fresh_tokens = run_async(_fresh(bundle, prompt.ids))
+    assert result.tokens == fresh_tokens == again.tokens
+    assert again.prefilled_tokens == 0
+
+
 async def _send_during_background(bundle):
     runtime = await open_native(bundle)
     conversation = Conversation(runtime)

@@ -22,7 +22,8 @@ from typing import Any
 import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
 
-from qwen35web.runtime.engine import MODEL_ROLE, Tensor
+from qwen35web.runtime.browser.js_bytes import JsBytes
+from qwen35web.runtime.engine import MODEL_ROLE, Tensor, TensorBytes
 from qwen35web.runtime.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -204,10 +205,13 @@ class WebEngine:
         raw = js.Uint8Array.new(data.buffer, data.byteOffset, data.byteLength)
         return str(tensor.type), [int(d) for d in tensor.dims.to_py()], bytes(raw.to_bytes())
 
-    def from_bytes(self, dtype: str, dims: list[int], data: bytes) -> Tensor:
-        raw = to_js(memoryview(data))  # a Uint8Array copy of the bytes
-        copy = js.Uint8Array.new(raw.byteLength)
-        copy.set(raw)  # its own buffer, aligned for the typed-array view below
+    def from_bytes(self, dtype: str, dims: list[int], data: TensorBytes) -> Tensor:
+        if isinstance(data, JsBytes):  # a view of a saved conversation: one copy, in JS
+            copy = data.array.slice()  # its own buffer, aligned for the typed-array view below
+        else:
+            raw = to_js(memoryview(data) if isinstance(data, bytes) else data)  # a Uint8Array copy
+            copy = js.Uint8Array.new(raw.byteLength)
+            copy.set(raw)
         typed = getattr(js, _TYPED_ARRAYS[dtype]).new(copy.buffer)
         return self._tensor(dtype, typed, dims)
 

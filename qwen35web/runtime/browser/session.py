@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from qwen35web.runtime import prefill_ahead, saved_conversation
 from qwen35web.runtime.browser import images as web_images
 from qwen35web.runtime.browser.completions import api_error_json, run_chat_completion
+from qwen35web.runtime.browser.js_bytes import JsBytes
 from qwen35web.runtime.bundle_format import MODEL_FILE, TOKENIZER_FILE, Manifest
-from qwen35web.runtime.conversation_file import decode, encode
+from qwen35web.runtime.conversation_file import DIGEST_BYTES, decode, encode
 from qwen35web.runtime.engine import MODEL_ROLE, SAMPLER_ROLE, Engine
 from qwen35web.runtime.errors import BundleError, GenerationInputError, RuntimeUserError, error_code
 from qwen35web.runtime.generation import DEFAULT_PREFILL_CHUNK, CancelToken
@@ -280,6 +281,7 @@ class WebSession:
         generated = self.runtime.generator.result
         result = TurnResult.of(generated, generated.text, "", self.runtime.max_context)
         result.first_token_ms += render_ms  # from the call, as natively
+        result.render_ms = render_ms
         last_logits = await self.runtime.runner.last_logits() if request.get("returnLogits") else None
         return result, last_logits
 
@@ -291,6 +293,10 @@ class WebSession:
             "contextTokens": result.context_tokens,
             # From the call, as natively: rendering and tokenising the conversation included.
             "firstTokenMs": result.first_token_ms,
+            # Its parts besides prefillMs (the rest is the first sampler run): rendering and
+            # tokenising, and the wait for the background chunk in flight.
+            "renderMs": result.render_ms,
+            "waitedMs": self.runtime.ahead.stats.last_wait_ms,
             "droppedMessages": result.dropped_messages,
             "droppedTurns": result.dropped_turns,
             "backend": self.runtime.engine.name,
@@ -344,9 +350,15 @@ class WebSession:
         """Load a saved conversation's state (bytes, or a JS Uint8Array); JSON {messages, tokens}.
         A blob of another bundle, truncated or corrupted restores nothing and says why."""
         try:
-            data = blob.to_bytes() if hasattr(blob, "to_bytes") else bytes(blob)
+            # A JS array is read in place: only the header is copied into Python (see JsBytes).
+            if hasattr(blob, "subarray"):
+                data: bytes | JsBytes = JsBytes(blob)
+            else:
+                data = blob.to_bytes() if hasattr(blob, "to_bytes") else bytes(blob)
+            body = data[: len(data) - DIGEST_BYTES] if len(data) > DIGEST_BYTES else None
+            digest = await body.sha256() if isinstance(body, JsBytes) else None
             async with self.runtime.ahead.hold():  # another conversation: background work stops
-                saved = decode(data)
+                saved = decode(data, digest)
                 messages = saved_conversation.restore(self.runtime, saved)
             restored = {"messages": messages, "tools": saved.tools or [], "tokens": len(saved.token_ids)}
             return json.dumps(restored)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from qwen35web.runtime.engine import Tensor
+from qwen35web.runtime.engine import Tensor, TensorBytes
 from qwen35web.runtime.errors import BundleError
 
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "uint8": np.uint8}
@@ -81,9 +81,11 @@ class NativeEngine:
         array = np.ascontiguousarray(tensor)
         return str(array.dtype), list(array.shape), array.astype(array.dtype.newbyteorder("<")).tobytes()
 
-    def from_bytes(self, dtype: str, dims: list[int], data: bytes) -> Tensor:
+    def from_bytes(self, dtype: str, dims: list[int], data: TensorBytes) -> Tensor:
         little_endian = np.dtype(_DTYPES[dtype]).newbyteorder("<")
-        return np.frombuffer(data, dtype=little_endian).astype(_DTYPES[dtype]).reshape(dims)
+        buffer = data if isinstance(data, bytes | memoryview) else data.tobytes()
+        # astype copies: the tensor never holds on to a view of a saved file's bytes
+        return np.frombuffer(buffer, dtype=little_endian).astype(_DTYPES[dtype]).reshape(dims)
 
     async def close(self) -> None:
         self.sessions.clear()

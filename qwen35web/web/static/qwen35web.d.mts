@@ -210,8 +210,11 @@ export interface GenerationStats {
   /** Prompt tokens resumed from a kept state, and those prefilled anew. */
   reusedTokens: number;
   prefilledTokens: number;
-  /** From the call to the first generated token. */
+  /** From the call to the first generated token; of it, rendering + tokenising the prompt and the
+   * wait for a background prefill chunk in flight (prefillMs, then the first sampler run, follow). */
   firstTokenMs: number;
+  renderMs: number;
+  waitedMs: number;
   /** Tokens the context holds: promptTokens + tokens.length of it are used. */
   contextTokens: number;
   /** A chat reply's reasoning (`text` is then the answer alone); "" otherwise. */

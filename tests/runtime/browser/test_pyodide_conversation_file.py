@@ -1,6 +1,7 @@
 """Saved conversations in Pyodide (no numpy there): the same bytes as CPython writes, read back the
 same, and the web engine's tensor bytes (onnxruntime-web's `Tensor`, run by Node) round-trip and cut
-a KV cache like numpy does. Needs `node` and node_modules (pyodide, onnxruntime-web): `make setup`."""
+a KV cache like numpy does; the page's restore reads a JS array in place (JsBytes, WebCrypto
+checksum). Needs `node` and node_modules (pyodide, onnxruntime-web): `make setup`."""
 
 from __future__ import annotations
 
@@ -59,7 +60,28 @@ for tensor in tensors:
     if len(tensor.shape) == 4:
         cut = engine.cut(handle, 2, 2)
         cut_back.append((await engine.to_bytes(cut))[2].hex())
+# The page's restore: the file as a JS array read in place (JsBytes), its checksum by WebCrypto.
+import js
+from pyodide.ffi import to_js
+from qwen35web.runtime.browser.js_bytes import JsBytes
+from qwen35web.runtime.conversation_file import SavedConversationError
+array = to_js(memoryview(open("/work/native.q35", "rb").read()))
+view = JsBytes(array)
+in_place = decode(view, await view[: len(view) - 32].sha256())
+in_place_back = []
+for tensor in in_place.tensors:
+    handle = engine.from_bytes(tensor.dtype, tensor.shape, tensor.data)
+    in_place_back.append((await engine.to_bytes(handle))[2].hex())
+array[len(view) - 40] ^= 1  # one flipped bit in the last tensor
+try:
+    decode(view, await view[: len(view) - 32].sha256())
+    corrupted = "decoded"
+except SavedConversationError as err:
+    corrupted = str(err)
 json.dumps({
+    "in_place": [in_place.messages == case["messages"], in_place.token_ids == case["token_ids"],
+                 in_place_back == [t["hex"] for t in case["tensors"]]],
+    "corrupted": corrupted,
     "python": sys.version.split()[0],
     "written_sha256": hashlib.sha256(written).hexdigest(),
     "read_back": [read.messages == case["messages"], read.token_ids == case["token_ids"],
@@ -121,6 +143,8 @@ def test_pyodide_reads_and_writes_the_same_files(tmp_path: Path) -> None:
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["written_sha256"] == hashlib.sha256(native).hexdigest()  # byte for byte
     assert report["read_back"] == [True, True, True]
+    assert report["in_place"] == [True, True, True]  # the page's restore: a JS array read in place
+    assert report["corrupted"] == "truncated or corrupted (its checksum does not match)"
     for (dtype, dims, same, size_ok), array in zip(report["bytes_back"], arrays, strict=True):
         assert (dtype, dims, same, size_ok) == (array.dtype.name, list(array.shape), True, True)
     kv = [a for a in arrays if a.ndim == 4]
