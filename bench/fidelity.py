@@ -25,7 +25,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -263,18 +263,39 @@ def markdown(scores: list[Score], meta: dict, recipes: str) -> str:
     for s in scores:
         seconds = "—" if s.seconds is None else f"{s.seconds:.1f}"
         target = verdict(s) if not s.error else "error (below)"
+        mark = " (earlier run)" if s.earlier else ""
         lines.append(
-            f"| {s.path} | {s.subset} ({s.tokens}) | {_cell(s.perplexity, '.6f')} "
+            f"| {s.path}{mark} | {s.subset} ({s.tokens}) | {_cell(s.perplexity, '.6f')} "
             f"| {_cell(s.reference_perplexity, '.6f')} | {_cell(s.relative_perplexity_change, '+.2e')} "
             f"| {_cell(100 * s.top1_agreement, '.2f')} % "
             f"| {'—' if s.native_perplexity is None else format(s.native_perplexity, '.6f')} "
             f"| {seconds} | {target} |"
         )
+    if any(s.earlier for s in scores):
+        lines += [
+            "",
+            "Rows marked (earlier run) were not re-run (`--no-browser`): they are the previous results' "
+            "browser rows, measured on the bundles of that time (its q4 default, and q8 before its 7-bit "
+            "weights); rerun without `--no-browser` to make them current.",
+        ]
     errors = [f"- {s.path}: `{s.error}`" for s in scores if s.error]
     if errors:
         lines += ["", "## Errors", "", *errors]
     lines += ["", recipes, f"Versions: {json.dumps(meta['versions'])}", ""]
     return "\n".join(lines)
+
+
+def earlier_browser_rows() -> list[Score]:
+    """The previous results' wasm and WebGPU rows, marked as not re-run (`--no-browser`)."""
+    path = RESULTS / "fidelity.json"
+    if not path.exists():
+        return []
+    names = {f.name for f in fields(Score)}
+    rows = [r for r in json.loads(path.read_text())["scores"] if r["runtime"] in ("wasm", "webgpu")]
+    kept = [Score(**{k: v for k, v in row.items() if k in names}) for row in rows]
+    for entry in kept:
+        entry.earlier = True
+    return kept
 
 
 def write_results(scores: list[Score], meta: dict, recipes: dict, recipes_text: str) -> str:
@@ -353,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         scores += browser_scores(
             bundles, stream, reference, native, (args.browser_positions, args.webgpu_positions)
         )
+    else:
+        scores += earlier_browser_rows()
     meta = {
         "held_out_tokens": len(reference.nll),
         "context": CONTEXT,
@@ -365,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     # misses the targets (their rows still say so).
     below_targets = {f"{dtype}-fused" for dtype, by_size in recipes.items() if not _all_meet(by_size)}
     measured_only = {c.name for c in candidates} | {s.bundle for s in builder} | below_targets
-    judged = [s for s in scores if s.bundle not in measured_only]
+    judged = [s for s in scores if s.bundle not in measured_only and not s.earlier]
     return 1 if any("FAIL" in verdict(s) or s.error for s in judged) else 0
 
 
