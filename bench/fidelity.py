@@ -38,7 +38,7 @@ from bench.fidelity_builder import builder_scores
 from bench.fidelity_decode import decode_times
 from bench.fidelity_decode import markdown as decode_markdown
 from bench.fidelity_derive import base_bundle_name, derive_bundle
-from bench.fidelity_recipes import CANDIDATES, Candidate, choose_defaults, size_specs
+from bench.fidelity_recipes import CANDIDATES, Candidate, choose_defaults, size_specs, unmeasurable
 from bench.fidelity_recipes import markdown as recipes_markdown
 from bench.fidelity_scores import (
     Predictions,
@@ -357,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     scores = [score("PyTorch fp32", "pytorch", None, None, reference, reference)]
     scores[0].seconds = reference_seconds
     native: dict[str, Predictions] = {}
-    candidates = [candidate_bundle(c) for c in CANDIDATES]
+    tiny = spec_from_config(read_config_json(CHECKPOINT))
+    skipped = {c.name: reason for c in CANDIDATES if (reason := unmeasurable(c, tiny))}
+    candidates = [candidate_bundle(c) for c in CANDIDATES if c.name not in skipped]
     scores += native_scores([*BUNDLES, *candidates], stream, reference, native)
     windows = list(evaluation_batches(stream, CONTEXT, ONNX_BATCH))
     builder = [] if args.no_builder else builder_scores(CHECKPOINT, WORK / "builder", windows, reference)
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = size_specs()
     by_bundle = {s.bundle: s for s in scores if s.runtime == "onnxruntime" and s.bundle}
     recipes = choose_defaults(by_bundle, specs, {s.bundle: s for s in builder if s.bundle})
-    recipes_text = recipes_markdown(by_bundle, recipes, specs)
+    recipes_text = recipes_markdown(by_bundle, recipes, specs, skipped)
     decode = None if args.no_decode else decode_times(_timed_recipes(recipes))
     if decode is not None:
         recipes_text += "\n" + decode_markdown(decode)

@@ -20,6 +20,7 @@ from bench.fidelity_builder import BUILDER_RECIPES, recipe_cost
 from bench.fidelity_scores import Score, meets_quantized_targets
 from qwen35web.export.config import ModelSpec, read_config_json, spec_from_config
 from qwen35web.export.formats import FORMATS, Recipe, size_class
+from qwen35web.export.weight_sizes import weight_shapes
 from qwen35web.runtime.bundle_format import MAX_BUFFER_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +53,9 @@ def _nbits(dtype: str, block_size: int, embedding: str, accuracy_level: int = 4)
 # int4 one, read fewer bytes per token than the builder's int4 at some size (its blocks of 32 are
 # symmetric: no zero points); blocks of 16 and 32 are the previous rule's, and b16-float is the
 # recipe the table's wasm row runs. Left out since the previous table: float tables at block 32
-# and for q4f16, and accuracy level 1 (the same bytes as level 4, not more faithful).
+# and for q4f16, and accuracy level 1 (the same bytes as level 4, not more faithful). Those the
+# trained model cannot measure (`unmeasurable`: today blocks 128 and 256, its width is 192) are
+# skipped and listed.
 CANDIDATES = [
     *(_nbits("q4", 16, embedding) for embedding in ("int4", "int8", "float")),
     *(_nbits("q4", block, "int4") for block in (32, 64, 128)),
@@ -62,6 +65,20 @@ CANDIDATES = [
     Candidate("q8", Recipe(embedding="int8")),
     Candidate("q8", Recipe(embedding="float")),
 ]
+
+
+def unmeasurable(candidate: Candidate, tiny: ModelSpec) -> str | None:
+    """Why the trained model cannot measure this recipe, or None. Blocks that do not divide its
+    width leave the table and head float (quantize_embedding needs D % block == 0) and pad the
+    projections' last block: what it would score is another recipe than the one every real size
+    gets (their widths are multiples of 256)."""
+    block = candidate.recipe.block_size
+    if block is None:
+        return None
+    widths = {tiny.hidden_size, *(k for k, _ in weight_shapes(tiny).projections)}
+    if any(width % block for width in widths):
+        return f"block {block} does not divide the trained model's widths {sorted(widths)}"
+    return None
 
 
 def size_specs() -> dict[str, ModelSpec]:
@@ -190,7 +207,12 @@ def _fidelity_cells(entry: dict[str, Any]) -> str:
     return f"{entry['relative_perplexity_change']:+.2e} | {100 * entry['top1_agreement']:.2f} %"
 
 
-def markdown(scores: dict[str, Score], chosen: dict[str, dict[str, Any]], specs: dict[str, ModelSpec]) -> str:
+def markdown(
+    scores: dict[str, Score],
+    chosen: dict[str, dict[str, Any]],
+    specs: dict[str, ModelSpec],
+    skipped: dict[str, str] | None = None,
+) -> str:
     sizes = list(specs)
     lines = [
         "## Default recipes by model size",
@@ -248,6 +270,9 @@ def markdown(scores: dict[str, Score], chosen: dict[str, dict[str, Any]], specs:
         target = "pass" if meets_quantized_targets(entry) else "miss"
         lines.append(f"| {candidate.name} | {fidelity} | {target} | " + " | ".join(cells) + " |")
     lines += _builder_rows(scores, specs)
+    if skipped:
+        lines += ["", "Not measured (the trained model cannot hold these recipes):", ""]
+        lines += [f"- {name}: {reason}" for name, reason in skipped.items()]
     return "\n".join(lines) + "\n"
 
 
