@@ -12,15 +12,18 @@ shapes and formats, not on values.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.artifacts import _genai, build_checkpoint, export_ours, genai_available
-from bench.fidelity_builder import graph_cost
+from bench.artifacts import build_checkpoint, export_ours, genai_available
+from bench.fidelity_builder import build, graph_cost
 from bench.fidelity_derive import derive_bundle
-from bench.peers import _native
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,28 @@ def _derive(fp32_bundle: Path, text_checkpoint: Path, name: str, dtype: str, kno
     return out / "model.onnx"
 
 
+def _time_natively(flags: list[str], checkpoint: Path, threads: int) -> dict[str, Any] | None:
+    """One bench.native worker (its own process: thread settings stay per run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "native.json"
+        args = [
+            sys.executable,
+            "-m",
+            "bench.native",
+            "--threads",
+            str(threads),
+            "--checkpoint",
+            str(checkpoint),
+        ]
+        args += ["--plan", PLAN, "--repeats", str(REPEATS), "--out", str(out)]
+        args += [arg for flag in flags for arg in ("--variant", flag)]
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            log.warning("bench.native failed: %s", result.stderr[-2000:])
+            return None
+        return json.loads(out.read_text())
+
+
 def decode_times(recipes: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """recipes: {name: (dtype, knobs)} of ours; returns timings (median ms per decode step by
     thread count), each graph's bytes per token, and the 1-minute load average around the runs."""
@@ -57,9 +82,10 @@ def decode_times(recipes: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, An
             graphs[name] = ("ours", _derive(fp32.parent, text, name, dtype, knobs))
     if genai_available():
         vl = build_checkpoint(base / "ckpt-vl", MODEL, "vl")
-        model = _genai(vl, base / "genai-int4", "int4")
-        if model is not None:
-            graphs["builder-int4"] = ("genai", model)
+        graphs["builder-int4"] = (
+            "genai",
+            build(vl, base / "genai-int4", "int4", "cpu"),
+        )  # `bench peers`' too
     flags = [f"{name}={engine}={path}" for name, (engine, path) in graphs.items()]
     result: dict[str, Any] = {
         "model": MODEL,
@@ -69,7 +95,7 @@ def decode_times(recipes: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, An
     }
     for threads in THREADS:
         before = os.getloadavg()[0]
-        run = _native(flags, text, threads, PLAN, REPEATS)
+        run = _time_natively(flags, text, threads)
         after = os.getloadavg()[0]
         if run is None:
             result["threads"][str(threads)] = {"error": "bench.native failed (see the log)"}
