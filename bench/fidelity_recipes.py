@@ -1,12 +1,23 @@
 """The recipe candidates `make fidelity` measures, and the per-size default each format gets from them.
 
-Rule (stated in qwen35web/export/formats.py, which holds the result): for each quantized format and
-model size, the default is the candidate that meets both targets (+2 % perplexity, >= 95 % top-1
-against PyTorch fp32) on the trained tiny model's held-out split, with the fewest weight bytes read
-per decoded token at that size, among those whose largest tensor fits one WebGPU buffer (1 GiB);
-of equal bytes (accuracy levels), the one listed first (level 4, the fastest kernel).
-Only the tiny model is trained, so fidelity is measured there for every size; the bytes are
-computed from each size's real config (bench/configs/).
+Rule (the result is held in qwen35web/export/formats.py). Fidelity is measured on the trained tiny
+model's held-out split for every size (the only trained model); bytes read per decoded token are
+computed from each size's real config (bench/configs/); a candidate whose largest tensor does not fit
+one WebGPU buffer (1 GiB) at a size is out at that size.
+
+- q4 and q4f16 (issue 22), against the onnxruntime-genai builder's int4 for the same activations
+  (bench.fidelity_builder: builder-int4 for q4, builder-int4-f16 for q4f16), per size:
+  1. among the candidates at least as good as the builder on all three — relative perplexity change
+     (<=), top-1 agreement with PyTorch fp32 (>=) and bytes per token at that size (<=) — the one
+     with the fewest bytes;
+  2. where none is: among those at least as faithful (the first two), the fewest bytes; the entry's
+     `rule` says so;
+  3. where none is even that (or the builder's row is missing): rule of q8 below.
+- q8 (no builder peer): meets +2 % perplexity and >= 95 % top-1, then the fewest bytes.
+
+Ties in bytes (accuracy levels) go to the candidate listed first (level 4, the fastest kernel).
+Candidates the tiny model cannot hold (`unmeasurable`: a block that does not divide its widths) are
+skipped and listed: their scores would be another recipe's.
 """
 
 from __future__ import annotations
