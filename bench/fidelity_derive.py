@@ -19,6 +19,7 @@ from pathlib import Path
 import onnx_ir as ir
 
 from qwen35web.export import formats
+from qwen35web.export.bundle import file_table
 from qwen35web.export.config import read_config_json, spec_from_config
 
 MODEL_FILE = "model.onnx"
@@ -44,8 +45,8 @@ def derive_bundle(base: Path, out: Path, checkpoint: Path, dtype: str, knobs: di
     ir.save(model, partial / MODEL_FILE, external_data=DATA_FILE)
     manifest = json.loads((base / "manifest.json").read_text())
     manifest.update(dtype=dtype, external_data=[DATA_FILE], **formats.manifest_fields(choice))
-    manifest.pop("files", None)  # the checksums were the float bundle's
     manifest[DERIVED_KEY] = base.name
+    manifest["files"] = {name: entry.to_json() for name, entry in file_table(partial).items()}
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)

@@ -12,6 +12,7 @@ import pytest
 
 from bench.fidelity_derive import DERIVED_KEY, base_bundle_name, derive_bundle
 from qwen35web.export.ort_runner import GraphRunner
+from qwen35web.runtime.manifest import load_local_manifest
 
 
 def _logits(bundle: Path) -> np.ndarray:
@@ -35,5 +36,6 @@ def test_a_derived_bundle_is_the_export_of_the_same_recipe(export_bundle, tiny_t
     expected = json.loads((exported / "manifest.json").read_text())
     assert manifest["dtype"] == dtype and manifest[DERIVED_KEY] == "text-fused-fp32"
     assert manifest["quantization"] == expected["quantization"]
+    assert load_local_manifest(derived, verify_hashes=True).dtype == dtype  # a bundle the site accepts
     assert _initializer_bytes(derived) == _initializer_bytes(exported)
     np.testing.assert_array_equal(_logits(derived), _logits(exported))
