@@ -25,8 +25,9 @@ with an int8 table and head, at every size: 1.01x (9B) to 1.18x (0.8B) the build
 23-25 % fewer than the previous default (blocks of 16, int8 table and head, chosen by the +2 % / 95 %
 top-1 targets, which the builder's int4 itself misses at 91.6 % top-1). Blocks of 128 and 256 are
 not measurable on the tiny model (its width, 192, is not a multiple). Natively (0.8B shape) it
-decodes at 0.75-0.88x the builder's speed over three runs, where the previous default ran at
-0.44-0.62x (bench/results/fidelity.md). q8 keeps the targets' rule: its int8 table and head.
+decodes at 0.75-0.80x the builder's speed (bench/results/fidelity.md, 1 and 2 threads; 0.62-1.03x
+over three runs at 1-min load 2.4-7), where the previous default ran at 0.44-0.53x (0.44-0.62x).
+q8 keeps the targets' rule: its int8 table and head.
 """
 
 from __future__ import annotations
