@@ -60,9 +60,12 @@ bench: setup
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench peers --web-0.8b
 
-# Held-out perplexity and top-1 agreement of every path against PyTorch (tiny trained model; ~5 min).
+# Held-out perplexity and top-1 agreement of every path against PyTorch and the onnxruntime-genai
+# builder's int4 (tiny trained model), the per-size q4/q4f16/q8 defaults, 0.8B decode vs the builder.
+# Native rows ~10 min on an idle machine the first time (exports, 0.8B checkpoints), the browser rows ~15 more.
 fidelity: setup
-	$(PY) -m bench.fidelity
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench fidelity
 
 soak: setup
 	SOAK=full $(PY) -m pytest -q tests/runtime/native/test_soak.py tests/browser -k soak

@@ -48,6 +48,7 @@ class Score:
     error: str | None = None
     native_perplexity: float | None = None  # browser rows: the same bundle in native onnxruntime
     recipe: dict | None = None  # the bundle's manifest "quantization" entry
+    earlier: bool = False  # carried over from the previous results, not re-run (`--no-browser`)
 
 
 def bundle_format(bundle: Path) -> tuple[str, dict[str, Any] | None]:
