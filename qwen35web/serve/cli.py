@@ -18,6 +18,7 @@ from pathlib import Path
 from qwen35web.cli_support import OneLineParser
 from qwen35web.runtime.errors import RuntimeUserError
 from qwen35web.runtime.loaded_model import Runtime
+from qwen35web.runtime.native.generate_cli import add_kept_states_argument
 from qwen35web.runtime.openai_api.completion import DEFAULT_MAX_TOKENS
 from qwen35web.serve.worker import ModelWorker
 
@@ -38,14 +39,7 @@ def build_parser(prog: str = "qwen35web serve") -> argparse.ArgumentParser:
         help=f"reply length when a request sets no max_tokens [{DEFAULT_MAX_TOKENS}]",
     )
     add("--max-context", type=int, default=None, help="tokens a request may hold [the bundle's context]")
-    add(
-        "--kept-states-mb",
-        "--snapshot-budget-mb",  # its old name, still accepted
-        dest="kept_states_mb",
-        type=float,
-        default=512,
-        help="memory for kept states (0: no reuse) [512]",
-    )
+    add_kept_states_argument(serve)
     add("--prefill-chunk", type=int, default=256, help="prompt tokens per graph call [256]")
     add("--threads", type=int, default=None, help="onnxruntime intra-op threads [onnxruntime's choice]")
     return serve

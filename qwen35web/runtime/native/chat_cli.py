@@ -39,6 +39,7 @@ from qwen35web.runtime.generation import CancelToken
 from qwen35web.runtime.loaded_model import Runtime
 from qwen35web.runtime.native.generate_cli import (
     add_image_limit_arguments,
+    add_kept_states_argument,
     add_sampling_arguments,
     add_thinking_arguments,
     sampling_params,
@@ -82,14 +83,7 @@ def build_parser(prog: str = "qwen35web chat") -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="one JSON object per turn instead of text")
     chat.add_argument("--save", type=Path, default=None, help="write the conversation here at the end")
     chat.add_argument("--resume", type=Path, default=None, help="continue a conversation saved with --save")
-    chat.add_argument(
-        "--kept-states-mb",
-        "--snapshot-budget-mb",  # its old name, still accepted
-        dest="kept_states_mb",
-        type=float,
-        default=512,
-        help="memory for kept states (0: no reuse)",
-    )
+    add_kept_states_argument(chat)
     chat.add_argument(
         "--drop-oldest",
         action="store_true",

@@ -94,6 +94,18 @@ def add_thinking_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_kept_states_argument(parser: argparse.ArgumentParser) -> None:
+    """The prefix cache's memory, as `chat` and `serve` take it."""
+    parser.add_argument(
+        "--kept-states-mb",
+        "--snapshot-budget-mb",  # its old name, still accepted
+        dest="kept_states_mb",
+        type=float,
+        default=512,
+        help="memory for kept states (0: no reuse) [512]",
+    )
+
+
 def add_image_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """The image-token caps `generate` and `chat` share (vision bundles; defaults in the manifest)."""
     add = parser.add_argument
