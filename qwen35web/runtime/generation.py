@@ -141,6 +141,49 @@ class GenerationResult:
         }
 
 
+class Emitter:
+    """What follows a chosen token (the decode step's second half): the closing tokens a spent
+    reasoning budget feeds after it, the constraint's, penalties' and reply's bookkeeping, and the
+    text it completes (a stop string's possible start held back)."""
+
+    def __init__(
+        self,
+        result: GenerationResult,
+        constraint: TokenConstraint | None,
+        reasoning: ReasoningBudget | None,
+        counts: ReplyTokenCounts,
+        seen: list[int],
+        tokenizer: Any,
+        stops: StopStringFilter,
+    ):
+        self.result, self.constraint, self.reasoning = result, constraint, reasoning
+        self.counts, self.seen, self.stops = counts, seen, stops
+        self.decoder = tokenizer.stream_decoder(skip_special_tokens=True)
+
+    def emit(self, token: int, scored: TokenLogprob | None, last_step: bool) -> tuple[list[int], str]:
+        """The tokens to feed next (`token`, then any closing tokens) and the text they complete."""
+        budget = self.reasoning
+        fed = [token, *(budget.push(token) if budget is not None and not last_step else ())]
+        if self.constraint is not None:  # it reads the fed closing tokens as the reply's own text
+            for closing in fed[1:]:
+                self.constraint.advance(closing)
+        self.result.tokens.extend(fed)
+        if scored is not None:
+            self.result.logprobs.append(scored)
+        self.counts.add(fed)
+        if self.seen:  # the repetition penalty's ids (empty when it is off)
+            self.seen.extend(t for t in dict.fromkeys(fed) if t not in self.seen)
+        piece = self.stops.push("".join(self.decoder.push(t) for t in fed))
+        self.result.text += piece
+        return fed, piece
+
+    def flush(self) -> str:
+        """The text held back at the end (an unfinished character, a stop string's possible start)."""
+        tail = self.stops.push(self.decoder.flush()) + self.stops.flush()
+        self.result.text += tail
+        return tail
+
+
 class Generator:
     def __init__(
         self,
@@ -201,10 +244,7 @@ class Generator:
             raise GenerationInputError(f"top_logprobs must be 0..{MAX_TOP_LOGPROBS}, got {top_logprobs}")
         result = self.result = GenerationResult(prompt_tokens=len(prompt_ids))
         started = time.perf_counter()
-        encoded_before = images.store.encoded if images is not None else 0
-        result.reused_tokens = await self.prefill(prompt_ids, keep_at, images)
-        result.images_encoded = images.store.encoded - encoded_before if images is not None else 0
-        result.prefilled_tokens = len(prompt_ids) - result.reused_tokens
+        await self._prefill_into(result, prompt_ids, keep_at, images)
         decode_start = time.perf_counter()
         result.prefill_ms = (decode_start - started) * 1000
         rng = random.Random(params.seed)
@@ -212,8 +252,8 @@ class Generator:
         counts = ReplyTokenCounts(params.presence_penalty, params.frequency_penalty)
         counts.check_supported(self.runner.sampler_takes_biases)
         reasoning = ReasoningBudget.for_prompt(self.tokenizer, prompt_ids, params)
-        decoder = self.tokenizer.stream_decoder(skip_special_tokens=True)
         stops = StopStringFilter(params.stop_strings)
+        emitter = Emitter(result, constraint, reasoning, counts, seen, self.tokenizer, stops)
         busy_at_start = self.runner.engine.busy_seconds
         result.stop_reason = "max_new_tokens"
         for step in range(params.max_new_tokens):
@@ -228,21 +268,9 @@ class Generator:
             if token in self.eos_ids:
                 result.stop_reason = "eos"
                 break
-            # A spent reasoning budget: the closing tokens follow the token, as part of the reply.
             last_step = step + 1 == params.max_new_tokens
-            fed = [token, *(reasoning.push(token) if reasoning is not None and not last_step else ())]
-            if constraint is not None:  # it reads the fed closing tokens as the reply's own text
-                for closing in fed[1:]:
-                    constraint.advance(closing)
-            result.tokens.extend(fed)
-            if scored is not None:
-                result.logprobs.append(scored)
-            counts.add(fed)
-            if seen:
-                seen.extend(t for t in dict.fromkeys(fed) if t not in seen)
-            piece = stops.push("".join(decoder.push(t) for t in fed))
+            fed, piece = emitter.emit(token, scored, last_step)
             if piece:
-                result.text += piece
                 yield piece
             if stops.stopped:
                 result.stop_reason = "stop_string"
@@ -253,14 +281,26 @@ class Generator:
             if not last_step:
                 await self.runner.forward(fed)
         result.reasoning_cut = reasoning is not None and reasoning.cut
-        tail = stops.push(decoder.flush()) + stops.flush()
+        tail = emitter.flush()
         if tail:
-            result.text += tail
             yield tail
         result.decode_ms = (time.perf_counter() - decode_start) * 1000
         result.engine_ms = (self.runner.engine.busy_seconds - busy_at_start) * 1000
         if self.cache is not None:
             self.cache.remember("reply")
+
+    async def _prefill_into(
+        self,
+        result: GenerationResult,
+        prompt_ids: list[int],
+        keep_at: Sequence[int],
+        images: ImagePrompt | None,
+    ) -> None:
+        """Prefill the prompt (resuming from the longest kept state) and count what it took."""
+        encoded_before = images.store.encoded if images is not None else 0
+        result.reused_tokens = await self.prefill(prompt_ids, keep_at, images)
+        result.images_encoded = images.store.encoded - encoded_before if images is not None else 0
+        result.prefilled_tokens = len(prompt_ids) - result.reused_tokens
 
     async def next_token(self, step: Step) -> tuple[int, TokenLogprob | None]:
         """Choose the next token (and score it when asked): from the sampler's candidates, or,
