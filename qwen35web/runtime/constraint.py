@@ -28,18 +28,23 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Callable
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from qwen35web.runtime.grammar import DEAD, LazyDfa, Node, alt, byte_class, lit, rep, seq, until
 from qwen35web.runtime.json_grammar import MAX_WHITESPACE, response_format_grammar, tool_call_grammar
 from qwen35web.runtime.prompt import THINK_CLOSE, Prompt
-from qwen35web.runtime.sampling import SamplingParams, choose
+from qwen35web.runtime.sampling import SamplingParams, ScaledLogits, choose
 from qwen35web.runtime.token_trie import TokenTrie
 from qwen35web.runtime.tools import Tool, ToolChoice, tool_parameters
 
 _CACHED_ALLOWED = 64  # automaton states whose allowed token sets are kept
+_SAMPLE_STRIDE = 16  # every n-th allowed id estimates the shortlist's floor
+_ROUNDING_MARGIN = 2.0**-40  # relative: far above the 2**-52 by which raw / T can merge two values
+_TINY = 1e-300  # absolute, for a threshold at 0 (a tiny value / T can round to 0)
 
 
 @dataclass
@@ -58,7 +63,7 @@ class GrammarConstraint:
     state: int = 0
     finished: bool = False
     stats: ConstraintStats = field(default_factory=ConstraintStats)
-    _allowed: dict[int, set[int]] = field(default_factory=dict)
+    _allowed: dict[int, array[int]] = field(default_factory=dict)  # state -> ascending ids
     _finish_tokens: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,9 +102,8 @@ class GrammarConstraint:
         banned: frozenset[int],
     ) -> int:
         self.stats.full_passes += 1
-        allowed = self._allowed_set() - banned
         size = 1 if params.greedy else params.candidates
-        best = heapq.nlargest(size, allowed, key=lambda t: (logit_of(t), -t))  # ties: the lower id
+        best = best_allowed(self._allowed_ids(), logit_of, size, banned)
         picked = self._draw_in_time([(logit_of(t), t) for t in best], params, rng, remaining)
         if picked is None:  # the best few all leave no room: take the way to the end
             return self._forced([])
@@ -135,12 +139,11 @@ class GrammarConstraint:
             self._finish_tokens[state] = known
         return known
 
-    def _allowed_set(self) -> set[int]:
+    def _allowed_ids(self) -> array[int]:
         allowed = self._allowed.get(self.state)
         if allowed is None:
-            allowed = self.trie.allowed(self.dfa, self.state)
-            if self.dfa.accepting[self.state]:
-                allowed |= self.eos_ids
+            ends = self.eos_ids if self.dfa.accepting[self.state] else ()
+            allowed = self.trie.allowed(self.dfa, self.state, ends)
             if len(self._allowed) >= _CACHED_ALLOWED:
                 self._allowed.pop(next(iter(self._allowed)))
             self._allowed[self.state] = allowed
@@ -162,6 +165,64 @@ class GrammarConstraint:
             return
         self.state = self.dfa.walk(self.state, self.token_bytes(token) or b"")
         assert self.state != DEAD, "a constraint chose a token it does not allow"
+
+
+def best_allowed(
+    allowed: Sequence[int], logit_of: Callable[[int], float], size: int, banned: frozenset[int]
+) -> list[int]:
+    """The `size` allowed ids with the largest scaled logits, best first (ties: the lower id)."""
+    pool: Iterable[int] = allowed
+    if isinstance(logit_of, ScaledLogits):
+        pool = _shortlist(allowed, logit_of, size + len(banned) + len(logit_of.adjusted)) or allowed
+    return heapq.nlargest(size, (t for t in pool if t not in banned), key=lambda t: (logit_of(t), -t))
+
+
+def _shortlist(allowed: Sequence[int], logit_of: ScaledLogits, count: int) -> list[int] | None:
+    """Allowed ids that hold the best `count` by scaled logit, found from raw values alone (no
+    Python call per id). Every id left out is neither adjusted (penalised or biased: those are
+    added) nor within rounding of the count-th raw value, so its scaled logit, raw / T, is below
+    that of `count` ids kept, less the banned and adjusted ones: the best are all kept.
+    None when the row does not allow that argument (a non-finite threshold)."""
+    row = logit_of.row
+    if logit_of.temperature <= 0 or len(allowed) < count * _SAMPLE_STRIDE * 4:
+        return None  # few ids (or no temperature to divide by): ranking them all is cheap
+    # A floor from every 16th allowed id, low enough that ~2 count ids pass it: one pass then
+    # keeps only those (a Python loop over ids is cheaper in Pyodide than a call per id).
+    sample = [row[t] for t in allowed[::_SAMPLE_STRIDE]]
+    floor = _below(heapq.nlargest(-(-2 * count // _SAMPLE_STRIDE) + 4, sample)[-1])
+    above = [t for t in allowed if row[t] >= floor]
+    if len(above) < count:  # an unlucky sample: rank them all
+        floor, above = -math.inf, list(allowed)
+    values = [row[t] for t in above]
+    low = _below(heapq.nlargest(count, values)[-1])
+    if not math.isfinite(low):
+        return None
+    if low < floor:  # the count-th value is right at the floor: what lies below it counts too
+        return _shortlist_all(allowed, row, low, logit_of.adjusted)
+    shortlist = [t for t, v in zip(above, values, strict=True) if v >= low]
+    return _with_adjusted(shortlist, allowed, logit_of.adjusted)
+
+
+def _shortlist_all(
+    allowed: Sequence[int], row: Sequence[float], low: float, adjusted: frozenset[int]
+) -> list[int]:
+    return _with_adjusted([t for t in allowed if row[t] >= low], allowed, adjusted)
+
+
+def _with_adjusted(shortlist: list[int], allowed: Sequence[int], adjusted: frozenset[int]) -> list[int]:
+    listed = set(shortlist)
+    return shortlist + [t for t in adjusted if t not in listed and _contains(allowed, t)]
+
+
+def _below(value: float) -> float:
+    """A little below `value`: raw / T may round two raw values to one scaled value (a tie, won by
+    the lower id), so raw values a few ulps below a threshold are kept too."""
+    return value - abs(value) * _ROUNDING_MARGIN - _TINY
+
+
+def _contains(ascending: Sequence[int], token: int) -> bool:
+    index = bisect_left(ascending, token)
+    return index < len(ascending) and ascending[index] == token
 
 
 def _draw(fitting: list[tuple[float, int]], params: SamplingParams, rng: random.Random) -> int:
