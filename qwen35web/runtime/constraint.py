@@ -103,11 +103,44 @@ class GrammarConstraint:
     ) -> int:
         self.stats.full_passes += 1
         size = 1 if params.greedy else params.candidates
-        best = best_allowed(self._allowed_ids(), logit_of, size, banned)
+        best = None
+        if self.state not in self._allowed and isinstance(logit_of, ScaledLogits):
+            best = self._best_unwalked(logit_of, size, banned)
+        if best is None:
+            best = best_allowed(self._allowed_ids(), logit_of, size, banned)
         picked = self._draw_in_time([(logit_of(t), t) for t in best], params, rng, remaining)
         if picked is None:  # the best few all leave no room: take the way to the end
             return self._forced([])
         return picked
+
+    def _best_unwalked(self, logit_of: ScaledLogits, size: int, banned: frozenset[int]) -> list[int] | None:
+        """best_allowed without walking the trie: the ids with the best raw logits of the whole row
+        are checked one by one (`fits`). A state that allows most of the vocabulary (inside a
+        string) is exactly where a walk costs most (~590k trie nodes) and this costs least; None
+        when too few of them fit (the state allows little: its walk is cheap)."""
+        count = size + len(banned) + len(logit_of.adjusted)
+        row, bound = logit_of.row, self.trie.size
+        if logit_of.temperature <= 0 or min(len(row), bound) < count * _SAMPLE_STRIDE * 4:
+            return None
+        # A floor that ~4 count ids of the row pass: enough when a quarter of them fit.
+        sample = row[:bound:_SAMPLE_STRIDE]
+        floor = _below(heapq.nlargest(-(-4 * count // _SAMPLE_STRIDE) + 4, sample)[-1])
+        above = [t for t, v in enumerate(row) if v >= floor]
+        fitting = [t for t in above if (t < bound or t in self.eos_ids) and self.fits(t)]
+        if len(fitting) < count:
+            return None
+        values = [row[t] for t in fitting]
+        low = _below(heapq.nlargest(count, values)[-1])
+        if not math.isfinite(low) or low < floor:
+            return None  # every fitting id within rounding of the count-th must be among them
+        shortlist = [t for t, v in zip(fitting, values, strict=True) if v >= low]
+        listed = set(shortlist)
+        shortlist += [
+            t
+            for t in logit_of.adjusted
+            if t not in listed and (t < bound or t in self.eos_ids) and self.fits(t)
+        ]
+        return _ranked(shortlist, logit_of, size, banned)
 
     def _draw_in_time(
         self, fitting: list[tuple[float, int]], params: SamplingParams, rng: random.Random, remaining: int
@@ -174,6 +207,12 @@ def best_allowed(
     pool: Iterable[int] = allowed
     if isinstance(logit_of, ScaledLogits):
         pool = _shortlist(allowed, logit_of, size + len(banned) + len(logit_of.adjusted)) or allowed
+    return _ranked(pool, logit_of, size, banned)
+
+
+def _ranked(
+    pool: Iterable[int], logit_of: Callable[[int], float], size: int, banned: frozenset[int]
+) -> list[int]:
     return heapq.nlargest(size, (t for t in pool if t not in banned), key=lambda t: (logit_of(t), -t))
 
 
