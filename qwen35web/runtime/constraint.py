@@ -42,6 +42,7 @@ from qwen35web.runtime.token_trie import TokenTrie
 from qwen35web.runtime.tools import Tool, ToolChoice, tool_parameters
 
 _CACHED_ALLOWED = 64  # automaton states whose allowed token sets are kept
+_BROAD_BYTES = 128  # first bytes a state allows from which a whole-row pass ranks before walking
 _SAMPLE_STRIDE = 16  # every n-th allowed id estimates the shortlist's floor
 _ROUNDING_MARGIN = 2.0**-40  # relative: far above the 2**-52 by which raw / T can merge two values
 _TINY = 1e-300  # absolute, for a threshold at 0 (a tiny value / T can round to 0)
@@ -104,7 +105,7 @@ class GrammarConstraint:
         self.stats.full_passes += 1
         size = 1 if params.greedy else params.candidates
         best = None
-        if self.state not in self._allowed and isinstance(logit_of, ScaledLogits):
+        if self.state not in self._allowed and isinstance(logit_of, ScaledLogits) and self._broad():
             best = self._best_unwalked(logit_of, size, banned)
         if best is None:
             best = best_allowed(self._allowed_ids(), logit_of, size, banned)
@@ -112,6 +113,12 @@ class GrammarConstraint:
         if picked is None:  # the best few all leave no room: take the way to the end
             return self._forced([])
         return picked
+
+    def _broad(self) -> bool:
+        """Whether the state allows most first bytes (inside a string): where the trie walk costs
+        most and most of the best raw logits fit. Elsewhere the rank-then-check pass would only
+        scan the row to fail, and the (pruned) walk is cheap."""
+        return len(self.dfa.next_bytes(self.state)) >= _BROAD_BYTES
 
     def _best_unwalked(self, logit_of: ScaledLogits, size: int, banned: frozenset[int]) -> list[int] | None:
         """best_allowed without walking the trie: the ids with the best raw logits of the whole row

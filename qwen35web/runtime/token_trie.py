@@ -13,7 +13,6 @@ import weakref
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
-from itertools import compress
 from typing import Any
 
 from qwen35web.runtime.grammar import DEAD, LazyDfa
@@ -39,17 +38,28 @@ class TokenTrie:
     def allowed(self, dfa: LazyDfa, state: int, extra: Iterable[int] = ()) -> array[int]:
         """Every token whose bytes `dfa` accepts from `state`, plus `extra`: ascending ids, as an
         array (4 bytes an id: a state allowing most of the vocabulary keeps ~1 MB, a set ~8 MB)."""
-        extra = list(extra)
-        marks = bytearray(max(self.size, max(extra, default=-1) + 1))  # [ids] 1: allowed
-        for token in extra:
-            marks[token] = 1
+        found = list(extra)
         keys, ids = self.keys, self.ids
+        few_bytes: dict[int, bytes | None] = {}
         stack = [(0, len(keys), 0, state)]  # (lo, hi, depth, state): keys[lo:hi] share depth bytes
         while stack:
             lo, hi, depth, current = stack.pop()
             while lo < hi and len(keys[lo]) == depth:  # tokens that end here
-                marks[ids[lo]] = 1
+                found.append(ids[lo])
                 lo += 1
+            if lo == hi:
+                continue
+            if current not in few_bytes:
+                few_bytes[current] = _few_bytes(dfa, current)
+            few = few_bytes[current]
+            if few is not None:  # look up the few allowed bytes, not every child (up to 256)
+                prefix = keys[lo][:depth]
+                for byte in few:
+                    start = bisect_left(keys, prefix + bytes((byte,)), lo, hi)
+                    end = hi if byte == 255 else bisect_left(keys, prefix + bytes((byte + 1,)), start, hi)
+                    if start < end:
+                        stack.append((start, end, depth + 1, dfa.step(current, byte)))
+                continue
             while lo < hi:
                 key = keys[lo]
                 byte = key[depth]
@@ -58,7 +68,7 @@ class TokenTrie:
                 if after != DEAD:
                     stack.append((lo, end, depth + 1, after))
                 lo = end
-        return array("i", compress(range(len(marks)), marks))
+        return array("i", sorted(found))
 
     def longest_prefix(self, data: bytes) -> tuple[int, int]:
         """The token with the longest bytes that begin `data`: (id, its length); (-1, 0) if none."""
@@ -71,3 +81,13 @@ class TokenTrie:
             if self.keys[index] == head:
                 best = (self.ids[index], size)
         return best
+
+
+_FEW_BYTES = 24  # a state allowing at most this many next bytes is walked byte by byte
+
+
+def _few_bytes(dfa: LazyDfa, state: int) -> bytes | None:
+    """The bytes `state` allows next when they are few (structure: whitespace, a quote, a comma),
+    else None (inside a string: nearly all)."""
+    allowed = dfa.next_bytes(state)
+    return allowed if len(allowed) <= _FEW_BYTES else None

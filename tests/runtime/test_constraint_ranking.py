@@ -10,10 +10,15 @@ from array import array
 
 import pytest
 
-from qwen35web.runtime.constraint import _shortlist, best_allowed
+from qwen35web.runtime.constraint import GrammarConstraint, _shortlist, best_allowed
+from qwen35web.runtime.grammar import DEAD, LazyDfa
+from qwen35web.runtime.json_grammar import response_format_grammar
 from qwen35web.runtime.sampling import SamplingParams, scaled_logits
+from qwen35web.runtime.token_trie import TokenTrie
+from tests.runtime.tool_fixtures import PERSON_SCHEMA
 
 VOCAB = 40_000
+SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON_SCHEMA}}
 
 
 def reference(allowed, logit_of, size, banned):
@@ -73,3 +78,47 @@ def test_a_large_allowed_set_is_ranked_from_the_raw_row():
     row = [rng.gauss(0.0, 1.0) for _ in range(VOCAB)]
     shortlist = _shortlist(array("i", range(VOCAB)), scaled_logits(row, SamplingParams(), [], ([], [])), 256)
     assert shortlist is not None and 256 <= len(shortlist) < 1024
+
+
+def _vocabulary(rng: random.Random) -> list[bytes | None]:
+    """Every byte, then random words (ASCII, quotes, braces, multibyte UTF-8); id 9 ends the turn."""
+    pieces = ["a", "b", "z", "7", " ", '"', "{", "}", ":", ",", "\\", "é", "省", "\n"]
+    words = {"".join(rng.choice(pieces) for _ in range(rng.randint(2, 6))).encode() for _ in range(14_000)}
+    vocab: list[bytes | None] = [bytes([b]) for b in range(256)] + sorted(words)
+    vocab[9] = None
+    return vocab
+
+
+@pytest.mark.parametrize("params", [SamplingParams(greedy=True), SamplingParams(temperature=0.8, top_k=40)])
+@pytest.mark.parametrize("opening", [b'{"name": "', b'{"name": "Ada', b"{", b'{"name": "Ada", "age": 3'])
+def test_a_state_not_yet_walked_picks_what_its_walked_allowed_set_picks(params, opening):
+    rng = random.Random(repr((params, opening)))
+    vocab = _vocabulary(rng)
+    constraint = GrammarConstraint(
+        LazyDfa(response_format_grammar(SCHEMA_FORMAT)), TokenTrie(vocab), vocab.__getitem__, frozenset({9})
+    )
+    constraint.state = constraint.dfa.walk(constraint.dfa.start, opening)
+    row = [rng.gauss(0.0, 2.0) for _ in range(len(vocab) + 40)]  # the row is wider than the vocabulary
+    logit_of = scaled_logits(row, params, rng.sample(range(len(vocab)), 30), ([], []))
+    size = 1 if params.greedy else params.candidates
+    banned = frozenset({9})
+    ends = constraint.eos_ids if constraint.dfa.accepting[constraint.state] else ()
+    walked = constraint.trie.allowed(constraint.dfa, constraint.state, ends)
+    expected = reference(walked, logit_of, size, banned)
+    unwalked = constraint._best_unwalked(logit_of, size, banned)
+    inside_a_string = opening.endswith((b'"', b"Ada"))
+    assert (unwalked is not None) == inside_a_string  # taken where most tokens fit, refused elsewhere
+    assert unwalked is None or unwalked == expected
+    picked = constraint.pick_whole(logit_of, params, random.Random(0), 100, banned)
+    assert picked == (expected[0] if params.greedy else picked) and picked in walked
+
+
+@pytest.mark.parametrize(
+    "opening", [b"", b"{", b'{"name": "', b'{"name": "Ada", ', b'{"name": "Ada", "age": 3']
+)
+def test_the_trie_walk_finds_every_token_the_automaton_allows(opening):
+    vocab = _vocabulary(random.Random(7))
+    dfa = LazyDfa(response_format_grammar(SCHEMA_FORMAT))
+    state = dfa.walk(dfa.start, opening)
+    expected = [t for t, data in enumerate(vocab) if data and dfa.walk(state, data) != DEAD]
+    assert list(TokenTrie(vocab).allowed(dfa, state, [len(vocab) + 3])) == [*expected, len(vocab) + 3]
