@@ -9,11 +9,19 @@ built automaton (grammar.py). `GrammarConstraint` is what the decode loop consul
    automaton over the token's bytes; the token is drawn among those that fit, their probabilities
    renormalised (greedy: the best that fits).
 2. Only when none fits does the loop read the whole row of logits (`runner.last_logits`) and ask
-   `pick_whole`: the allowed set comes from the token trie (token_trie.py), cached per automaton
-   state, and only the allowed ids are scaled (penalty, temperature) and ranked (heapq). We chose
-   the raw row over asking the sampler graph for k = the vocabulary: at 248k tokens its sorted
-   TopK plus reading back 248k logits and ids measured ~400 ms natively (bench/results/
-   constrained-sampling.jsonl), reading the row a few ms.
+   `pick_whole`, which calls no Python function per vocabulary id (248k: ~200 ms in Pyodide):
+   - in a state that allows most first bytes (inside a string), the row's best raw logits are
+     checked one by one (`fits`) and the best that fit are ranked: no trie walk, which there would
+     visit most of the trie's ~590k nodes;
+   - elsewhere the allowed ids come from the token trie (token_trie.py; a narrow state's walk looks
+     up only the few bytes it allows), cached per automaton state as an ascending array, and a
+     large set is shortlisted from raw values (`_shortlist`) before the exact ranking.
+   Both rank raw logits first: the scaled logit (sampling.ScaledLogits) is raw / temperature on
+   every id but the penalised and biased ones, which are always added, so the token chosen is the
+   one ranking every allowed id by its scaled logit would choose (tests/runtime/
+   test_constraint_ranking.py). We chose the raw row over asking the sampler graph for k = the
+   vocabulary: at 248k tokens its sorted TopK plus reading back 248k logits and ids measured
+   ~400 ms natively (bench/results/constrained-sampling.jsonl), reading the row ~15 ms.
 3. It always ends: when the shortest way to finish (`LazyDfa.completion`) needs as many tokens as
    are left (max_new_tokens, or the context), the rest is forced along that way — every byte is a
    token in a byte-level vocabulary — and the end-of-turn token comes last. End-of-turn is allowed

@@ -38,6 +38,7 @@ class TokenTrie:
     def allowed(self, dfa: LazyDfa, state: int, extra: Iterable[int] = ()) -> array[int]:
         """Every token whose bytes `dfa` accepts from `state`, plus `extra`: ascending ids, as an
         array (4 bytes an id: a state allowing most of the vocabulary keeps ~1 MB, a set ~8 MB)."""
+        extra = list(extra)
         found = list(extra)
         keys, ids = self.keys, self.ids
         few_bytes: dict[int, bytes | None] = {}
@@ -57,8 +58,9 @@ class TokenTrie:
                 for byte in few:
                     start = bisect_left(keys, prefix + bytes((byte,)), lo, hi)
                     end = hi if byte == 255 else bisect_left(keys, prefix + bytes((byte + 1,)), start, hi)
-                    if start < end:
-                        stack.append((start, end, depth + 1, dfa.step(current, byte)))
+                    after = dfa.step(current, byte) if start < end else DEAD
+                    if after != DEAD:
+                        stack.append((start, end, depth + 1, after))
                 continue
             while lo < hi:
                 key = keys[lo]
@@ -68,7 +70,7 @@ class TokenTrie:
                 if after != DEAD:
                     stack.append((lo, end, depth + 1, after))
                 lo = end
-        return array("i", sorted(found))
+        return array("i", sorted(set(found)) if extra else sorted(found))
 
     def longest_prefix(self, data: bytes) -> tuple[int, int]:
         """The token with the longest bytes that begin `data`: (id, its length); (-1, 0) if none."""
