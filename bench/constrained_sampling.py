@@ -160,6 +160,8 @@ def measure_sampler(vocab: int) -> dict:
             "logits": logits,
             "penalty_ids": np.zeros((1, 1), np.int64),
             "penalty": np.ones(1, np.float32),
+            "bias_ids": np.zeros((1, 1), np.int64),  # presence/frequency biases: none
+            "bias": np.zeros((1, 1), np.float32),
             "temperature": np.ones(1, np.float32),
             "k": np.array([k], np.int64),
         }
