@@ -34,8 +34,10 @@ against the same budget), then the constrained output begins.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import random
+import weakref
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
@@ -314,12 +316,41 @@ def output_grammar(
 def output_constraint(
     runtime: Any, prompt: Prompt, tools: list[Tool], choice: ToolChoice, response_format: Any
 ) -> GrammarConstraint | None:
-    """The constraint for a reply on `runtime` (None when the reply is free)."""
+    """The constraint for a reply on `runtime` (None when the reply is free). A request with the
+    same grammar as a recent one (an agent's next turn) reuses its automaton and allowed sets."""
     grammar = output_grammar(tools, choice, response_format, prompt.opens_reasoning)
     if grammar is None:
         return None
     tokenizer = runtime.tokenizer
     trie = TokenTrie.for_tokenizer(tokenizer, runtime.manifest.vocab_size)
-    return GrammarConstraint(
-        LazyDfa(grammar), trie, tokenizer.token_bytes, frozenset(runtime.manifest.eos_token_ids)
+    kept = _AUTOMATA.setdefault(trie, {})
+    key = json.dumps(
+        [tools, [choice.mode, choice.name], response_format, prompt.opens_reasoning],
+        sort_keys=True,
+        default=repr,
     )
+    automaton = kept.pop(key, None) or _Automaton(LazyDfa(grammar))
+    kept[key] = automaton  # the most recent last
+    while len(kept) > _KEPT_AUTOMATA:
+        kept.pop(next(iter(kept)))
+    return GrammarConstraint(
+        automaton.dfa,
+        trie,
+        tokenizer.token_bytes,
+        frozenset(runtime.manifest.eos_token_ids),
+        _allowed=automaton.allowed,
+        _finish_tokens=automaton.finish_tokens,
+    )
+
+
+@dataclass
+class _Automaton:
+    """What constraints of one grammar over one vocabulary share: states keep their numbers."""
+
+    dfa: LazyDfa
+    allowed: dict[int, array[int]] = field(default_factory=dict)
+    finish_tokens: dict[int, int] = field(default_factory=dict)
+
+
+_KEPT_AUTOMATA = 4  # recent grammars per vocabulary whose automata are kept
+_AUTOMATA: weakref.WeakKeyDictionary[TokenTrie, dict[str, _Automaton]] = weakref.WeakKeyDictionary()

@@ -7,14 +7,16 @@ from __future__ import annotations
 import heapq
 import random
 from array import array
+from types import SimpleNamespace
 
 import pytest
 
-from qwen35web.runtime.constraint import GrammarConstraint, _shortlist, best_allowed
+from qwen35web.runtime.constraint import GrammarConstraint, _shortlist, best_allowed, output_constraint
 from qwen35web.runtime.grammar import DEAD, LazyDfa
 from qwen35web.runtime.json_grammar import response_format_grammar
 from qwen35web.runtime.sampling import SamplingParams, scaled_logits
 from qwen35web.runtime.token_trie import TokenTrie
+from qwen35web.runtime.tools import ToolChoice
 from tests.runtime.tool_fixtures import PERSON_SCHEMA
 
 VOCAB = 40_000
@@ -122,3 +124,26 @@ def test_the_trie_walk_finds_every_token_the_automaton_allows(opening):
     state = dfa.walk(dfa.start, opening)
     expected = [t for t, data in enumerate(vocab) if data and dfa.walk(state, data) != DEAD]
     assert list(TokenTrie(vocab).allowed(dfa, state, [len(vocab) + 3])) == [*expected, len(vocab) + 3]
+
+
+class _ByteTokenizer:
+    """Every byte one token; 256 ends the turn."""
+
+    def token_bytes(self, token: int) -> bytes | None:
+        return bytes((token,)) if token < 256 else None
+
+
+def test_a_repeated_grammar_reuses_its_automaton_and_allowed_sets():
+    manifest = SimpleNamespace(vocab_size=257, eos_token_ids=[256])
+    runtime, prompt = (
+        SimpleNamespace(tokenizer=_ByteTokenizer(), manifest=manifest),
+        SimpleNamespace(opens_reasoning=False),
+    )
+    first = output_constraint(runtime, prompt, [], ToolChoice(), SCHEMA_FORMAT)
+    assert first is not None
+    first.advance(ord("{"))
+    again = output_constraint(runtime, prompt, [], ToolChoice(), SCHEMA_FORMAT)
+    other = output_constraint(runtime, prompt, [], ToolChoice(), {"type": "json_object"})
+    assert again is not None and other is not None
+    assert again.dfa is first.dfa and again._allowed is first._allowed and again.state == again.dfa.start
+    assert other.dfa is not first.dfa
