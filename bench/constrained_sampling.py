@@ -8,11 +8,15 @@ sampler graph returns, for two kinds of model:
     steps find no candidate that fits and need the whole-vocabulary pass (trie walk + filtering
     the ranked vocabulary);
   - "following": the best candidate is the next token of a valid answer (a model that writes the
-    format), the other 255 random: the candidates-first path.
+    format), the other 255 random: the candidates-first path;
+  - "never": no candidate ever fits (special tokens only), so every step is a whole-row pass: the
+    worst case, and the one where a state inside a string allows almost the whole vocabulary.
+The whole-row pass gets the row as the decode loop hands it over (sampling.scaled_logits).
 for a JSON schema and a forced tool call, plus the one-off trie build. Natively it also times the
 sampler graph (onnxruntime) with k = 256 and with k = the vocabulary, and reading one raw row of
 logits (what a whole-vocabulary pass reads). With --pyodide the pure-Python part runs again
-inside Pyodide (Node).
+inside Pyodide (Node), and the row is also read from a JS Float32Array through the web engine
+(`read_row_ms`: WebEngine.read_last_row, what a whole-row pass reads in the page).
 Prints one JSON line per environment and appends them to bench/results/constrained-sampling.jsonl.
 """
 
@@ -88,13 +92,15 @@ def measure_constraint(tokenizer_path: str, tokens: int) -> dict:
             CALL_ANSWER,
         ),
     }
+    never = [i for i in range(vocab - 64, vocab) if tokenizer.token_bytes(i) is None and i != eos]
     for name, (grammar, answer) in cases.items():
         assert grammar is not None, name  # both cases constrain the reply
-        for model in ("random", "following"):
+        for model in ("random", "following", "never"):
             constraint = GrammarConstraint(LazyDfa(grammar), trie, tokenizer.token_bytes, frozenset({eos}))
             script = [*tokenizer.encode(answer), eos]
-            params = sampled if model == "random" else greedy
-            timings = _run(constraint, script, model, rng, params, row, tokens)
+            params = greedy if model == "following" else sampled
+            candidates = (never * 256)[:256] if model == "never" else None
+            timings = _run(constraint, script, model, rng, params, row, tokens, candidates)
             report[f"{name}/{model}"] = timings
     return report
 
@@ -103,10 +109,12 @@ def _schema_format() -> dict:
     return {"type": "json_schema", "json_schema": {"schema": SCHEMA}}
 
 
-def _run(constraint, script, model, rng, params, row, tokens) -> dict:
+def _run(constraint, script, model, rng, params, row, tokens, candidates) -> dict:
+    from qwen35web.runtime.sampling import scaled_logits
+
     pick_ms, full_ms, produced, full = [], [], 0, 0
     for step in range(tokens):
-        ids = rng.sample(range(len(row)), 256)
+        ids = list(candidates) if candidates else rng.sample(range(len(row)), 256)
         if model == "following" and step < len(script):
             ids[0] = script[step]
         logits = [-i / 50 for i in range(256)]
@@ -116,7 +124,8 @@ def _run(constraint, script, model, rng, params, row, tokens) -> dict:
         pick_ms.append((time.perf_counter() - started) * 1000)
         if token is None:
             started = time.perf_counter()
-            token = constraint.pick_whole(row.__getitem__, params, rng, tokens - step, frozenset())
+            logit_of = scaled_logits(row, params, [], ([], []))  # as generation.next_token hands it over
+            token = constraint.pick_whole(logit_of, params, rng, tokens - step, frozenset())
             full_ms.append((time.perf_counter() - started) * 1000)
             full += 1
         produced += 1
@@ -151,6 +160,8 @@ def measure_sampler(vocab: int) -> dict:
             "logits": logits,
             "penalty_ids": np.zeros((1, 1), np.int64),
             "penalty": np.ones(1, np.float32),
+            "bias_ids": np.zeros((1, 1), np.int64),  # presence/frequency biases: none
+            "bias": np.zeros((1, 1), np.float32),
             "temperature": np.ones(1, np.float32),
             "k": np.array([k], np.int64),
         }
@@ -188,11 +199,22 @@ copy(`${root}/qwen35web/runtime`, "/work/qwen35web/runtime");
 py.FS.writeFile("/work/qwen35web/__init__.py", "");
 py.FS.writeFile("/work/bench_constrained.py", fs.readFileSync(`${root}/bench/constrained_sampling.py`));
 py.FS.writeFile("/work/tokenizer.json", fs.readFileSync(tokenizer));
+globalThis.logits = { dims: [1, 1, 248320], data: new Float32Array(248320).map(() => Math.random()) };
 console.log(await py.runPythonAsync(`
-import json, sys
+import json, sys, time
 sys.path.insert(0, "/work")
 from bench_constrained import measure_constraint
-json.dumps(measure_constraint("/work/tokenizer.json", ${tokens}))
+from qwen35web.runtime.browser.engine import WebEngine
+import js
+engine = WebEngine.__new__(WebEngine)  # only its reading of a CPU tensor: no onnxruntime here
+engine._live = {}
+times = []
+for _ in range(5):
+    started = time.perf_counter()
+    await engine.read_last_row(js.logits)
+    times.append((time.perf_counter() - started) * 1000)
+report = measure_constraint("/work/tokenizer.json", ${tokens})
+json.dumps(report | {"read_row_ms": round(min(times), 2)})
 `));
 """
 

@@ -109,6 +109,18 @@ def _consume(node: Node, progress: int, byte: int) -> int | None:
     return _DONE if progress == len(terminator) else progress
 
 
+def _mark_next(node: Node, progress: int, marks: bytearray) -> None:
+    """Mark the bytes the terminal `node` takes at `progress` (what _consume accepts)."""
+    if node.kind == LIT:
+        marks[node.a[progress]] = 1
+    elif node.kind == CLASS:
+        for byte in range(256):
+            if node.a[byte]:
+                marks[byte] = 1
+    else:  # UNTIL takes every byte
+        marks[:] = b"\x01" * 256
+
+
 def _closure(configs: Iterable[Config]) -> StateSet:
     """Expand every stack until a terminal (or nothing: the end) is on top."""
     out: set[Config] = set()
@@ -233,6 +245,7 @@ class LazyDfa:
         self.accepting: list[bool] = []
         self._shortest = _shortest_texts(root)
         self._completions: dict[int, bytes] = {}
+        self._next_bytes: dict[int, bytes] = {}
         self.start = self._intern(_closure([((root, 0),)]))
 
     def _intern(self, state: StateSet) -> int:
@@ -255,6 +268,17 @@ class LazyDfa:
             moved = _step(self._sets[state], byte)
             after = row[byte] = self._intern(moved) if moved else DEAD
         return after
+
+    def next_bytes(self, state: int) -> bytes:
+        """The bytes `state` moves on (ascending), read off its terminals without building the moves."""
+        known = self._next_bytes.get(state)
+        if known is None:
+            marks = bytearray(256)  # [byte] 1: some stack's terminal takes it
+            for config in self._sets[state]:
+                if config:
+                    _mark_next(*config[-1], marks)
+            known = self._next_bytes[state] = bytes(b for b in range(256) if marks[b])
+        return known
 
     def walk(self, state: int, data: bytes) -> int:
         for byte in data:

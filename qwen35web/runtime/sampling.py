@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qwen35web.runtime.errors import GenerationInputError
@@ -132,26 +132,43 @@ def nucleus(top_logits: list[float], log_normalizer: float, params: SamplingPara
     return probs
 
 
+class ScaledLogits:
+    """`logit_of(id)`: a raw logit as the sampler graph scales it (repetition penalty on `seen`
+    ids, then the presence/frequency biases, then the effective temperature), computed only for
+    the ids asked about. It keeps the raw `row` and the `adjusted` ids (penalised or biased): on
+    every other id the scaled logit is `row[id] / temperature`, monotone in the raw one, so a
+    caller ranking many ids can rank raw values at C speed (constraint.py's whole-row pass)."""
+
+    __slots__ = ("adjusted", "bias_of", "penalised", "penalty", "row", "temperature")
+
+    def __init__(
+        self,
+        row: Sequence[float],
+        params: SamplingParams,
+        seen: list[int],
+        biases: tuple[list[int], list[float]],
+    ):
+        self.row = row
+        self.penalised = frozenset(seen) if params.repetition_penalty != 1.0 else frozenset()
+        self.penalty, self.temperature = params.repetition_penalty, params.effective_temperature
+        self.bias_of = dict(zip(*biases, strict=True))
+        self.adjusted = self.penalised.union(self.bias_of)
+
+    def __call__(self, token: int) -> float:
+        value = self.row[token]
+        if token in self.penalised:
+            value = value / self.penalty if value > 0 else value * self.penalty
+        return (value - self.bias_of.get(token, 0.0)) / self.temperature
+
+
 def scaled_logits(
-    row: list[float],
+    row: Sequence[float],
     params: SamplingParams,
     seen: list[int],
     biases: tuple[list[int], list[float]] = ([], []),
-) -> Callable[[int], float]:
-    """`logit_of(id)`: a raw logit as the sampler graph scales it (repetition penalty on `seen`
-    ids, then the presence/frequency biases, then the effective temperature), computed only for
-    the ids asked about."""
-    penalised = frozenset(seen) if params.repetition_penalty != 1.0 else frozenset()
-    penalty, temperature = params.repetition_penalty, params.effective_temperature
-    bias_of = dict(zip(*biases, strict=True))
-
-    def logit_of(token: int) -> float:
-        value = row[token]
-        if token in penalised:
-            value = value / penalty if value > 0 else value * penalty
-        return (value - bias_of.get(token, 0.0)) / temperature
-
-    return logit_of
+) -> ScaledLogits:
+    """`logit_of(id)` over a raw row of logits (see ScaledLogits)."""
+    return ScaledLogits(row, params, seen, biases)
 
 
 def without_tokens(
