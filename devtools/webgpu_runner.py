@@ -143,18 +143,25 @@ def _site() -> Iterator[str]:
 class WebGpuPage:
     """One headless Chromium page with onnxruntime-web's WebGPU build; a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, browser: Any = None) -> None:
+        """`browser`: a Playwright Chromium already launched with CHROMIUM_FLAGS (Playwright's sync
+        API allows one driver per process: a test session shares its own); None starts one."""
         self._stack = contextlib.ExitStack()
+        self._browser = browser
         self.page: Any = None
 
     def __enter__(self) -> WebGpuPage:
-        from playwright.sync_api import sync_playwright
-
         base = self._stack.enter_context(_site())
-        playwright = self._stack.enter_context(sync_playwright())
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        self._stack.callback(browser.close)
-        self.page = browser.new_page()
+        browser = self._browser
+        if browser is None:
+            from playwright.sync_api import sync_playwright
+
+            playwright = self._stack.enter_context(sync_playwright())
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            self._stack.callback(browser.close)
+        context = browser.new_context()
+        self._stack.callback(context.close)
+        self.page = context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.page.goto(f"{base}/index.html")
         self.page.wait_for_function("window.ready === true")

@@ -10,10 +10,14 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS
 from devtools.published_replica import write_replica
 from tests.checkpoints import TINY_TEXT_CONFIG, random_model, write_text_checkpoint, write_vl_checkpoint
 from tests.old_bundles import copy_as_format_1
@@ -97,3 +101,19 @@ def replica_export(tmp_path_factory: pytest.TempPathFactory, published_replica):
         return _REPLICA_EXPORTS[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole session (Playwright's sync API allows one driver per
+    process: every test that drives a page, the page's own or a bare WebGPU one, shares it)."""
+    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.fail(
+            f"browser tests need Chromium at {CHROMIUM}: `apt-get install -y chromium` (or `make setup`)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield chromium
+        chromium.close()

@@ -9,15 +9,12 @@ never skip, so CI cannot pass without them.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS
 from qwen35web.web.build import SiteSpec, build_site, locate_vendored
 from qwen35web.web.serve import serving
 from tests.browser.pages import (
@@ -61,20 +58,6 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory, export_bundle) -> Path:
 def base_url(site_dir: Path) -> Iterator[str]:
     with serving(site_dir) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
-        pytest.fail(
-            f"browser tests need Chromium at {CHROMIUM}: `apt-get install -y chromium` (or `make setup`)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture()

@@ -159,8 +159,8 @@ def test_webgpu_export_refuses_validate(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def webgpu() -> Iterator[WebGpuPage]:
-    with WebGpuPage() as page:
+def webgpu(browser) -> Iterator[WebGpuPage]:
+    with WebGpuPage(browser) as page:
         yield page
 
 
