@@ -14,16 +14,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
-import functools
-import http.server
 import itertools
 import json
 import logging
-import shutil
-import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +25,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS
+from devtools.webgpu_runner import ort_webgpu_site
 
 log = logging.getLogger(__name__)
 
@@ -127,37 +121,13 @@ def _to_js(values: dict[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _site() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        site = Path(tmp)
-        (site / "index.html").write_text(PAGE)
-        (site / "ort").mkdir()
-        # With wasmPaths set, 1.31's bundle imports the asyncify .mjs beside the .wasm.
-        asyncify = "ort-wasm-simd-threaded.asyncify"
-        for name in ("ort.webgpu.bundle.min.mjs", f"{asyncify}.wasm", f"{asyncify}.mjs"):
-            shutil.copy(ORT_DIST / name, site / "ort" / name)
-        handler = functools.partial(_QuietHandler, directory=str(site))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-
-
 def run(cases: list[tuple[int, int]]) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     models = {bias: gqa_model(bias) for bias in (True, False)}
     version = json.loads((ORT_DIST.parent / "package.json").read_text())["version"]
     rows = []
-    with _site() as base, sync_playwright() as playwright:
+    with ort_webgpu_site(PAGE) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page()

@@ -123,10 +123,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _site() -> Iterator[str]:
+def ort_webgpu_site(page: str = PAGE) -> Iterator[str]:
+    """Serve `page` as index.html beside onnxruntime-web's WebGPU build (under ort/), on 127.0.0.1;
+    yields the base URL."""
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp)
-        (site / "index.html").write_text(PAGE)
+        (site / "index.html").write_text(page)
         (site / "ort").mkdir()
         # With wasmPaths set, the bundle imports the asyncify .mjs beside the .wasm.
         for name in ("ort.webgpu.bundle.min.mjs", f"{ASYNCIFY}.wasm", f"{ASYNCIFY}.mjs"):
@@ -151,7 +153,7 @@ class WebGpuPage:
         self.page: Any = None
 
     def __enter__(self) -> WebGpuPage:
-        base = self._stack.enter_context(_site())
+        base = self._stack.enter_context(ort_webgpu_site())
         browser = self._browser
         if browser is None:
             from playwright.sync_api import sync_playwright
