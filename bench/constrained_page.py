@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.constrained_sampling import SCHEMA, TOOL  # the same requests as the native and Pyodide bench
 from bench.page_harness import REPO, RESULTS, chromium_version
 from devtools.chromium import CHROMIUM, CHROMIUM_FLAGS
 
@@ -42,27 +43,6 @@ log = logging.getLogger("bench.constrained_page")
 MODEL = "qwen3.5-0.8b-replica"
 RESULTS_FILE = RESULTS / "constrained-sampling.jsonl"
 MESSAGES = [{"role": "user", "content": "Describe a person as JSON, then tell me the weather in Paris."}]
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 40},
-        "age": {"type": "integer"},
-        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
-        "ok": {"type": "boolean"},
-    },
-    "required": ["name", "age", "tags", "ok"],
-}
-TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-            "required": ["city", "days"],
-        },
-    },
-}
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "json_schema": (
         {"response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}}},
