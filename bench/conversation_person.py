@@ -66,6 +66,8 @@ async def _person_turn(conversation: Conversation, message: str, turn: int, args
         "prefilled_tokens": result.prefilled_tokens,
         "first_token_ms": round(result.first_token_ms + late_ms, 1),  # from when Send was due
         "waited_ms": round(runtime.ahead.stats.last_wait_ms + late_ms, 1),
+        "render_ms": round(result.render_ms, 1),  # rendering and tokenising the whole conversation
+        "prefill_ms": round(result.prefill_ms, 1),  # restoring the kept state and the forward over what was left
         "background_tokens": prefilled_before,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
@@ -117,20 +119,27 @@ def summary(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> dict[str, fl
     }
 
 
+def _parts(row: dict[str, Any]) -> str:
+    """Where an on-turn's time went: the wait for a background chunk, rendering, the forward."""
+    if "render_ms" not in row:  # results written before these columns
+        return f"{row['waited_ms']:.0f} / – / –"
+    return f"{row['waited_ms']:.0f} / {row['render_ms']:.0f} / {row['prefill_ms']:.0f}"
+
+
 def _thread_lines(threads: str, run: dict[str, Any]) -> list[str]:
     off, on = run["off"], run["on"]
     lines = [
         f"## {threads} thread(s)",
         "",
         "| turn | message tokens | prompt tokens | off: prefilled after Send | off: first token (s) | on: "
-        "prefilled after Send | on: waited for a chunk (ms) | on: first token (s) | off / on | load avg "
+        "prefilled after Send | on: waited / render / restore+forward (ms) | on: first token (s) | off / on | load avg "
         "(off / on) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a, b in zip(off, on, strict=True):
         lines.append(
             f"| {a['turn']} | {a['message_tokens']} | {b['prompt_tokens']} | {a['prefilled_tokens']} | "
-            f"{a['first_token_ms'] / 1000:.2f} | {b['prefilled_tokens']} | {b['waited_ms']:.0f} | "
+            f"{a['first_token_ms'] / 1000:.2f} | {b['prefilled_tokens']} | {_parts(b)} | "
             f"{b['first_token_ms'] / 1000:.2f} | {a['first_token_ms'] / b['first_token_ms']:.1f}× | "
             f"{a['load_average_1min']} / {b['load_average_1min']} |"
         )
