@@ -67,7 +67,7 @@ async def _person_turn(conversation: Conversation, message: str, turn: int, args
         "first_token_ms": round(result.first_token_ms + late_ms, 1),  # from when Send was due
         "waited_ms": round(runtime.ahead.stats.last_wait_ms + late_ms, 1),
         "render_ms": round(result.render_ms, 1),  # rendering and tokenising the whole conversation
-        "prefill_ms": round(result.prefill_ms, 1),  # restoring the kept state and the forward over what was left
+        "prefill_ms": round(result.prefill_ms, 1),  # kept state restored + forward
         "background_tokens": prefilled_before,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
@@ -132,8 +132,8 @@ def _thread_lines(threads: str, run: dict[str, Any]) -> list[str]:
         f"## {threads} thread(s)",
         "",
         "| turn | message tokens | prompt tokens | off: prefilled after Send | off: first token (s) | on: "
-        "prefilled after Send | on: waited / render / restore+forward (ms) | on: first token (s) | off / on | load avg "
-        "(off / on) |",
+        "prefilled after Send | on: waited / render / restore+forward (ms) | on: first token (s) | off / on "
+        "| load avg (off / on) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a, b in zip(off, on, strict=True):
