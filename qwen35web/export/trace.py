@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import onnx_ir as ir
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.export import Dim
 
 from qwen35web.export.decoder import Qwen35Decoder
@@ -101,10 +102,36 @@ def apply_io_contract(
     model.metadata_props.update(graph_metadata(spec, activation_dtype))
 
 
+# Weightless traces by what they depend on (see trace_to_onnx): a process that exports one model shape
+# several times (formats, logits, a bench's recipes, a test session) traces it once.
+_WEIGHTLESS_TRACES: dict[tuple[object, ...], ir.Model] = {}
+
+
+def _is_weightless(decoder: Qwen35Decoder) -> bool:
+    return all(isinstance(p, FakeTensor) for p in decoder.parameters())
+
+
 def trace_to_onnx(
     decoder: Qwen35Decoder, dtype: torch.dtype = torch.float32, optimize: bool = True
 ) -> ir.Model:
-    """`optimize=False` skips torch.onnx's constant folding (a weightless decoder: see lazy_weights)."""
+    """`optimize=False` skips torch.onnx's constant folding (a weightless decoder: see lazy_weights).
+
+    A weightless decoder's graph depends only on the model facts, the dtype and the decoder's two
+    switches, not on any weight: it is traced once per process and each call gets a clone (its own
+    nodes and values; the fake initializers, which passes replace rather than change, are shared).
+    Every call gets a clone, the first one too, so the bytes written never depend on what the
+    process traced before (a clone names the values passes add from its own counter)."""
+    if optimize or not _is_weightless(decoder):
+        return _trace(decoder, dtype, optimize)
+    key = (repr(decoder.spec), str(dtype), decoder.last_position_only, decoder.image_token_id)
+    if key not in _WEIGHTLESS_TRACES:
+        _WEIGHTLESS_TRACES[key] = _trace(decoder, dtype, optimize)
+    else:
+        log.info("reusing this process's trace of the same model shape")
+    return _WEIGHTLESS_TRACES[key].clone()
+
+
+def _trace(decoder: Qwen35Decoder, dtype: torch.dtype, optimize: bool) -> ir.Model:
     spec = decoder.spec
     with_images = decoder.image_token_id is not None
     args = example_inputs(spec, dtype, with_images)

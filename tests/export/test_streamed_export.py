@@ -101,3 +101,25 @@ def test_streamed_random_checkpoint_is_sharded_seeded_and_loadable(tmp_path: Pat
     spec, checkpoint = _spec_and_checkpoint(first)
     assert spec.vocab_size == TINY_TEXT_CONFIG["vocab_size"]
     assert checkpoint.load("model.embed_tokens.weight").dtype == torch.float32  # read back as asked
+
+
+def test_a_process_traces_each_model_shape_once_and_writes_the_same_bytes(
+    tiny_text_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second export of the same shape reuses the first's trace (a clone of it), and writes a bundle
+    byte for byte the same as the first; another logits choice is traced afresh."""
+    from qwen35web.export import trace
+    from qwen35web.export.pipeline import ExportOptions, run_export
+
+    monkeypatch.setattr(trace, "_WEIGHTLESS_TRACES", {})
+    traced: list[bool] = []
+    real = trace._trace
+    monkeypatch.setattr(trace, "_trace", lambda *args: traced.append(True) or real(*args))
+    bundles = [tmp_path / name for name in ("first", "second")]
+    for out in bundles:
+        run_export(ExportOptions(tiny_text_dir, out, ops="fused", validate=False))
+    assert len(traced) == 1
+    first, second = ({p.name: p.read_bytes() for p in out.iterdir()} for out in bundles)
+    assert first.keys() == second.keys() and all(first[name] == second[name] for name in first)
+    run_export(ExportOptions(tiny_text_dir, tmp_path / "last", ops="fused", logits="last", validate=False))
+    assert len(traced) == 2
