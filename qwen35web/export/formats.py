@@ -16,17 +16,19 @@ q4 and q4f16 (issue 22) are chosen against the onnxruntime-genai builder's int4 
 activations (symmetric int4 blocks of 32, accuracy 4, the tied table and head shared as int4, the
 linear-attention gates dense): at each size, the recipe with the fewest bytes per token among those
 at least as good as the builder on relative perplexity change, top-1 agreement and bytes per token;
-where none is, the fewest bytes among those at least as faithful as the builder. Measured: none is
-at any size. Every int4-table recipe the tiny model can hold is less faithful than the builder's
-(q4 block 16: Δppl +7.6e-3 against its +6.9e-3; blocks 32 and 64 worse), and every int8-table one
-reads more bytes (an int8 head costs 8.4-8.6 bits per weight where the builder's costs 5, and the head
-is a third of a 0.8B's weights). The most faithful-enough with the fewest bytes is int4 blocks of 64
-with an int8 table and head, at every size: 1.01x (9B) to 1.18x (0.8B) the builder's bytes for q4,
-23-25 % fewer than the previous default (blocks of 16, int8 table and head, chosen by the +2 % / 95 %
-top-1 targets, which the builder's int4 itself misses at 91.6 % top-1). Blocks of 128 and 256 are
-not measurable on the tiny model (its width, 192, is not a multiple). Natively (0.8B shape) it
-decodes at 0.75-0.80x the builder's speed (bench/results/fidelity.md, 1 and 2 threads; 0.62-1.03x
-over three runs at 1-min load 2.4-7), where the previous default ran at 0.44-0.53x (0.44-0.62x).
+where none is, the fewest bytes among those at least as faithful as the builder. Measured (the
+trained tiny model as retrained with the chat and tool-call set): none is at any size. Every
+int4-table recipe reads fewer bytes but the q4 ones are less faithful or larger than the int8-table
+choice (the builder's Δppl +4.99e-3 / top-1 91.5 %); every int8-table one reads more bytes than the
+builder (an int8 head costs 8.4-8.6 bits per weight where the builder's costs 5, and the head is a
+third of a 0.8B's weights). So q4 is int4 blocks of 64 with an int8 table and head at every size
+(+2.73e-3 / 94.8 %; 1.01x (9B) to 1.18x (0.8B) the builder's bytes). q4f16 (fp16 scales, so small
+blocks cost less) is int4 blocks of 16 with an int4 table and head at 0.8B and 2B (+4.19e-3 /
+94.0 %; 1.16x the builder's bytes, 8 % fewer than blocks of 64 with an int8 table), and blocks of
+64 with an int8 table and head at 4B and 9B, where the head is a smaller share. Blocks of 128 and
+256 are not measurable on the tiny model (its width, 192, is not a multiple). Natively (0.8B shape)
+q4 decodes at 0.75-0.80x the builder's speed (bench/results/fidelity.md, 1 and 2 threads; 0.62-1.03x
+over three runs at 1-min load 2.4-7).
 q8 keeps the targets' rule: its int8 table and head.
 """
 
@@ -172,7 +174,11 @@ _NBITS_TOLERANCE = Tolerance(max_abs=1.0, kl=1e-2, greedy_agreement=0.0)
 
 # Chosen by bench.fidelity (bench/results/fidelity.md, "Default recipes by model size"), per size.
 Q4_DEFAULTS = _same_for_every_size(Recipe(block_size=64, accuracy_level=4, embedding="int8"))
-Q4F16_DEFAULTS = _same_for_every_size(Recipe(block_size=64, accuracy_level=4, embedding="int8"))
+Q4F16_DEFAULTS = {
+    **_same_for_every_size(Recipe(block_size=64, accuracy_level=4, embedding="int8")),
+    "0.8B": Recipe(block_size=16, accuracy_level=4, embedding="int4"),
+    "2B": Recipe(block_size=16, accuracy_level=4, embedding="int4"),
+}
 Q8_DEFAULTS = _same_for_every_size(Recipe(embedding="int8"))
 
 
