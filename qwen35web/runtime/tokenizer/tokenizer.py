@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 # Lone surrogates (possible in a str that came from JavaScript) have no UTF-8 form. The web platform's
 # TextEncoder, and so tokenizers' JavaScript binding, encodes each as U+FFFD; we do the same.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Text between two added tokens is encoded on its own, so a segment's ids can be remembered exactly.
+# A conversation is rendered and encoded whole at every turn: with this, only its new messages are
+# pre-tokenized and BPE-encoded (the rest were segments of the previous turn's text).
+_SEGMENT_CACHE_ENTRIES = 1024
+_SEGMENT_CACHE_MIN_CHARS = 32  # shorter segments cost less to encode than to remember
 
 
 class Tokenizer:
@@ -49,6 +54,7 @@ class Tokenizer:
         added_only = sum(1 for content in added.content_to_id if model.token_to_id(content) is None)
         self.vocab_size: int = len(model.vocab) + added_only
         self._bytes_cache: dict[tuple[int, bool], bytes | None] = {}
+        self._segment_cache: dict[str, list[int]] = {}  # oldest first
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
@@ -74,14 +80,28 @@ class Tokenizer:
         if _LONE_SURROGATE.search(text):
             text = _LONE_SURROGATE.sub("\ufffd", text)
         ids: list[int] = []
-        tokenize = self._model.tokenize
         for segment, token_id in self._added.split(text, self._normalizer):
             if token_id is not None:
                 ids.append(token_id)
-                continue
-            pieces = self._pre_tokenizer.pre_tokenize([segment]) if self._pre_tokenizer else [segment]
-            for piece in pieces:
-                ids.extend(tokenize(piece))
+            elif len(segment) < _SEGMENT_CACHE_MIN_CHARS:
+                ids.extend(self._encode_segment(segment))
+            else:
+                ids.extend(self._remembered_segment(segment))
+        return ids
+
+    def _encode_segment(self, segment: str) -> list[int]:
+        """Ids of text that holds no added token (normalized as `split` left it)."""
+        pieces = self._pre_tokenizer.pre_tokenize([segment]) if self._pre_tokenizer else [segment]
+        tokenize = self._model.tokenize
+        return [token_id for piece in pieces for token_id in tokenize(piece)]
+
+    def _remembered_segment(self, segment: str) -> list[int]:
+        cache = self._segment_cache
+        ids = cache.get(segment)
+        if ids is None:
+            ids = cache[segment] = self._encode_segment(segment)
+            if len(cache) > _SEGMENT_CACHE_ENTRIES:
+                del cache[next(iter(cache))]
         return ids
 
     def pieces(self, text: str) -> list[str]:

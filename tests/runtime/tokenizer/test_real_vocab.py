@@ -9,6 +9,7 @@ import pytest
 
 from devtools.real_vocab import qwen_reference_tokenizer
 from qwen35web.runtime.tokenizer import Tokenizer
+from qwen35web.runtime.tokenizer.tokenizer import _SEGMENT_CACHE_MIN_CHARS as SEGMENT_CACHE_MIN_CHARS
 from tests.runtime.tokenizer.conftest import TokenizerPair
 from tests.runtime.tokenizer.corpus import CORPUS
 
@@ -55,3 +56,25 @@ def test_encoding_ten_thousand_characters_is_fast(real_pair: TokenizerPair) -> N
 def test_round_trip_on_corpus(real_pair: TokenizerPair) -> None:
     for text in CORPUS:
         assert real_pair.ours.decode(real_pair.ours.encode(text)) == unicodedata.normalize("NFC", text)
+
+
+def test_a_growing_conversation_encodes_only_its_new_messages(
+    real_pair: TokenizerPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each turn's whole rendered conversation encodes as `tokenizers` does, and the text between added
+    tokens that an earlier turn already held is not encoded again."""
+    tokenizer = Tokenizer.from_json(real_pair.json_text)
+    encoded: list[str] = []
+    encode_segment = tokenizer._encode_segment
+    monkeypatch.setattr(tokenizer, "_encode_segment", lambda s: encoded.append(s) or encode_segment(s))
+    conversation = ""
+    for turn, text in enumerate(CORPUS[:6]):
+        user, reply = f"Turn {turn}: {text}", text[::-1]
+        message = f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{reply}<|im_end|>\n"
+        conversation += message
+        encoded.clear()
+        assert (
+            tokenizer.encode(conversation) == real_pair.hf.encode(conversation, add_special_tokens=False).ids
+        )
+        # Short segments ("\n" between turns, "user\n...") are encoded afresh: cheaper than remembering.
+        assert all(segment in message for segment in encoded if len(segment) >= SEGMENT_CACHE_MIN_CHARS)
