@@ -241,3 +241,29 @@ def test_the_web_session_prepares_drafts_and_refuses_bad_input(export_bundle):
     assert ahead["heldTokens"] == ahead["targetTokens"] == prepared["targetTokens"]
     assert ahead["prefilledTokens"] > 0 and not ahead["running"]
     assert all(b["errorType"] == "GenerationInputError" for b in bad), bad
+
+
+async def _switch_models_mid_draft(first_bundle, second_bundle):
+    """A model switch while a draft is prefilled: the first model closes (its background work
+    stopped first), the second answers the same conversation."""
+    runtime = await open_native(first_bundle)
+    conversation = Conversation(runtime, system="Be brief.")
+    await conversation.say(USER_TURNS[0], GREEDY)
+    conversation.prepare(USER_TURNS[1])
+    await asyncio.sleep(0)  # one chunk under way
+    task = runtime.ahead._task
+    in_flight = task is not None and not task.done()
+    await runtime.close()
+    other = await open_native(second_bundle)
+    switched = Conversation(other, messages=conversation.messages)
+    prompt_ids = switched.prompt_for(USER_TURNS[1]).ids
+    result = await switched.say(USER_TURNS[1], GREEDY)
+    await other.close()
+    return in_flight, prompt_ids, result
+
+
+def test_a_model_switch_mid_draft_closes_cleanly_and_the_next_model_answers_exactly(export_bundle):
+    first, second = export_bundle("text", "fused"), export_bundle("text", "portable")
+    in_flight, prompt_ids, result = run_async(_switch_models_mid_draft(first, second))
+    assert in_flight
+    assert result.tokens == run_async(_fresh(second, prompt_ids))[1]
