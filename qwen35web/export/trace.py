@@ -117,10 +117,10 @@ def trace_to_onnx(
     """`optimize=False` skips torch.onnx's constant folding (a weightless decoder: see lazy_weights).
 
     A weightless decoder's graph depends only on the model facts, the dtype and the decoder's two
-    switches, not on any weight: it is traced once per process and each call gets a clone (its own
-    nodes and values; the fake initializers, which passes replace rather than change, are shared).
-    Every call gets a clone, the first one too, so the bytes written never depend on what the
-    process traced before (a clone names the values passes add from its own counter)."""
+    switches, not on any weight: it is traced once per process, and every call, the first one too,
+    gets a clone (its own nodes and values; the fake initializers, which passes replace rather than
+    change, are shared). So the bytes written never depend on what the process traced before (a
+    clone names the values passes add from its own counter)."""
     if optimize or not _is_weightless(decoder):
         return _trace(decoder, dtype, optimize)
     key = (repr(decoder.spec), str(dtype), decoder.last_position_only, decoder.image_token_id)
